@@ -1,0 +1,434 @@
+//! Configuration: per-type task configs, per-queue engine settings, and the settings file.
+//!
+//! Settings are read in this order, each overriding the one before (DESIGN §10): built-in
+//! defaults, `taskfleet.toml` (or the file named by `--config`), the environment
+//! (`TASKFLEET__SECTION__KEY`, and `REDIS_URL`), then the binaries' command-line flags.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::task::{Priority, TaskType};
+
+/// Default Redis URL: a local server.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default API listen address.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+/// Default lease (visibility timeout): a worker that stops beating loses its tasks after this.
+pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+/// Default number of tasks one worker process runs at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Default time in-flight tasks get to finish after SIGTERM before they are released.
+pub const DEFAULT_GRACE_SECONDS: u64 = 30;
+/// Default first retry delay ceiling; it doubles with each attempt.
+pub const DEFAULT_BACKOFF_BASE_SECS: u64 = 10;
+/// Default cap on a retry delay.
+pub const DEFAULT_BACKOFF_MAX_SECS: u64 = 600;
+/// Default retention of completed tasks.
+pub const DEFAULT_RETENTION_COMPLETED_DAYS: u64 = 7;
+/// Default retention of failed tasks (kept longer: someone may want to look).
+pub const DEFAULT_RETENTION_FAILED_DAYS: u64 = 30;
+/// Default retention of cancelled tasks.
+pub const DEFAULT_RETENTION_CANCELLED_DAYS: u64 = 1;
+/// Default timeout of every Redis call: a stalled Redis never hangs a caller longer.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 5_000;
+/// Default artifact directory.
+pub const DEFAULT_ARTIFACTS_DIR: &str = "artifacts";
+
+/// A task type's settings (DESIGN §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub max_attempts: u32,
+    pub timeout_minutes: u64,
+    /// 1-10; 9-10 urgent, 7-8 high, 4-6 normal, 1-3 low: the band a request without a
+    /// priority gets.
+    pub priority_weight: u8,
+    pub description: String,
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+}
+
+impl TaskConfig {
+    /// The built-in configuration of a type.
+    pub fn default_for(t: TaskType) -> TaskConfig {
+        let (max_attempts, timeout_minutes, priority_weight, description) = match t {
+            TaskType::Video => (3, 60, 5, "Narrated video from slides"),
+            TaskType::AnimatedLesson => (3, 30, 5, "Self-contained animated HTML lesson"),
+            TaskType::Documentation => (3, 15, 4, "Reference documentation from source"),
+            TaskType::Quiz => (3, 10, 6, "Quiz questions from a text"),
+            TaskType::CourseVideo => (2, 180, 3, "Course video made of lesson videos"),
+            TaskType::StoryGeneration => (3, 10, 5, "A story from a prompt"),
+            TaskType::ImageGeneration => (3, 15, 6, "An image from a prompt"),
+            TaskType::VoiceGeneration => (3, 15, 6, "Speech audio from text"),
+        };
+        TaskConfig {
+            max_attempts,
+            timeout_minutes,
+            priority_weight,
+            description: description.to_string(),
+            backoff_base_secs: DEFAULT_BACKOFF_BASE_SECS,
+            backoff_max_secs: DEFAULT_BACKOFF_MAX_SECS,
+        }
+    }
+
+    /// The queue engine's view of this type.
+    pub fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            max_attempts: self.max_attempts,
+            default_priority: Priority::from_weight(self.priority_weight),
+            backoff_base: Duration::from_secs(self.backoff_base_secs),
+            backoff_max: Duration::from_secs(self.backoff_max_secs),
+            timeout: Duration::from_secs(self.timeout_minutes * 60),
+        }
+    }
+}
+
+/// What the queue engine needs to know about one queue (one task type name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub max_attempts: u32,
+    pub default_priority: Priority,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long one attempt may run before the worker fails it.
+    pub timeout: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_attempts: 3,
+            default_priority: Priority::Normal,
+            backoff_base: Duration::from_secs(DEFAULT_BACKOFF_BASE_SECS),
+            backoff_max: Duration::from_secs(DEFAULT_BACKOFF_MAX_SECS),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A type's overrides in the settings file (`[task_types.video]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfigOverride {
+    pub max_attempts: Option<u32>,
+    pub timeout_minutes: Option<u64>,
+    pub priority_weight: Option<u8>,
+    pub description: Option<String>,
+    pub backoff_base_secs: Option<u64>,
+    pub backoff_max_secs: Option<u64>,
+}
+
+/// The closed catalog of task types with their (possibly overridden) configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    configs: BTreeMap<TaskType, TaskConfig>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            configs: TaskType::ALL
+                .into_iter()
+                .map(|t| (t, TaskConfig::default_for(t)))
+                .collect(),
+        }
+    }
+}
+
+impl Catalog {
+    /// The defaults with the settings' overrides applied; an override of an unknown type or
+    /// out of range is an error.
+    pub fn from_overrides(overrides: &HashMap<String, TaskConfigOverride>) -> Result<Catalog> {
+        let mut catalog = Catalog::default();
+        for (name, o) in overrides {
+            let t: TaskType = name.parse()?;
+            let c = catalog
+                .configs
+                .get_mut(&t)
+                .expect("every type has a config");
+            if let Some(v) = o.max_attempts {
+                c.max_attempts = v;
+            }
+            if let Some(v) = o.timeout_minutes {
+                c.timeout_minutes = v;
+            }
+            if let Some(v) = o.priority_weight {
+                c.priority_weight = v;
+            }
+            if let Some(v) = &o.description {
+                c.description = v.clone();
+            }
+            if let Some(v) = o.backoff_base_secs {
+                c.backoff_base_secs = v;
+            }
+            if let Some(v) = o.backoff_max_secs {
+                c.backoff_max_secs = v;
+            }
+            let field = |f: &str| format!("task_types.{name}.{f}");
+            if !(1..=100).contains(&c.max_attempts) {
+                return Err(Error::invalid(field("max_attempts"), "must be 1-100"));
+            }
+            if !(1..=10).contains(&c.priority_weight) {
+                return Err(Error::invalid(field("priority_weight"), "must be 1-10"));
+            }
+            if c.timeout_minutes == 0 {
+                return Err(Error::invalid(
+                    field("timeout_minutes"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(catalog)
+    }
+
+    pub fn get(&self, t: TaskType) -> &TaskConfig {
+        &self.configs[&t]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (TaskType, &TaskConfig)> {
+        self.configs.iter().map(|(t, c)| (*t, c))
+    }
+
+    /// Every type as a queue name with its engine config, to register with the broker.
+    pub fn queues(&self) -> Vec<(String, QueueConfig)> {
+        self.iter()
+            .map(|(t, c)| (t.as_str().to_string(), c.queue_config()))
+            .collect()
+    }
+}
+
+/// Everything configurable, as read from defaults, the file and the environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub api: ApiSettings,
+    pub auth: AuthSettings,
+    pub worker: WorkerSettings,
+    pub artifacts: ArtifactSettings,
+    pub retention: RetentionSettings,
+    pub task_types: HashMap<String, TaskConfigOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+    pub timeout_ms: u64,
+    pub pool_size: usize,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: DEFAULT_REDIS_URL.to_string(),
+            prefix: crate::keys::DEFAULT_PREFIX.to_string(),
+            timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
+            pool_size: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    pub listen: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: DEFAULT_API_LISTEN.to_string(),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// Comma-separated type names; empty = all.
+    pub types: String,
+    pub concurrency: usize,
+    pub lease_seconds: u64,
+    pub grace_seconds: u64,
+    pub metrics_listen: Option<String>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            types: String::new(),
+            concurrency: DEFAULT_CONCURRENCY,
+            lease_seconds: DEFAULT_LEASE_SECONDS,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
+            metrics_listen: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ArtifactSettings {
+    pub dir: String,
+    /// An object store URL (`s3://bucket/prefix`); empty = the local directory.
+    pub url: String,
+}
+
+impl Default for ArtifactSettings {
+    fn default() -> Self {
+        ArtifactSettings {
+            dir: DEFAULT_ARTIFACTS_DIR.to_string(),
+            url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    pub completed_days: u64,
+    pub failed_days: u64,
+    pub cancelled_days: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            completed_days: DEFAULT_RETENTION_COMPLETED_DAYS,
+            failed_days: DEFAULT_RETENTION_FAILED_DAYS,
+            cancelled_days: DEFAULT_RETENTION_CANCELLED_DAYS,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (or `taskfleet.toml` if it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// [`Settings::load`] with the environment given, so tests need not touch the process's.
+    pub fn load_from(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings> {
+        let bad = |e: config::ConfigError| Error::invalid("config", e.to_string());
+        let mut b = config::Config::builder();
+        match file {
+            Some(f) => b = b.add_source(config::File::from(f).required(true)),
+            None => b = b.add_source(config::File::with_name("taskfleet").required(false)),
+        }
+        let mut env_vars: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("TASKFLEET__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(url) = env.get("REDIS_URL") {
+            env_vars
+                .entry("TASKFLEET__REDIS__URL".to_string())
+                .or_insert_with(|| url.clone());
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("TASKFLEET")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_vars)),
+        );
+        b.build()
+            .map_err(bad)?
+            .try_deserialize::<Settings>()
+            .map_err(bad)
+    }
+
+    pub fn catalog(&self) -> Result<Catalog> {
+        Catalog::from_overrides(&self.task_types)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_has_the_documented_defaults() {
+        let c = Catalog::default();
+        let row = |t| {
+            let c = c.get(t);
+            (c.max_attempts, c.timeout_minutes, c.priority_weight)
+        };
+        assert_eq!(row(TaskType::Video), (3, 60, 5));
+        assert_eq!(row(TaskType::AnimatedLesson), (3, 30, 5));
+        assert_eq!(row(TaskType::Documentation), (3, 15, 4));
+        assert_eq!(row(TaskType::Quiz), (3, 10, 6));
+        assert_eq!(row(TaskType::CourseVideo), (2, 180, 3));
+        assert_eq!(row(TaskType::StoryGeneration), (3, 10, 5));
+        assert_eq!(row(TaskType::ImageGeneration), (3, 15, 6));
+        assert_eq!(row(TaskType::VoiceGeneration), (3, 15, 6));
+        let q = c.get(TaskType::CourseVideo).queue_config();
+        assert_eq!(q.default_priority, Priority::Low);
+        assert_eq!(q.backoff_base, Duration::from_secs(10));
+        assert_eq!(q.backoff_max, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn file_then_environment_override_the_defaults() {
+        let dir = std::env::temp_dir().join(format!("tf-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("taskfleet.toml");
+        std::fs::write(
+            &file,
+            "[redis]\nprefix = \"fromfile\"\n[worker]\nconcurrency = 9\n[task_types.quiz]\nmax_attempts = 7\npriority_weight = 9\n",
+        )
+        .unwrap();
+        let env = HashMap::from([
+            (
+                "TASKFLEET__WORKER__CONCURRENCY".to_string(),
+                "12".to_string(),
+            ),
+            (
+                "REDIS_URL".to_string(),
+                "redis://127.0.0.1:7777".to_string(),
+            ),
+        ]);
+        let s = Settings::load_from(Some(&file), &env).unwrap();
+        assert_eq!(s.redis.prefix, "fromfile");
+        assert_eq!(s.redis.url, "redis://127.0.0.1:7777");
+        assert_eq!(s.worker.concurrency, 12);
+        assert_eq!(s.worker.lease_seconds, DEFAULT_LEASE_SECONDS);
+        let quiz = s.catalog().unwrap().get(TaskType::Quiz).queue_config();
+        assert_eq!(quiz.max_attempts, 7);
+        assert_eq!(quiz.default_priority, Priority::Urgent);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn overrides_of_unknown_types_or_out_of_range_are_refused() {
+        let bad_type = HashMap::from([("podcast".to_string(), TaskConfigOverride::default())]);
+        assert!(matches!(
+            Catalog::from_overrides(&bad_type),
+            Err(Error::UnknownTaskType(_))
+        ));
+        let bad_weight = HashMap::from([(
+            "video".to_string(),
+            TaskConfigOverride {
+                priority_weight: Some(11),
+                ..Default::default()
+            },
+        )]);
+        assert!(matches!(
+            Catalog::from_overrides(&bad_weight),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+}

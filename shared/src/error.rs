@@ -1,0 +1,64 @@
+//! The typed error of every queue operation.
+
+/// What went wrong; the API maps each variant to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("task {0} not found")]
+    NotFound(String),
+    /// The lease token is not the task's current one: it was recovered, cancelled or finished.
+    #[error("lease of task {0} is no longer held")]
+    StaleLease(String),
+    #[error("task {id} is already {status}")]
+    AlreadyTerminal { id: String, status: String },
+    #[error("invalid {field}: {message}")]
+    InvalidInput { field: String, message: String },
+    #[error("unknown task type {0:?}")]
+    UnknownTaskType(String),
+    /// Redis did not answer in time or could not be reached.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error (a script bug, a wrong type).
+    #[error("redis error: {0}")]
+    Redis(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            Error::Unavailable(e.to_string())
+        } else {
+            Error::Redis(e.to_string())
+        }
+    }
+}
+
+impl From<deadpool_redis::PoolError> for Error {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        match e {
+            deadpool_redis::PoolError::Backend(e) => e.into(),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<redis::ParsingError> for Error {
+    fn from(e: redis::ParsingError) -> Self {
+        Error::Redis(format!("unexpected reply: {e}"))
+    }
+}

@@ -1,0 +1,203 @@
+//! The Redis key layout: the only code that spells a key (DESIGN §3).
+//!
+//! Every key of one task type carries the hash tag `{<type>}`, so each Lua script, which only
+//! touches the keys of one type, runs on a single Redis Cluster slot. Keys that are not about
+//! one type (workers, API keys) have no tag and are never touched by a script.
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "tf";
+
+/// Builds key names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn typed(&self, task_type: &str, what: &str) -> String {
+        format!("{}:{{{}}}:{}", self.prefix, task_type, what)
+    }
+
+    /// ZSET: ready ids, score = band × 10^13 + enqueue ms (lower runs first).
+    pub fn queued(&self, t: &str) -> String {
+        self.typed(t, "queued")
+    }
+    /// ZSET: ids waiting for their `run_at`, score = due ms.
+    pub fn scheduled(&self, t: &str) -> String {
+        self.typed(t, "scheduled")
+    }
+    /// ZSET: ids waiting out a retry backoff, score = due ms.
+    pub fn retrying(&self, t: &str) -> String {
+        self.typed(t, "retrying")
+    }
+    /// ZSET: leased ids, score = lease deadline ms.
+    pub fn processing(&self, t: &str) -> String {
+        self.typed(t, "processing")
+    }
+    /// ZSET: completed ids, score = finish ms.
+    pub fn completed(&self, t: &str) -> String {
+        self.typed(t, "completed")
+    }
+    /// ZSET: failed ids, score = finish ms.
+    pub fn failed(&self, t: &str) -> String {
+        self.typed(t, "failed")
+    }
+    /// ZSET: cancelled ids, score = finish ms.
+    pub fn cancelled(&self, t: &str) -> String {
+        self.typed(t, "cancelled")
+    }
+    /// HASH: counters (enqueued, started, completed, failed, retried, cancelled, recovered, busy_ms).
+    pub fn stats(&self, t: &str) -> String {
+        self.typed(t, "stats")
+    }
+    /// STRING: present while claiming is stopped for this type.
+    pub fn paused(&self, t: &str) -> String {
+        self.typed(t, "paused")
+    }
+    /// STREAM: task events, capped.
+    pub fn events(&self, t: &str) -> String {
+        self.typed(t, "events")
+    }
+    /// LIST: wake-up markers that idle workers block on.
+    pub fn signal(&self, t: &str) -> String {
+        self.typed(t, "signal")
+    }
+    /// Prefix of the task HASH keys; `task_prefix(t) + id` is a task.
+    pub fn task_prefix(&self, t: &str) -> String {
+        self.typed(t, "task:")
+    }
+    /// HASH: one task (DESIGN §4).
+    pub fn task(&self, t: &str, id: &str) -> String {
+        format!("{}{}", self.task_prefix(t), id)
+    }
+    /// Prefix of the per-account index keys; `account_prefix(t) + account` is a ZSET of ids.
+    pub fn account_prefix(&self, t: &str) -> String {
+        self.typed(t, "account:")
+    }
+    /// ZSET: one account's task ids of this type, score = created ms.
+    pub fn account(&self, t: &str, account_id: &str) -> String {
+        format!("{}{}", self.account_prefix(t), account_id)
+    }
+    /// Prefix of the idempotency keys; `+ account + ":" + key` is a STRING holding a task id.
+    pub fn idem_prefix(&self, t: &str) -> String {
+        self.typed(t, "idem:")
+    }
+    /// STRING: the task id an Idempotency-Key of an account already created.
+    pub fn idem(&self, t: &str, account_id: &str, key: &str) -> String {
+        format!("{}{}:{}", self.idem_prefix(t), account_id, key)
+    }
+    /// HASH + TTL: a worker's heartbeat.
+    pub fn worker(&self, worker_id: &str) -> String {
+        format!("{}:worker:{}", self.prefix, worker_id)
+    }
+    /// ZSET: worker ids, score = last heartbeat ms.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+    /// HASH: an API key's account, user and role, by the SHA-256 hex of the key.
+    pub fn apikey(&self, sha256_hex: &str) -> String {
+        format!("{}:apikey:{}", self.prefix, sha256_hex)
+    }
+    /// SET: the SHA-256 hex of every API key (for `keys list`).
+    pub fn apikeys(&self) -> String {
+        format!("{}:apikeys", self.prefix)
+    }
+}
+
+/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384.
+pub fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key.find('{').and_then(|open| {
+        key[open + 1..]
+            .find('}')
+            .filter(|&len| len > 0)
+            .map(|len| &bytes[open + 1..open + 1 + len])
+    });
+    crc16(tagged.unwrap_or(bytes)) % 16384
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_matches_the_cluster_specification() {
+        // The Redis Cluster spec's test vector.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(cluster_slot("foo"), 12182);
+        assert_eq!(
+            cluster_slot("{user1000}.following"),
+            cluster_slot("user1000")
+        );
+    }
+
+    #[test]
+    fn keys_are_spelled_as_the_design_says() {
+        let k = Keys::new("tf");
+        assert_eq!(k.queued("video"), "tf:{video}:queued");
+        assert_eq!(k.task("video", "abc"), "tf:{video}:task:abc");
+        assert_eq!(k.worker("w1"), "tf:worker:w1");
+        assert_eq!(k.idem("quiz", "acme", "k1"), "tf:{quiz}:idem:acme:k1");
+    }
+
+    #[test]
+    fn every_key_a_script_touches_hashes_to_one_slot() {
+        let k = Keys::new("tf");
+        for t in ["video", "course_video", "quiz", "x#3"] {
+            let keys = [
+                k.queued(t),
+                k.scheduled(t),
+                k.retrying(t),
+                k.processing(t),
+                k.completed(t),
+                k.failed(t),
+                k.cancelled(t),
+                k.stats(t),
+                k.paused(t),
+                k.events(t),
+                k.signal(t),
+                k.task(t, "0190f3c2-0000-7000-8000-000000000000"),
+                k.account(t, "acme"),
+                k.idem(t, "acme", "key-1"),
+            ];
+            let slot = cluster_slot(&keys[0]);
+            for key in &keys {
+                assert_eq!(
+                    cluster_slot(key),
+                    slot,
+                    "{key} is not in the slot of {}",
+                    keys[0]
+                );
+            }
+        }
+        assert_ne!(
+            cluster_slot(&k.queued("video")),
+            cluster_slot(&k.queued("quiz"))
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! taskfleet: a Redis-backed distributed task queue.
+//!
+//! # Glossary
+//! - **task**: one unit of work of a type (`video`, `quiz`, …), stored as a Redis hash.
+//! - **queue**: the keys of one task type; the engine takes any type name, and the closed
+//!   [`TaskType`] catalog sits above it.
+//! - **claim**: a worker leases up to N ready tasks, best band first, then oldest.
+//! - **lease**: a claimed task's deadline and fencing token; the worker renews it with
+//!   **extend** (its heartbeat). Only the current token may complete or fail the task.
+//! - **recover**: bring back tasks whose lease expired or whose worker died.
+//! - **promote**: move scheduled and retrying tasks whose time has come to `queued`.
+//! - **trim**: delete finished tasks past their retention.
+//!
+//! # Layout
+//! - [`keys`]: the only code that spells a Redis key.
+//! - [`task`]: task types, priorities, states, the task.
+//! - [`config`]: per-type configs, defaults, the settings file.
+//! - [`error`]: the typed error.
+//! - [`clock`]: the Redis server's clock, and a manual one for tests.
+//! - [`broker`]: one method per Lua script (`scripts/*.lua`): the only writer.
+//! - [`inspect`]: read-only queries (status, lists, one task).
+//! - `testing` (feature `testing`): a real redis-server on a free port for tests.
+
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod inspect;
+pub mod keys;
+pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use broker::{
+    Broker, BrokerBuilder, CancelOutcome, Completion, ExtendReport, FailOutcome, Failure,
+    RecoverReport,
+};
+pub use clock::{Clock, ManualClock, RedisClock};
+pub use config::{Catalog, QueueConfig, Settings, TaskConfig};
+pub use error::{Error, Result};
+pub use inspect::QueueStatus;
+pub use keys::Keys;
+pub use task::{Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus, TaskType};

@@ -1,0 +1,41 @@
+-- complete.lua: records the results of finished tasks, fenced by their lease tokens.
+--
+-- KEYS[1] processing  ZSET  leased ids
+-- KEYS[2] completed   ZSET  finished ids, score = finish ms
+-- KEYS[3] stats       HASH  counters (completed, busy_ms)
+-- KEYS[4] events      STREAM
+-- KEYS[5] task key prefix "<p>:{T}:task:"
+-- ARGV[1] now_ms
+-- ARGV[2] events stream MAXLEN (approximate)
+-- ARGV[3..] triples: id, lease token, result (JSON)
+-- Returns: one integer per task: 1 completed, 0 refused (the lease is not this token's any
+--          more: recovered, cancelled or finished; nothing was changed).
+local processing, completed, stats, events, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now = tonumber(ARGV[1])
+local maxlen = ARGV[2]
+local out, done, ids = {}, {}, {}
+local busy = 0
+for i = 3, #ARGV, 3 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local key = task_prefix .. id
+  local f = redis.call('HMGET', key, 'status', 'lease', 'started_at')
+  if f[1] == 'processing' and f[2] == token then
+    redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', now, 'progress', 100)
+    redis.call('HDEL', key, 'lease')
+    busy = busy + (now - (tonumber(f[3]) or now))
+    done[#done + 1] = now
+    done[#done + 1] = id
+    ids[#ids + 1] = id
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'completed')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if #ids > 0 then
+  redis.call('ZREM', processing, unpack(ids))
+  redis.call('ZADD', completed, unpack(done))
+  redis.call('HINCRBY', stats, 'completed', #ids)
+  redis.call('HINCRBY', stats, 'busy_ms', busy)
+end
+return out

@@ -1,0 +1,104 @@
+-- enqueue.lua: writes one or many new tasks of one type and makes them claimable.
+--
+-- KEYS[1] queued     ZSET   ready ids, score = band * 1e13 + enqueue ms
+-- KEYS[2] scheduled  ZSET   ids waiting for run_at, score = run_at ms
+-- KEYS[3] stats      HASH   counters (enqueued)
+-- KEYS[4] events     STREAM task events, capped
+-- KEYS[5] signal     LIST   wake-up markers that idle workers block on
+-- KEYS[6] task key prefix          "<p>:{T}:task:"     .. id          = the task HASH
+-- KEYS[7] account index prefix     "<p>:{T}:account:"  .. account_id  = ZSET of its ids
+-- KEYS[8] idempotency key prefix   "<p>:{T}:idem:"     .. account_id .. ":" .. key = STRING id
+-- ARGV[1] now_ms
+-- ARGV[2] task type name
+-- ARGV[3] idempotency TTL in seconds
+-- ARGV[4] events stream MAXLEN (approximate)
+-- ARGV[5..] 11 values per task: id, priority, run_at_ms (0 = now), max_attempts, request (JSON),
+--           account_id, user_id, webhook_url, parent_id, batch_id, idempotency_key ("" = none)
+-- Returns: a flat array, 3 values per task: id, status, 1 if written now or 0 if an
+--          Idempotency-Key found an earlier task (whose id and status are returned).
+local queued, scheduled, stats, events, signal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local task_prefix, account_prefix, idem_prefix = KEYS[6], KEYS[7], KEYS[8]
+local now = tonumber(ARGV[1])
+local task_type = ARGV[2]
+local idem_ttl = ARGV[3]
+local maxlen = ARGV[4]
+local STRIDE = 11
+local BANDS = { urgent = 0, high = 1, normal = 2, low = 3 }
+local BAND_WIDTH = 10000000000000
+
+local out = {}
+local ready = {}
+local later = {}
+local written = 0
+for i = 5, #ARGV, STRIDE do
+  local id, priority, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local account_id, idem = ARGV[i + 5], ARGV[i + 10]
+  local existing = false
+  if idem ~= '' then
+    local idem_key = idem_prefix .. account_id .. ':' .. idem
+    local earlier = redis.call('GET', idem_key)
+    if earlier then
+      local status = redis.call('HGET', task_prefix .. earlier, 'status')
+      if status then
+        out[#out + 1] = earlier
+        out[#out + 1] = status
+        out[#out + 1] = 0
+        existing = true
+      end
+    end
+    if not existing then
+      redis.call('SET', idem_key, id, 'EX', idem_ttl)
+    end
+  end
+  if not existing then
+    local status = 'queued'
+    local fields = { 'id', id, 'task_type', task_type, 'priority', priority, 'request', ARGV[i + 4],
+      'attempts', 0, 'max_attempts', ARGV[i + 3], 'created_at', now }
+    if run_at > now then
+      status = 'scheduled'
+      later[#later + 1] = run_at
+      later[#later + 1] = id
+      fields[#fields + 1] = 'run_at'
+      fields[#fields + 1] = run_at
+    else
+      ready[#ready + 1] = BANDS[priority] * BAND_WIDTH + now
+      ready[#ready + 1] = id
+    end
+    fields[#fields + 1] = 'status'
+    fields[#fields + 1] = status
+    -- Optional fields are written only when set: a small task stays a small listpack hash.
+    local optional = { 'account_id', 'user_id', 'webhook_url', 'parent_id', 'batch_id' }
+    for j = 1, 5 do
+      local v = ARGV[i + 4 + j]
+      if v ~= '' then
+        fields[#fields + 1] = optional[j]
+        fields[#fields + 1] = v
+      end
+    end
+    redis.call('HSET', task_prefix .. id, unpack(fields))
+    if account_id ~= '' then
+      redis.call('ZADD', account_prefix .. account_id, now, id)
+    end
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status)
+    written = written + 1
+    out[#out + 1] = id
+    out[#out + 1] = status
+    out[#out + 1] = 1
+  end
+end
+if #ready > 0 then
+  redis.call('ZADD', queued, unpack(ready))
+  -- One marker per task, at most 16: enough to wake that many idle workers.
+  local wake = math.min(#ready / 2, 16)
+  local markers = {}
+  for j = 1, wake do markers[j] = 1 end
+  redis.call('LPUSH', signal, unpack(markers))
+  redis.call('LTRIM', signal, 0, 63)
+end
+if #later > 0 then
+  redis.call('ZADD', scheduled, unpack(later))
+end
+if written > 0 then
+  redis.call('HINCRBY', stats, 'enqueued', written)
+end
+return out

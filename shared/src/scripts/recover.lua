@@ -1,0 +1,74 @@
+-- recover.lua: takes back tasks whose worker is gone: leases past their deadline, and the
+-- leases of workers named as dead (their heartbeat key expired). A task with attempts left goes
+-- back to `queued` at the place it had (its lease expiry already delayed it); one without ends
+-- `failed` with error "lease expired". The old lease token is dropped, so the old worker's
+-- late extend, complete or fail is refused.
+--
+-- KEYS[1] processing  ZSET  leased ids, score = lease deadline ms
+-- KEYS[2] queued      ZSET
+-- KEYS[3] failed      ZSET
+-- KEYS[4] cancelled   ZSET
+-- KEYS[5] stats       HASH  counters (recovered, failed, cancelled)
+-- KEYS[6] events      STREAM
+-- KEYS[7] signal      LIST  wake-up markers
+-- KEYS[8] task key prefix "<p>:{T}:task:"
+-- ARGV[1] now_ms
+-- ARGV[2] limit: how many leases to look at per call
+-- ARGV[3] events stream MAXLEN (approximate)
+-- ARGV[4..] ids of dead workers (optional)
+-- Returns: {requeued ids, failed ids, cancelled ids}
+local processing, queued, failed, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stats, events, signal, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local now, limit, maxlen = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local BANDS = { urgent = 0, high = 1, normal = 2, low = 3 }
+local BAND_WIDTH = 10000000000000
+
+local candidates = redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, limit)
+if #ARGV >= 4 then
+  local dead = {}
+  for i = 4, #ARGV do dead[ARGV[i]] = true end
+  local seen = {}
+  for _, id in ipairs(candidates) do seen[id] = true end
+  for _, id in ipairs(redis.call('ZRANGE', processing, 0, limit - 1)) do
+    if not seen[id] and dead[redis.call('HGET', task_prefix .. id, 'worker_id') or ''] then
+      candidates[#candidates + 1] = id
+    end
+  end
+end
+
+local requeued, dead_letters, ended = {}, {}, {}
+for _, id in ipairs(candidates) do
+  local key = task_prefix .. id
+  local f = redis.call('HMGET', key, 'status', 'attempts', 'max_attempts', 'priority', 'created_at', 'cancel_requested', 'worker_id')
+  redis.call('ZREM', processing, id)
+  if f[1] == 'processing' then
+    local err = 'lease expired (worker ' .. (f[7] or '?') .. ', attempt ' .. f[2] .. ')'
+    redis.call('HDEL', key, 'lease')
+    local status
+    if f[6] == '1' then
+      status = 'cancelled'
+      redis.call('HSET', key, 'status', status, 'finished_at', now)
+      redis.call('ZADD', cancelled, now, id)
+      redis.call('HINCRBY', stats, 'cancelled', 1)
+      ended[#ended + 1] = id
+    elseif tonumber(f[2]) < tonumber(f[3]) then
+      status = 'queued'
+      redis.call('HSET', key, 'status', status, 'error', err)
+      redis.call('ZADD', queued, BANDS[f[4]] * BAND_WIDTH + tonumber(f[5]), id)
+      requeued[#requeued + 1] = id
+    else
+      status = 'failed'
+      redis.call('HSET', key, 'status', status, 'error', err, 'finished_at', now)
+      redis.call('ZADD', failed, now, id)
+      redis.call('HINCRBY', stats, 'failed', 1)
+      dead_letters[#dead_letters + 1] = id
+    end
+    redis.call('HINCRBY', stats, 'recovered', 1)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'error', err)
+  end
+end
+if #requeued > 0 then
+  redis.call('LPUSH', signal, 1)
+  redis.call('LTRIM', signal, 0, 63)
+end
+return { requeued, dead_letters, ended }

@@ -1,0 +1,393 @@
+//! The task model: the closed catalog of task types, priorities, states and the task itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Milliseconds since the Unix epoch, by the Redis server's clock (see [`crate::clock`]).
+pub type Millis = i64;
+
+/// The task types that come with taskfleet. The queue engine itself takes type names (any
+/// string), so this closed catalog sits above it; adding a type adds a variant here, and the
+/// compiler lists every `match` that must handle it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    Video,
+    AnimatedLesson,
+    Documentation,
+    Quiz,
+    CourseVideo,
+    StoryGeneration,
+    ImageGeneration,
+    VoiceGeneration,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 8] = [
+        TaskType::Video,
+        TaskType::AnimatedLesson,
+        TaskType::Documentation,
+        TaskType::Quiz,
+        TaskType::CourseVideo,
+        TaskType::StoryGeneration,
+        TaskType::ImageGeneration,
+        TaskType::VoiceGeneration,
+    ];
+
+    /// The name on the wire and in Redis keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Video => "video",
+            TaskType::AnimatedLesson => "animated_lesson",
+            TaskType::Documentation => "documentation",
+            TaskType::Quiz => "quiz",
+            TaskType::CourseVideo => "course_video",
+            TaskType::StoryGeneration => "story_generation",
+            TaskType::ImageGeneration => "image_generation",
+            TaskType::VoiceGeneration => "voice_generation",
+        }
+    }
+}
+
+impl fmt::Display for TaskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        TaskType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| Error::UnknownTaskType(s.to_string()))
+    }
+}
+
+/// A band of the queue: every urgent task of a type runs before any high one, and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Urgent,
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [
+        Priority::Urgent,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Urgent => "urgent",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// The band number in queue scores: urgent 0 … low 3.
+    pub fn band(self) -> u8 {
+        self as u8
+    }
+
+    /// The band a type's `priority_weight` (1-10) gives: 9-10 urgent, 7-8 high, 4-6 normal,
+    /// 1-3 low.
+    pub fn from_weight(weight: u8) -> Priority {
+        match weight {
+            9.. => Priority::Urgent,
+            7..=8 => Priority::High,
+            4..=6 => Priority::Normal,
+            _ => Priority::Low,
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "priority",
+                    format!("{s:?} is not one of urgent, high, normal, low"),
+                )
+            })
+    }
+}
+
+/// Where a task is in its lifecycle (DESIGN §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Scheduled,
+    Queued,
+    Processing,
+    Retrying,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Scheduled,
+        TaskStatus::Queued,
+        TaskStatus::Processing,
+        TaskStatus::Retrying,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Scheduled => "scheduled",
+            TaskStatus::Queued => "queued",
+            TaskStatus::Processing => "processing",
+            TaskStatus::Retrying => "retrying",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Completed, failed and cancelled tasks never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| Error::invalid("status", format!("{s:?} is not a task status")))
+    }
+}
+
+/// A task as stored in its hash (DESIGN §4). The lease token is kept out of JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub id: String,
+    pub task_type: String,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub request: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_at: Millis,
+    pub run_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub worker_id: Option<String>,
+    #[serde(skip)]
+    pub lease: Option<String>,
+    pub progress: u8,
+    pub message: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub webhook_url: Option<String>,
+    pub parent_id: Option<String>,
+    pub batch_id: Option<String>,
+}
+
+impl Task {
+    /// Reads a task from the fields of its hash (`HGETALL`); `None` if the hash is empty.
+    pub fn from_hash(mut h: HashMap<String, String>) -> Result<Option<Task>> {
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let mut take = |k: &str| h.remove(k).filter(|v| !v.is_empty());
+        let int = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
+        let corrupt = |field: &str| Error::Redis(format!("task hash has no valid {field}"));
+        let json =
+            |v: Option<String>| v.map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)));
+        Ok(Some(Task {
+            id: take("id").ok_or_else(|| corrupt("id"))?,
+            task_type: take("task_type").ok_or_else(|| corrupt("task_type"))?,
+            status: take("status").ok_or_else(|| corrupt("status"))?.parse()?,
+            priority: take("priority")
+                .ok_or_else(|| corrupt("priority"))?
+                .parse()?,
+            request: json(take("request")).unwrap_or(Value::Null),
+            account_id: take("account_id"),
+            user_id: take("user_id"),
+            attempts: int(take("attempts")).unwrap_or(0) as u32,
+            max_attempts: int(take("max_attempts")).unwrap_or(0) as u32,
+            created_at: int(take("created_at")).unwrap_or(0),
+            run_at: int(take("run_at")),
+            started_at: int(take("started_at")),
+            finished_at: int(take("finished_at")),
+            worker_id: take("worker_id"),
+            lease: take("lease"),
+            progress: int(take("progress")).unwrap_or(0).clamp(0, 100) as u8,
+            message: take("message"),
+            result: json(take("result")),
+            error: take("error"),
+            cancel_requested: take("cancel_requested").as_deref() == Some("1"),
+            webhook_url: take("webhook_url"),
+            parent_id: take("parent_id"),
+            batch_id: take("batch_id"),
+        }))
+    }
+}
+
+/// A task to enqueue. `task_type` is any queue name the broker knows.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub task_type: String,
+    pub request: Value,
+    /// `None`: the type's default band.
+    pub priority: Option<Priority>,
+    /// `None` or a time not after now: ready at once.
+    pub run_at: Option<Millis>,
+    pub account_id: String,
+    pub user_id: String,
+    pub webhook_url: Option<String>,
+    pub parent_id: Option<String>,
+    pub batch_id: Option<String>,
+    /// The same key from the same account returns the task it first created.
+    pub idempotency_key: Option<String>,
+    /// `None`: a new UUIDv7.
+    pub id: Option<String>,
+    /// `None`: the type's `max_attempts`.
+    pub max_attempts: Option<u32>,
+}
+
+impl NewTask {
+    pub fn new(task_type: impl Into<String>, request: Value) -> Self {
+        NewTask {
+            task_type: task_type.into(),
+            request,
+            ..Default::default()
+        }
+    }
+
+    pub fn priority(mut self, p: Priority) -> Self {
+        self.priority = Some(p);
+        self
+    }
+
+    pub fn run_at(mut self, at: Millis) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    pub fn owner(mut self, account_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        self.account_id = account_id.into();
+        self.user_id = user_id.into();
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn parent(mut self, parent_id: impl Into<String>) -> Self {
+        self.parent_id = Some(parent_id.into());
+        self
+    }
+}
+
+/// What enqueue did with one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    pub id: String,
+    pub task_type: String,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    /// False when an Idempotency-Key found an earlier task: `id` and `status` are that task's.
+    pub created: bool,
+}
+
+/// A task leased to a worker by claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub id: String,
+    pub task_type: String,
+    /// The fencing token: every later call about this attempt must present it.
+    pub lease: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub priority: Priority,
+    pub created_at: Millis,
+    pub request: Value,
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub parent_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused() {
+        for t in TaskType::ALL {
+            assert_eq!(t.as_str().parse::<TaskType>().unwrap(), t);
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                Value::String(t.to_string())
+            );
+        }
+        assert!(matches!(
+            "podcast".parse::<TaskType>(),
+            Err(Error::UnknownTaskType(_))
+        ));
+        assert!(matches!(
+            "asap".parse::<Priority>(),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+
+    #[test]
+    fn priority_weight_maps_to_bands() {
+        assert_eq!(Priority::from_weight(10), Priority::Urgent);
+        assert_eq!(Priority::from_weight(9), Priority::Urgent);
+        assert_eq!(Priority::from_weight(8), Priority::High);
+        assert_eq!(Priority::from_weight(7), Priority::High);
+        assert_eq!(Priority::from_weight(6), Priority::Normal);
+        assert_eq!(Priority::from_weight(4), Priority::Normal);
+        assert_eq!(Priority::from_weight(3), Priority::Low);
+        assert_eq!(Priority::from_weight(1), Priority::Low);
+    }
+}

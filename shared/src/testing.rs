@@ -1,0 +1,219 @@
+//! Test support (feature `testing`): a real redis-server on a free loopback port, and a fresh
+//! key prefix per test so that all tests share one server and run in parallel.
+//!
+//! Never port 6379, never FLUSHDB. Each server runs under a small shell watchdog that kills it
+//! when the test process is gone, so a crashed or killed test binary leaves no server behind.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::broker::Broker;
+use crate::config::QueueConfig;
+
+/// A redis-server process owned by a test.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    appendonly: bool,
+    watchdog: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, without persistence.
+    pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that writes every change to its append-only file before answering
+    /// (`appendfsync always`), so it survives [`RedisServer::kill`] and
+    /// [`RedisServer::restart`].
+    pub fn start_durable() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(appendonly: bool) -> RedisServer {
+        for _ in 0..20 {
+            let port = free_port();
+            let mut s = RedisServer {
+                port,
+                dir: tempfile::tempdir().expect("temp dir for redis"),
+                appendonly,
+                watchdog: None,
+            };
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("could not start redis-server on a free port (is redis-server installed?)");
+    }
+
+    fn spawn(&mut self) -> bool {
+        assert_ne!(self.port, 6379, "tests never use the developer's Redis");
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let dir = self.dir.path().display().to_string();
+        let aof = if self.appendonly {
+            "--appendonly yes --appendfsync always"
+        } else {
+            "--appendonly no"
+        };
+        let script = format!(
+            "{bin} --port {port} --bind 127.0.0.1 --save '' {aof} --dir '{dir}' \
+             --maxmemory-policy noeviction --logfile '{dir}/redis.log' & rp=$!; \
+             echo $rp > '{dir}/redis.pid'; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $rp 2>/dev/null; do sleep 0.3; done; \
+             kill -9 $rp 2>/dev/null",
+            port = self.port,
+            parent = std::process::id(),
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh for redis-server");
+        self.watchdog = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(self.port) {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.watchdog.as_mut().map(|c| c.try_wait()) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("redis.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// SIGKILLs the server (a crash); [`RedisServer::restart`] brings it back on the same port.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ping(self.port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port and directory (with its data if durable).
+    pub fn restart(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not come back on port {}", self.port);
+    }
+
+    /// Runs one command with redis-cli-like simplicity (inline protocol); returns the raw reply.
+    pub fn raw(&self, command: &str) -> String {
+        raw_command(self.port, command).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind a free port");
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+fn raw_command(port: u16, command: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn ping(port: u16) -> bool {
+    raw_command(port, "PING").is_some_and(|r| r.starts_with("+PONG"))
+}
+
+/// The server shared by every test of this test binary, started on first use.
+pub fn shared_redis() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+/// A key prefix no other test of any process uses.
+pub fn fresh_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "t{}x{}x{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// A broker on the shared server under a fresh prefix, with the given queues.
+pub fn broker(queues: &[(&str, QueueConfig)]) -> Broker {
+    broker_on(&shared_redis().url(), queues)
+}
+
+/// A broker on `url` under a fresh prefix, with the given queues.
+pub fn broker_on(url: &str, queues: &[(&str, QueueConfig)]) -> Broker {
+    let mut b = Broker::builder(url).prefix(fresh_prefix());
+    for (name, cfg) in queues {
+        b = b.queue(*name, cfg.clone());
+    }
+    b.build().expect("test broker")
+}
+
+/// The path of a workspace binary built by cargo (`target/<profile>/<name>`), next to the
+/// running test executable.
+pub fn cargo_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-hash → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir of the test executable");
+    dir.join(name)
+}

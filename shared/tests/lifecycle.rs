@@ -1,0 +1,603 @@
+//! The task lifecycle against a real Redis: order, scheduling, retries, cancel, fencing,
+//! recovery, pause, retention. Time is moved, never slept through.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{key_count, new_task, queue, setup, T0};
+use serde_json::json;
+use taskfleet::testing;
+use taskfleet::{
+    CancelOutcome, Completion, Error, FailOutcome, NewTask, Priority, TaskStatus, TaskType,
+};
+
+#[tokio::test]
+async fn tasks_come_out_by_band_then_enqueue_time() {
+    let b = setup();
+    let mut now = T0;
+    for batch in 0..100 {
+        let tasks = (0..10)
+            .map(|i| {
+                let p = Priority::ALL[rand::random_range(0..4)];
+                new_task(batch * 10 + i).priority(p)
+            })
+            .collect();
+        b.enqueue_many(tasks, now).await.unwrap();
+        now += rand::random_range(0..3);
+    }
+    let mut seen = Vec::new();
+    loop {
+        let got = b.claim(&["q"], 64, now).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        seen.extend(got);
+    }
+    assert_eq!(seen.len(), 1000);
+    for w in seen.windows(2) {
+        let (a, c) = (&w[0], &w[1]);
+        assert!(
+            (a.priority.band(), a.created_at) <= (c.priority.band(), c.created_at),
+            "{:?}/{} came before {:?}/{}",
+            a.priority,
+            a.created_at,
+            c.priority,
+            c.created_at
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_priority_gets_its_types_band() {
+    let b = testing::broker(&[(
+        "quiz",
+        taskfleet::TaskConfig::default_for(TaskType::Quiz).queue_config(),
+    )]);
+    let e = b
+        .enqueue(NewTask::new("quiz", json!({})), T0)
+        .await
+        .unwrap();
+    assert_eq!(e.priority, Priority::Normal);
+    assert_eq!(
+        b.get(&e.id).await.unwrap().unwrap().priority,
+        Priority::Normal
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_task_is_claimable_only_once_the_clock_passes_run_at() {
+    let b = setup();
+    let e = b.enqueue(new_task(1).run_at(T0 + 5_000), T0).await.unwrap();
+    assert_eq!(e.status, TaskStatus::Scheduled);
+    assert!(b.claim(&["q"], 10, T0).await.unwrap().is_empty());
+    assert!(b.claim(&["q"], 10, T0 + 4_999).await.unwrap().is_empty());
+    let got = b.claim(&["q"], 10, T0 + 5_000).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, e.id);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_retries_after_a_bounded_backoff_until_attempts_run_out() {
+    let b = setup();
+    let e = b.enqueue(new_task(1), T0).await.unwrap();
+    let mut now = T0;
+    for attempt in 1..=3u32 {
+        let c = b.claim(&["q"], 1, now).await.unwrap().remove(0);
+        assert_eq!(c.attempt, attempt);
+        now += 1_000;
+        let outcome = b
+            .fail_one("q", &c.id, &c.lease, &format!("boom {attempt}"), false, now)
+            .await
+            .unwrap();
+        let task = b.get(&e.id).await.unwrap().unwrap();
+        if attempt < 3 {
+            assert_eq!(outcome, FailOutcome::Retrying);
+            assert_eq!(task.status, TaskStatus::Retrying);
+            let ceiling = (10_000_i64 << (attempt - 1)).min(600_000);
+            let due = task.run_at.unwrap();
+            assert!(
+                (now..=now + ceiling).contains(&due),
+                "due {due} outside backoff"
+            );
+            if due > now {
+                assert!(b.claim(&["q"], 1, due - 1).await.unwrap().is_empty());
+            }
+            now = due;
+        } else {
+            assert_eq!(outcome, FailOutcome::Failed);
+            assert_eq!(task.status, TaskStatus::Failed);
+            assert_eq!(task.error.as_deref(), Some("boom 3"));
+            assert_eq!(task.attempts, 3);
+        }
+    }
+    assert!(b
+        .claim(&["q"], 1, now + 3_600_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_not_retried() {
+    let b = setup();
+    b.enqueue(new_task(1), T0).await.unwrap();
+    let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    let o = b
+        .fail_one("q", &c.id, &c.lease, "bad input", true, T0)
+        .await
+        .unwrap();
+    assert_eq!(o, FailOutcome::Failed);
+    assert_eq!(b.status_of(&c.id).await.unwrap(), TaskStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_task_whose_worker_dies_every_time_stops_after_max_attempts() {
+    let b = setup();
+    let e = b.enqueue(new_task(1), T0).await.unwrap();
+    let lease = b.lease().as_millis() as i64;
+    let mut now = T0;
+    for attempt in 1..=3 {
+        let c = b.claim(&["q"], 1, now).await.unwrap();
+        assert_eq!(c.len(), 1, "attempt {attempt} claimable");
+        assert_eq!(c[0].attempt, attempt);
+        // The worker dies: nothing acks; the lease runs out.
+        now += lease + 1;
+        b.recover(now, &[]).await.unwrap();
+    }
+    let t = b.get(&e.id).await.unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert_eq!(t.attempts, 3);
+    assert!(t.error.unwrap().contains("lease expired"));
+}
+
+#[tokio::test]
+async fn cancel_ends_a_waiting_task_marks_a_running_one_and_refuses_a_finished_one() {
+    let b = setup();
+    let waiting = b.enqueue(new_task(1), T0).await.unwrap();
+    assert_eq!(
+        b.cancel(&waiting.id, T0).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        b.status_of(&waiting.id).await.unwrap(),
+        TaskStatus::Cancelled
+    );
+    assert!(b.claim(&["q"], 10, T0).await.unwrap().is_empty());
+
+    let running = b.enqueue(new_task(2), T0).await.unwrap();
+    let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    assert_eq!(
+        b.cancel(&running.id, T0).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    let report = b
+        .extend("q", &[(c.id.clone(), c.lease.clone())], T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(report.cancel_requested, vec![running.id.clone()]);
+    assert!(report.lost.is_empty());
+    let o = b
+        .fail_one("q", &c.id, &c.lease, "cancelled", false, T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(o, FailOutcome::Cancelled);
+
+    let before = b.get(&running.id).await.unwrap();
+    match b.cancel(&running.id, T0 + 3).await {
+        Err(Error::AlreadyTerminal { status, .. }) => assert_eq!(status, "cancelled"),
+        other => panic!("expected already terminal, got {other:?}"),
+    }
+    assert_eq!(b.get(&running.id).await.unwrap(), before);
+    assert!(matches!(
+        b.cancel("nope", T0).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn after_recover_re_leases_a_task_the_old_lease_can_change_nothing() {
+    let b = setup();
+    b.enqueue(new_task(1), T0).await.unwrap();
+    let old = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    let later = T0 + b.lease().as_millis() as i64 + 1;
+    let report = b.recover(later, &[]).await.unwrap();
+    assert_eq!(report.requeued, vec![("q".to_string(), old.id.clone())]);
+    let new = b.claim(&["q"], 1, later).await.unwrap().remove(0);
+    assert_eq!(new.id, old.id);
+    assert_eq!(new.attempt, 2);
+    assert_ne!(new.lease, old.lease);
+    let before = b.get(&old.id).await.unwrap();
+
+    let r = b
+        .extend("q", &[(old.id.clone(), old.lease.clone())], later)
+        .await
+        .unwrap();
+    assert_eq!(r.lost, vec![old.id.clone()]);
+    assert!(matches!(
+        b.complete_one("q", &old.id, &old.lease, json!({"late": true}), later)
+            .await,
+        Err(Error::StaleLease(_))
+    ));
+    assert!(matches!(
+        b.fail_one("q", &old.id, &old.lease, "late", true, later)
+            .await,
+        Err(Error::StaleLease(_))
+    ));
+    assert!(matches!(
+        b.progress("q", &old.id, &old.lease, 50, "late").await,
+        Err(Error::StaleLease(_))
+    ));
+    assert_eq!(b.get(&old.id).await.unwrap(), before);
+    // The new owner still completes it.
+    b.complete_one("q", &new.id, &new.lease, json!({"ok": 1}), later)
+        .await
+        .unwrap();
+    let t = b.get(&new.id).await.unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::Completed);
+    assert_eq!(t.result, Some(json!({"ok": 1})));
+}
+
+#[tokio::test]
+async fn recover_requeues_expired_leases_fails_exhausted_ones_and_leaves_live_ones() {
+    let b = testing::broker(&[("q", queue(3)), ("once", queue(1))]);
+    let lease = b.lease().as_millis() as i64;
+    let a = b.enqueue(new_task(1), T0).await.unwrap();
+    b.claim(&["q"], 1, T0).await.unwrap();
+    let live = b.enqueue(new_task(2), T0).await.unwrap();
+    let live_claim = b.claim(&["q"], 1, T0 + lease / 2).await.unwrap().remove(0);
+    let once = b
+        .enqueue(NewTask::new("once", json!({})), T0)
+        .await
+        .unwrap();
+    b.claim(&["once"], 1, T0).await.unwrap();
+
+    let before_live = b.get(&live.id).await.unwrap();
+    let r = b.recover(T0 + lease + 1, &[]).await.unwrap();
+    assert_eq!(r.requeued, vec![("q".to_string(), a.id.clone())]);
+    assert_eq!(r.failed, vec![("once".to_string(), once.id.clone())]);
+
+    let ta = b.get(&a.id).await.unwrap().unwrap();
+    assert_eq!(ta.status, TaskStatus::Queued);
+    assert_eq!(ta.attempts, 1);
+    let tonce = b.get(&once.id).await.unwrap().unwrap();
+    assert_eq!(tonce.status, TaskStatus::Failed);
+    assert!(tonce.error.unwrap().contains("lease expired"));
+    assert_eq!(b.get(&live.id).await.unwrap(), before_live);
+    assert_eq!(live_claim.id, live.id);
+}
+
+#[tokio::test]
+async fn recover_takes_back_at_once_the_tasks_of_a_dead_worker() {
+    let url = testing::shared_redis().url();
+    let dead = taskfleet::Broker::builder(&url)
+        .prefix(testing::fresh_prefix())
+        .worker_id("w-dead")
+        .queue("q", queue(3))
+        .build()
+        .unwrap();
+    let e = dead.enqueue(new_task(1), T0).await.unwrap();
+    dead.claim(&["q"], 1, T0).await.unwrap();
+    assert!(dead
+        .recover(T0 + 1, &["w-other".into()])
+        .await
+        .unwrap()
+        .requeued
+        .is_empty());
+    let r = dead.recover(T0 + 1, &["w-dead".into()]).await.unwrap();
+    assert_eq!(r.requeued, vec![("q".to_string(), e.id.clone())]);
+    assert_eq!(dead.status_of(&e.id).await.unwrap(), TaskStatus::Queued);
+}
+
+#[tokio::test]
+async fn claim_returns_nothing_while_paused_and_everything_after_resume() {
+    let b = setup();
+    b.enqueue_many((0..5).map(new_task).collect(), T0)
+        .await
+        .unwrap();
+    b.pause(Some("q"), T0).await.unwrap();
+    assert!(b.claim(&["q"], 10, T0).await.unwrap().is_empty());
+    assert!(b.status().await.unwrap()[0].paused);
+    b.resume(Some("q"), T0).await.unwrap();
+    assert_eq!(b.claim(&["q"], 10, T0).await.unwrap().len(), 5);
+    assert!(!b.status().await.unwrap()[0].paused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_claimers_take_each_of_20000_tasks_exactly_once() {
+    let b = setup();
+    for chunk in 0..20 {
+        let tasks = (0..1000).map(|i| new_task(chunk * 1000 + i)).collect();
+        b.enqueue_many(tasks, T0).await.unwrap();
+    }
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let b = b.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = b.claim(&["q"], 50, T0 + 1).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                let done: Vec<Completion> = got
+                    .iter()
+                    .map(|c| Completion {
+                        id: c.id.clone(),
+                        lease: c.lease.clone(),
+                        result: json!({}),
+                    })
+                    .collect();
+                assert!(b
+                    .complete("q", &done, T0 + 2)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|ok| *ok));
+                mine.extend(got.into_iter().map(|c| c.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 20_000);
+    assert_eq!(unique.len(), 20_000);
+    let s = &b.status().await.unwrap()[0];
+    assert_eq!(s.count(TaskStatus::Completed), 20_000);
+    assert_eq!(s.count(TaskStatus::Queued), 0);
+    assert_eq!(s.count(TaskStatus::Processing), 0);
+}
+
+#[tokio::test]
+async fn trim_removes_finished_tasks_past_retention_with_their_index_entries() {
+    let b = setup();
+    let day = 24 * 3_600_000_i64;
+    let ids: Vec<String> = b
+        .enqueue_many((0..3).map(new_task).collect(), T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let cs = b.claim(&["q"], 2, T0).await.unwrap();
+    b.complete_one("q", &cs[0].id, &cs[0].lease, json!({}), T0)
+        .await
+        .unwrap();
+    b.fail_one("q", &cs[1].id, &cs[1].lease, "x", true, T0)
+        .await
+        .unwrap();
+    b.cancel(&ids[2], T0).await.unwrap();
+
+    assert!(b.trim(T0 + day - 1).await.unwrap().is_empty());
+    assert_eq!(
+        b.trim(T0 + day).await.unwrap(),
+        vec![("q".into(), ids[2].clone())]
+    );
+    assert!(b.trim(T0 + 7 * day - 1).await.unwrap().is_empty());
+    assert_eq!(
+        b.trim(T0 + 7 * day).await.unwrap(),
+        vec![("q".into(), cs[0].id.clone())]
+    );
+    assert_eq!(
+        b.trim(T0 + 30 * day).await.unwrap(),
+        vec![("q".into(), cs[1].id.clone())]
+    );
+    for id in &ids {
+        assert!(b.get(id).await.unwrap().is_none());
+    }
+    assert!(b
+        .list_account("acme", &["q"], None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let s = &b.status().await.unwrap()[0];
+    assert_eq!(s.counts.values().sum::<u64>(), 0);
+}
+
+#[tokio::test]
+async fn every_call_still_works_after_script_flush() {
+    let b = setup();
+    let e = b.enqueue(new_task(1), T0).await.unwrap();
+    b.with_conn(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(c).await)
+        .await
+        .unwrap();
+    b.enqueue(new_task(2), T0).await.unwrap();
+    let cs = b.claim(&["q"], 2, T0).await.unwrap();
+    assert_eq!(cs.len(), 2);
+    b.with_conn(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(c).await)
+        .await
+        .unwrap();
+    b.extend("q", &[(cs[0].id.clone(), cs[0].lease.clone())], T0)
+        .await
+        .unwrap();
+    b.complete_one("q", &cs[0].id, &cs[0].lease, json!({}), T0)
+        .await
+        .unwrap();
+    b.fail_one("q", &cs[1].id, &cs[1].lease, "x", true, T0)
+        .await
+        .unwrap();
+    b.recover(T0, &[]).await.unwrap();
+    b.trim(T0).await.unwrap();
+    b.pause(None, T0).await.unwrap();
+    b.resume(None, T0).await.unwrap();
+    assert_eq!(b.status_of(&e.id).await.unwrap(), TaskStatus::Completed);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    let b = setup();
+    let not_object = b.enqueue(NewTask::new("q", json!([1, 2])), T0).await;
+    match not_object {
+        Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "request"),
+        other => panic!("expected invalid request, got {other:?}"),
+    }
+    assert!(matches!(
+        b.enqueue(NewTask::new("podcast", json!({})), T0).await,
+        Err(Error::UnknownTaskType(t)) if t == "podcast"
+    ));
+    assert!(matches!(
+        "podcast".parse::<TaskType>(),
+        Err(Error::UnknownTaskType(_))
+    ));
+    assert!(matches!(
+        "asap".parse::<Priority>(),
+        Err(Error::InvalidInput { .. })
+    ));
+    // One bad task in a batch: none of the batch is written.
+    let batch = vec![new_task(1), new_task(2).owner("a:b", "u")];
+    assert!(matches!(
+        b.enqueue_many(batch, T0).await,
+        Err(Error::InvalidInput { field, .. }) if field == "account_id"
+    ));
+    assert!(matches!(
+        b.claim(&["nope"], 1, T0).await,
+        Err(Error::UnknownTaskType(_))
+    ));
+    assert_eq!(key_count(&b).await, 0);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_task_even_after_it_finished() {
+    let b = setup();
+    let first = b
+        .enqueue(new_task(1).idempotency_key("k-1"), T0)
+        .await
+        .unwrap();
+    assert!(first.created);
+    let again = b
+        .enqueue(new_task(2).idempotency_key("k-1"), T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert!(!again.created);
+    let c = b.claim(&["q"], 10, T0).await.unwrap();
+    assert_eq!(c.len(), 1);
+    b.complete_one("q", &c[0].id, &c[0].lease, json!({}), T0)
+        .await
+        .unwrap();
+    let after = b
+        .enqueue(new_task(3).idempotency_key("k-1"), T0 + 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.id.as_str(), after.status),
+        (first.id.as_str(), TaskStatus::Completed)
+    );
+    // Another account's same key is its own.
+    let other = b
+        .enqueue(
+            new_task(4).owner("globex", "gil").idempotency_key("k-1"),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+}
+
+#[tokio::test]
+async fn a_worker_of_several_types_claims_the_best_band_first() {
+    let b = testing::broker(&[("a", queue(3)), ("b", queue(3))]);
+    let low = b
+        .enqueue(NewTask::new("a", json!({})).priority(Priority::Low), T0)
+        .await
+        .unwrap();
+    let urgent = b
+        .enqueue(
+            NewTask::new("b", json!({})).priority(Priority::Urgent),
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    let got = b.claim(&["a", "b"], 1, T0 + 20).await.unwrap();
+    assert_eq!(got[0].id, urgent.id);
+    let got = b.claim(&["a", "b"], 5, T0 + 20).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, low.id);
+}
+
+#[tokio::test]
+async fn release_gives_a_task_back_without_using_an_attempt() {
+    let b = setup();
+    let e = b.enqueue(new_task(1), T0).await.unwrap();
+    let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    assert_eq!(
+        b.release("q", &[(c.id.clone(), c.lease.clone())], T0)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    let t = b.get(&e.id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Queued, 0));
+    assert_eq!(b.claim(&["q"], 1, T0).await.unwrap()[0].attempt, 1);
+}
+
+#[tokio::test]
+async fn account_listing_pages_newest_first_without_gaps_or_duplicates() {
+    let b = testing::broker(&[("a", queue(3)), ("b", queue(3))]);
+    for i in 0..25 {
+        let tasks = (0..10)
+            .map(|j| {
+                NewTask::new(if j % 3 == 0 { "a" } else { "b" }, json!({"i": i})).owner("acme", "u")
+            })
+            .collect();
+        b.enqueue_many(tasks, T0 + (i / 2) as i64).await.unwrap();
+    }
+    b.enqueue(NewTask::new("a", json!({})).owner("globex", "u"), T0)
+        .await
+        .unwrap();
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = b
+            .list_account("acme", &["a", "b"], cursor.clone(), 7)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let (ms, _, id) = page.last().unwrap().clone();
+        cursor = Some((ms, id));
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 250);
+    let unique: HashSet<&String> = seen.iter().map(|(_, _, id)| id).collect();
+    assert_eq!(unique.len(), 250);
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0));
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_gives_unavailable_within_the_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let b = taskfleet::Broker::builder(format!("redis://127.0.0.1:{port}"))
+        .timeout(Duration::from_millis(300))
+        .queue("q", queue(3))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        b.enqueue(new_task(1), T0).await,
+        Err(Error::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn progress_is_written_to_the_task() {
+    let b = setup();
+    b.enqueue(new_task(1), T0).await.unwrap();
+    let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    b.progress("q", &c.id, &c.lease, 40, "halfway-ish")
+        .await
+        .unwrap();
+    let t = b.get(&c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.progress, t.message.as_deref()),
+        (40, Some("halfway-ish"))
+    );
+}

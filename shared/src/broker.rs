@@ -48,6 +48,7 @@ static RECOVER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/recover.lua")));
 static TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/trim.lua")));
 static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/pause.lua")));
+static DEFER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/defer.lua")));
 static PROGRESS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/progress.lua")));
 
@@ -772,6 +773,38 @@ impl Broker {
         }
         let flags: Vec<i64> = self.script(&RELEASE, &keys, &args).await?;
         Ok(flags.into_iter().map(|f| f == 1).collect())
+    }
+
+    /// A running task that waits for something gives its slot back: it is `scheduled` until
+    /// `due`, and the attempt is given back. [`Error::StaleLease`] if the lease is not held or
+    /// its cancel was requested.
+    pub async fn defer(
+        &self,
+        task_type: &str,
+        id: &str,
+        lease: &str,
+        due: Millis,
+        message: &str,
+    ) -> Result<()> {
+        self.queue_config(task_type)?;
+        let k = &self.inner.keys;
+        let keys = [
+            k.processing(task_type),
+            k.scheduled(task_type),
+            k.events(task_type),
+            k.task_prefix(task_type),
+        ];
+        let args = [
+            id.to_string(),
+            lease.to_string(),
+            due.to_string(),
+            message.to_string(),
+            EVENTS_MAXLEN.to_string(),
+        ];
+        match self.script::<i64>(&DEFER, &keys, &args).await? {
+            1 => Ok(()),
+            _ => Err(Error::StaleLease(id.to_string())),
+        }
     }
 
     /// Writes a running task's progress (0-100) and message, fenced by its lease.

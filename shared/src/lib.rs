@@ -17,10 +17,12 @@
 //! - [`config`]: per-type configs, defaults, the settings file.
 //! - [`error`]: the typed error.
 //! - [`clock`]: the Redis server's clock, and a manual one for tests.
+//! - [`artifacts`]: where the files tasks produce are stored.
 //! - [`broker`]: one method per Lua script (`scripts/*.lua`): the only writer.
 //! - [`inspect`]: read-only queries (status, lists, one task).
 //! - `testing` (feature `testing`): a real redis-server on a free port for tests.
 
+pub mod artifacts;
 pub mod broker;
 pub mod clock;
 pub mod config;

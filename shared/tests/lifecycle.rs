@@ -601,3 +601,20 @@ async fn progress_is_written_to_the_task() {
         (40, Some("halfway-ish"))
     );
 }
+
+#[tokio::test]
+async fn a_deferred_task_waits_without_using_an_attempt() {
+    let b = setup();
+    let e = b.enqueue(new_task(1), T0).await.unwrap();
+    let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    b.defer("q", &c.id, &c.lease, T0 + 5_000, "waiting for children").await.unwrap();
+    let t = b.get(&e.id).await.unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Scheduled, 0));
+    assert!(b.claim(&["q"], 1, T0 + 4_999).await.unwrap().is_empty());
+    let again = b.claim(&["q"], 1, T0 + 5_000).await.unwrap().remove(0);
+    assert_eq!(again.attempt, 1);
+    assert!(matches!(
+        b.defer("q", &c.id, &c.lease, T0, "stale").await,
+        Err(Error::StaleLease(_))
+    ));
+}

@@ -1,0 +1,2 @@
+//! taskfleet-worker: claims tasks, runs their processors, heartbeats, recovers.
+pub mod processors;

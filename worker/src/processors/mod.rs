@@ -18,12 +18,15 @@ pub enum TaskError {
     Retry(String),
     /// The request cannot succeed (bad input, a missing tool): never retried.
     Permanent(String),
+    /// Not done yet, nothing wrong: give the worker slot back and run the task again after
+    /// this long, without using up an attempt (a course waiting for its lesson videos).
+    Defer(std::time::Duration, String),
 }
 
 impl TaskError {
     pub fn message(&self) -> &str {
         match self {
-            TaskError::Retry(m) | TaskError::Permanent(m) => m,
+            TaskError::Retry(m) | TaskError::Permanent(m) | TaskError::Defer(_, m) => m,
         }
     }
 }

@@ -59,6 +59,7 @@ pub struct Broker {
 }
 
 pub(crate) struct Inner {
+    url: String,
     pub(crate) pool: Pool,
     pub(crate) keys: Keys,
     pub(crate) queues: HashMap<String, QueueConfig>,
@@ -122,7 +123,7 @@ impl BrokerBuilder {
         for name in self.queues.keys() {
             validate_queue_name(name)?;
         }
-        let mut cfg = PoolConfig::from_url(self.url);
+        let mut cfg = PoolConfig::from_url(self.url.clone());
         let mut pc = deadpool_redis::PoolConfig::new(self.pool_size);
         pc.timeouts.wait = Some(self.timeout);
         pc.timeouts.create = Some(self.timeout);
@@ -133,6 +134,7 @@ impl BrokerBuilder {
             .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
         Ok(Broker {
             inner: Arc::new(Inner {
+                url: self.url,
                 pool,
                 keys: Keys::new(self.prefix),
                 queues: self.queues,
@@ -255,6 +257,16 @@ impl Broker {
             .retention(settings.retention.clone())
             .queues(settings.catalog()?.queues())
             .build()
+    }
+
+    /// The Redis URL this broker connects to.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     pub fn keys(&self) -> &Keys {

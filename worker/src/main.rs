@@ -1,1 +1,236 @@
-fn main() {}
+//! `taskfleet-worker`: parses flags, loads settings, and runs [`taskfleet_worker::run`] until
+//! SIGTERM or SIGINT.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use taskfleet::{Broker, Clock, QueueConfig, RedisClock, Settings, TaskType};
+use taskfleet_worker::processors::testing::{TestProcessor, TEST_QUEUE};
+use taskfleet_worker::{processors, Queue, Shared, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "taskfleet-worker", about = "Claims and runs taskfleet tasks")]
+struct Args {
+    /// Settings file (default: taskfleet.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Redis URL (also REDIS_URL, TASKFLEET__REDIS__URL).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Task types to claim, comma-separated (default: all).
+    #[arg(long)]
+    types: Option<String>,
+    /// Tasks run at once at most.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9091).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Also serve the test queue "test" (sleep, echo, fail, panic): for tests and benchmarks.
+    #[arg(long)]
+    test_processors: bool,
+    /// Timeout of one test task, in ms (with --test-processors).
+    #[arg(long, default_value_t = 600_000)]
+    test_timeout_ms: u64,
+    /// How long an idle worker blocks before it polls anyway, in ms.
+    #[arg(long, default_value_t = 1_000)]
+    poll_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut settings = Settings::load(args.config.as_deref())?;
+    if let Some(u) = args.redis_url {
+        settings.redis.url = u;
+    }
+    if let Some(t) = args.types {
+        settings.worker.types = t;
+    }
+    if let Some(c) = args.concurrency {
+        settings.worker.concurrency = c;
+    }
+    if let Some(m) = args.metrics_listen {
+        settings.worker.metrics_listen = Some(m);
+    }
+    let catalog = settings.catalog()?;
+
+    let mut queues: HashMap<String, Queue> = HashMap::new();
+    for (t, c) in catalog.iter() {
+        queues.insert(
+            t.as_str().to_string(),
+            Queue {
+                processor: processors::for_type(t),
+                config: c.queue_config(),
+            },
+        );
+    }
+    if args.test_processors {
+        queues.insert(
+            TEST_QUEUE.to_string(),
+            Queue {
+                processor: Arc::new(TestProcessor),
+                config: QueueConfig {
+                    timeout: Duration::from_millis(args.test_timeout_ms),
+                    backoff_base: Duration::from_millis(200),
+                    backoff_max: Duration::from_secs(2),
+                    ..QueueConfig::default()
+                },
+            },
+        );
+    }
+    let types: Vec<String> = if settings.worker.types.trim().is_empty() {
+        let mut all: Vec<String> = TaskType::ALL.iter().map(|t| t.to_string()).collect();
+        if args.test_processors {
+            all.push(TEST_QUEUE.to_string());
+        }
+        all
+    } else {
+        settings
+            .worker
+            .types
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    for t in &types {
+        if !queues.contains_key(t) {
+            anyhow::bail!("unknown task type {t:?} in --types");
+        }
+    }
+    if settings.worker.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+
+    let worker_id = format!(
+        "{}-{}-{:04x}",
+        taskfleet_worker::heartbeat::hostname(),
+        std::process::id(),
+        rand::random::<u16>()
+    );
+    let broker = Broker::builder(settings.redis.url.clone())
+        .prefix(settings.redis.prefix.clone())
+        .timeout(Duration::from_millis(settings.redis.timeout_ms))
+        .pool_size(settings.redis.pool_size)
+        .lease(Duration::from_secs(settings.worker.lease_seconds))
+        .worker_id(worker_id.clone())
+        .retention(settings.retention.clone())
+        .queues(queues.iter().map(|(n, q)| (n.clone(), q.config.clone())))
+        .build()?;
+
+    let stop = CancellationToken::new();
+    tokio::spawn(signals(stop.clone()));
+
+    // Wait for Redis at start rather than crash: a fleet may start before its Redis.
+    let clock = loop {
+        match RedisClock::new(&broker).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for redis");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    tokio::spawn(clock.clone().run(broker.clone(), stop.clone()));
+    check_eviction_policy(&broker).await;
+    let missing = processors_missing_tools();
+    if !missing.is_empty() {
+        tracing::warn!(tools = ?missing, "tools missing on this machine: tasks that need them fail with a clear error");
+    }
+
+    let metrics = Arc::new(taskfleet_worker::metrics::Metrics::default());
+    if let Some(addr) = &settings.worker.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics");
+        tokio::spawn(taskfleet_worker::metrics::serve(
+            listener,
+            metrics.clone(),
+            stop.clone(),
+        ));
+    }
+    let store = taskfleet::artifacts::from_settings(&settings.artifacts).ok();
+    let shared = Arc::new(Shared {
+        broker,
+        clock: clock as Arc<dyn Clock>,
+        config: WorkerConfig {
+            worker_id: worker_id.clone(),
+            types: types.clone(),
+            concurrency: settings.worker.concurrency,
+            grace: Duration::from_secs(settings.worker.grace_seconds),
+            poll: Duration::from_millis(args.poll_ms.max(10)),
+            schedule_every: Duration::from_secs(1),
+            work_dir: std::env::temp_dir().join("taskfleet-work").join(&worker_id),
+        },
+        queues,
+        store,
+        metrics,
+        in_flight: Default::default(),
+        slot_freed: Default::default(),
+        health: Default::default(),
+    });
+    tracing::info!(worker_id = %worker_id, types = ?types, concurrency = settings.worker.concurrency, "worker started");
+    taskfleet_worker::run(shared, stop).await;
+    Ok(())
+}
+
+fn processors_missing_tools() -> Vec<String> {
+    ["ffmpeg", "espeak-ng"]
+        .into_iter()
+        .filter(|t| {
+            std::process::Command::new(t)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_err()
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Warns loudly unless Redis runs with `maxmemory-policy noeviction`: an evicted lease or
+/// task hash loses a task.
+async fn check_eviction_policy(broker: &Broker) {
+    let r: taskfleet::Result<Vec<String>> = broker
+        .with_conn(async |c| {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query_async(c)
+                .await
+        })
+        .await;
+    match r {
+        Ok(v) if v.get(1).map(String::as_str) == Some("noeviction") => {}
+        Ok(v) => tracing::warn!(
+            policy = v.get(1).map(String::as_str).unwrap_or("?"),
+            "REDIS maxmemory-policy IS NOT noeviction: Redis may evict task data and LOSE TASKS; set maxmemory-policy noeviction"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not read maxmemory-policy; make sure it is noeviction"),
+    }
+}
+
+async fn signals(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    stop.cancel();
+}

@@ -4,7 +4,9 @@
 //! `{"op": "noop"}` returns at once; `{"op": "echo", ...}` returns the request;
 //! `{"op": "sleep", "ms": N}` sleeps N ms (ending early on cancellation, with progress);
 //! `{"op": "fail", "times": N}` fails (Retry) on attempts 1..=N, then succeeds;
-//! `{"op": "permanent"}` fails permanently; `{"op": "panic"}` panics.
+//! `{"op": "permanent"}` fails permanently; `{"op": "panic"}` panics;
+//! `{"op": "stamp", "sent_us": T}` returns how many µs passed since T (µs since the epoch by
+//! this machine's clock): the benchmark's enqueue-to-start latency, on one machine.
 
 use std::time::Duration;
 
@@ -24,6 +26,17 @@ impl Processor for TestProcessor {
         let op = request.get("op").and_then(Value::as_str).unwrap_or("noop");
         match op {
             "noop" => Ok(json!({})),
+            "stamp" => {
+                let now_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(0);
+                let sent = request
+                    .get("sent_us")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(now_us);
+                Ok(json!({"latency_us": now_us - sent}))
+            }
             "echo" => Ok(json!({"echo": request, "attempt": ctx.attempt})),
             "sleep" => {
                 let ms = request.get("ms").and_then(Value::as_u64).unwrap_or(100);

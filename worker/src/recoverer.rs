@@ -1,0 +1,104 @@
+//! The recoverer: brings back tasks whose lease ran out, and at once the tasks of workers
+//! whose heartbeat key is gone (expired or deleted). Every worker runs one; recover.lua is
+//! idempotent, so two recoverers at once do no harm.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use taskfleet::RecoverReport;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Event;
+use crate::Shared;
+
+pub struct Recoverer {
+    shared: Arc<Shared>,
+}
+
+impl Recoverer {
+    pub fn new(shared: Arc<Shared>) -> Recoverer {
+        Recoverer { shared }
+    }
+
+    /// A quarter of the lease on average: an expired lease waits at most that long.
+    fn interval(&self) -> Duration {
+        self.shared.broker.lease() / 4
+    }
+
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            // Jittered (±25%): workers started together (a deploy) would otherwise all run
+            // their recoverers in the same instant, every time, and load Redis in bursts.
+            let jitter = rand::rng().random_range(0.75..1.25);
+            let wait = self.interval().mul_f64(jitter);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if let Err(e) = self.tick(self.shared.now()).await {
+                self.shared.health.bad("recover", &e);
+                self.shared.metrics.redis_error();
+            }
+        }
+    }
+
+    /// One pass: find dead workers, recover expired leases and theirs, forget the dead.
+    pub async fn tick(&self, now: i64) -> taskfleet::Result<RecoverReport> {
+        let s = &self.shared;
+        let dead = self.dead_workers().await?;
+        let report = s.broker.recover(now, &dead).await?;
+        for (t, id) in report.requeued.iter().chain(&report.failed) {
+            tracing::warn!(task_type = %t, id = %id, "recovered a task whose worker is gone");
+            s.metrics.count(Event::Recovered, t, 1);
+        }
+        if !dead.is_empty() {
+            let workers = s.broker.keys().workers();
+            s.broker
+                .with_conn(async |c| {
+                    redis::cmd("ZREM")
+                        .arg(&workers)
+                        .arg(&dead)
+                        .query_async::<()>(c)
+                        .await
+                })
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Workers listed in `tf:workers` whose heartbeat key no longer exists.
+    async fn dead_workers(&self) -> taskfleet::Result<Vec<String>> {
+        let s = &self.shared;
+        let k = s.broker.keys();
+        let workers = k.workers();
+        let ids: Vec<String> = s
+            .broker
+            .with_conn(async |c| {
+                redis::cmd("ZRANGE")
+                    .arg(&workers)
+                    .arg(0)
+                    .arg(999)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(k.worker(id));
+        }
+        let alive: Vec<bool> = s
+            .broker
+            .with_conn(async |c| pipe.query_async(c).await)
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, a)| !a)
+            .map(|(id, _)| id)
+            .collect())
+    }
+}

@@ -1,0 +1,450 @@
+//! The main loop: claims up to the free capacity across this worker's types, runs each task
+//! under its type's timeout, and acknowledges results in batches. An idle worker blocks on
+//! its types' `signal` lists, so a new task starts within milliseconds without busy polling.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::AsyncConnectionConfig;
+use serde_json::Value;
+use taskfleet::{Claimed, Completion, Failure};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Event;
+use crate::processors::{TaskContext, TaskError};
+use crate::{backoff, InFlight, Shared, TaskState};
+
+/// The largest batch one claim asks for.
+pub const MAX_CLAIM: usize = 256;
+/// How long a processor whose token fired may take to return before it is aborted.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
+
+/// How one run ended.
+#[derive(Debug)]
+enum Outcome {
+    Done(Value),
+    Failed(TaskError),
+    Panicked(String),
+    TimedOut(Duration),
+    /// The token fired (cancel requested, lease lost, shutdown) and the processor stopped.
+    Stopped,
+}
+
+struct Ack {
+    id: String,
+    task_type: String,
+    outcome: Outcome,
+    run_secs: f64,
+}
+
+pub struct Runner {
+    shared: Arc<Shared>,
+    acks: mpsc::UnboundedSender<Ack>,
+    acker: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: TaskTracker,
+}
+
+impl Runner {
+    pub fn new(shared: Arc<Shared>) -> Runner {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(acker(shared.clone(), rx));
+        Runner {
+            shared,
+            acks: tx,
+            acker: tokio::sync::Mutex::new(Some(acker)),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Claims and starts tasks until `stop` fires.
+    pub async fn run(&self, stop: CancellationToken) {
+        let s = &self.shared;
+        let types: Vec<&str> = s.config.types.iter().map(String::as_str).collect();
+        let signals: Vec<String> = types.iter().map(|t| s.broker.keys().signal(t)).collect();
+        let mut waiter: Option<redis::aio::MultiplexedConnection> = None;
+        let mut failures = 0u32;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let free = s.config.concurrency.saturating_sub(s.in_flight_count());
+            if free == 0 {
+                tokio::select! {
+                    _ = s.slot_freed.notified() => {}
+                    _ = stop.cancelled() => return,
+                }
+                continue;
+            }
+            match s.broker.claim(&types, free.min(MAX_CLAIM), s.now()).await {
+                Ok(claimed) => {
+                    s.health.ok();
+                    failures = 0;
+                    if claimed.is_empty() {
+                        tokio::select! {
+                            _ = self.wait_for_signal(&mut waiter, &signals) => {}
+                            _ = stop.cancelled() => return,
+                        }
+                    }
+                    for c in claimed {
+                        self.start(c);
+                    }
+                }
+                Err(e) => {
+                    s.health.bad("claim", &e);
+                    s.metrics.redis_error();
+                    failures += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(failures)) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks on the signal lists (BLPOP, on a connection of its own: a blocking command
+    /// would stall every other call on a shared one) for at most the poll interval.
+    async fn wait_for_signal(
+        &self,
+        conn: &mut Option<redis::aio::MultiplexedConnection>,
+        signals: &[String],
+    ) {
+        let poll = self.shared.config.poll;
+        if conn.is_none() {
+            let cfg = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.shared.broker.timeout()))
+                .set_response_timeout(Some(poll + Duration::from_secs(2)));
+            let made = match redis::Client::open(self.shared.broker.url()) {
+                Ok(c) => c.get_multiplexed_async_connection_with_config(&cfg).await,
+                Err(e) => Err(e),
+            };
+            match made {
+                Ok(c) => *conn = Some(c),
+                Err(_) => {
+                    tokio::time::sleep(poll.min(Duration::from_millis(500))).await;
+                    return;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connection made above");
+        let r: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
+            .arg(signals)
+            .arg(poll.as_secs_f64())
+            .query_async(c)
+            .await;
+        if r.is_err() {
+            *conn = None;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs one claimed task on its own tokio task.
+    fn start(&self, c: Claimed) {
+        let s = self.shared.clone();
+        let Some(queue) = s.queues.get(&c.task_type).cloned() else {
+            return;
+        };
+        let cancel = CancellationToken::new();
+        {
+            let mut map = s.in_flight.lock().expect("in-flight lock");
+            map.insert(
+                c.id.clone(),
+                InFlight {
+                    task_type: c.task_type.clone(),
+                    lease: c.lease.clone(),
+                    parent_id: c.parent_id.clone(),
+                    cancel: cancel.clone(),
+                    state: TaskState::Running,
+                },
+            );
+            s.metrics.set_in_flight(map.len());
+        }
+        s.metrics.count(Event::Claimed, &c.task_type, 1);
+        let waited = (s.now() - c.created_at).max(0) as f64 / 1000.0;
+        s.metrics.observe_wait(&c.task_type, waited);
+        let span =
+            tracing::info_span!("task", id = %c.id, task_type = %c.task_type, attempt = c.attempt);
+        let ctx = TaskContext {
+            task_id: c.id.clone(),
+            task_type: c.task_type.clone(),
+            attempt: c.attempt,
+            account_id: c.account_id.clone(),
+            cancel: cancel.clone(),
+            artifact_dir: s.config.work_dir.join(&c.id).join(c.attempt.to_string()),
+            broker: s.broker.clone(),
+            lease: c.lease.clone(),
+            span: span.clone(),
+        };
+        let acks = self.acks.clone();
+        let timeout = queue.config.timeout;
+        self.tasks.spawn(async move {
+            let started = Instant::now();
+            let request = c.request;
+            let processor = queue.processor;
+            // Its own tokio task, so that a panic is caught by the JoinHandle and the worker
+            // lives on.
+            let mut run = tokio::spawn(tracing::Instrument::instrument(
+                async move { processor.process(&ctx, request).await },
+                span,
+            ));
+            let outcome = tokio::select! {
+                r = &mut run => joined(r),
+                _ = tokio::time::sleep(timeout) => {
+                    cancel.cancel();
+                    stop_within(&mut run, CANCEL_GRACE).await;
+                    Outcome::TimedOut(timeout)
+                }
+                _ = cancel.cancelled() => {
+                    match tokio::time::timeout(CANCEL_GRACE, &mut run).await {
+                        Ok(r) => match joined(r) {
+                            Outcome::Done(_) | Outcome::Failed(_) => Outcome::Stopped,
+                            other => other,
+                        },
+                        Err(_) => {
+                            run.abort();
+                            Outcome::Stopped
+                        }
+                    }
+                }
+            };
+            let _ = acks.send(Ack {
+                id: c.id,
+                task_type: c.task_type,
+                outcome,
+                run_secs: started.elapsed().as_secs_f64(),
+            });
+        });
+    }
+
+    /// Shutdown step 3: gives every task still in flight back to `queued`, then fires their
+    /// tokens. Marked first, so a result that arrives late is dropped, not acknowledged.
+    pub async fn release_all(&self) {
+        let s = &self.shared;
+        let held = s.held_by_type();
+        let tokens: Vec<CancellationToken> = {
+            let mut map = s.in_flight.lock().expect("in-flight lock");
+            map.values_mut()
+                .map(|f| {
+                    f.state = TaskState::Released;
+                    f.cancel.clone()
+                })
+                .collect()
+        };
+        for (t, items) in held {
+            let mut failures = 0;
+            loop {
+                match s.broker.release(&t, &items, s.now()).await {
+                    Ok(_) => {
+                        tracing::info!(task_type = %t, count = items.len(), "released unfinished tasks to the queue");
+                        break;
+                    }
+                    Err(e) if failures < 10 => {
+                        s.health.bad("release", &e);
+                        failures += 1;
+                        tokio::time::sleep(backoff(failures)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, task_type = %t, "could not release tasks; their leases will expire and the recoverer brings them back");
+                        break;
+                    }
+                }
+            }
+        }
+        for t in tokens {
+            t.cancel();
+        }
+    }
+
+    /// Waits for every task to end and every acknowledgement to be written (bounded).
+    pub async fn finish(&self) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(CANCEL_GRACE * 2, self.tasks.wait()).await;
+        let acker = self.acker.lock().await.take();
+        // The acker ends when every sender is gone; ours is the last once tasks are done.
+        if let Some(a) = acker {
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while self.shared.in_flight_count() > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            a.abort();
+        }
+    }
+}
+
+fn joined(r: Result<Result<Value, TaskError>, tokio::task::JoinError>) -> Outcome {
+    match r {
+        Ok(Ok(v)) => Outcome::Done(v),
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Outcome::Panicked(msg)
+        }
+        Err(_) => Outcome::Stopped,
+    }
+}
+
+async fn stop_within(run: &mut tokio::task::JoinHandle<Result<Value, TaskError>>, grace: Duration) {
+    if tokio::time::timeout(grace, &mut *run).await.is_err() {
+        run.abort();
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) {
+        format!("{} min", d.as_secs() / 60)
+    } else if d.as_millis().is_multiple_of(1000) {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// Writes results in batches: everything that finished since the last write goes in one call
+/// per type and kind, so a busy worker costs Redis one script call for many tasks. While Redis
+/// is unreachable it retries; the heartbeat keeps the leases alive meanwhile.
+async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, 512).await > 0 {
+        let batch = std::mem::take(&mut buf);
+        write_acks(&shared, batch).await;
+        let n = shared.in_flight_count();
+        shared.metrics.set_in_flight(n);
+        shared.slot_freed.notify_one();
+    }
+}
+
+async fn write_acks(s: &Shared, batch: Vec<Ack>) {
+    let mut completions: HashMap<String, Vec<Completion>> = HashMap::new();
+    let mut failures: HashMap<String, Vec<Failure>> = HashMap::new();
+    let mut defers = Vec::new();
+    let mut dropped = Vec::new();
+    {
+        let map = s.in_flight.lock().expect("in-flight lock");
+        for a in batch {
+            s.metrics.observe_run(&a.task_type, a.run_secs);
+            let Some(f) = map.get(&a.id) else { continue };
+            let lease = f.lease.clone();
+            let failure = |error: String, permanent: bool| Failure {
+                id: a.id.clone(),
+                lease: lease.clone(),
+                error,
+                permanent,
+            };
+            match (f.state, a.outcome) {
+                (TaskState::Lost | TaskState::Released, _) => dropped.push(a.id),
+                (TaskState::CancelRequested, _) | (_, Outcome::Stopped) => failures
+                    .entry(a.task_type)
+                    .or_default()
+                    .push(failure("cancelled".into(), true)),
+                (TaskState::Running, Outcome::Done(result)) => completions
+                    .entry(a.task_type)
+                    .or_default()
+                    .push(Completion {
+                        id: a.id,
+                        lease,
+                        result,
+                    }),
+                (TaskState::Running, Outcome::Failed(TaskError::Defer(d, msg))) => {
+                    defers.push((a.task_type, a.id, lease, d, msg))
+                }
+                (TaskState::Running, Outcome::Failed(TaskError::Retry(m))) => failures
+                    .entry(a.task_type)
+                    .or_default()
+                    .push(failure(m, false)),
+                (TaskState::Running, Outcome::Failed(TaskError::Permanent(m))) => failures
+                    .entry(a.task_type)
+                    .or_default()
+                    .push(failure(m, true)),
+                (TaskState::Running, Outcome::Panicked(m)) => failures
+                    .entry(a.task_type)
+                    .or_default()
+                    .push(failure(format!("processor panicked: {m}"), false)),
+                (TaskState::Running, Outcome::TimedOut(d)) => failures
+                    .entry(a.task_type)
+                    .or_default()
+                    .push(failure(format!("timed out after {}", human(d)), false)),
+            }
+        }
+    }
+    let mut done_ids: Vec<String> = dropped;
+    for (t, items) in completions {
+        let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
+        if let Some(flags) = retry(s, "complete", || s.broker.complete(&t, &items, s.now())).await {
+            let ok = flags.iter().filter(|f| **f).count() as u64;
+            s.metrics.count(Event::Completed, &t, ok);
+        }
+        done_ids.extend(ids);
+    }
+    for (t, items) in failures {
+        let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
+        if let Some(outcomes) = retry(s, "fail", || s.broker.fail(&t, &items, s.now())).await {
+            for o in outcomes {
+                let e = match o {
+                    taskfleet::FailOutcome::Retrying => Event::Retried,
+                    taskfleet::FailOutcome::Failed => Event::Failed,
+                    taskfleet::FailOutcome::Cancelled => Event::Cancelled,
+                    taskfleet::FailOutcome::Stale => continue,
+                };
+                s.metrics.count(e, &t, 1);
+            }
+        }
+        done_ids.extend(ids);
+    }
+    for (t, id, lease, d, msg) in defers {
+        let due = s.now() + d.as_millis() as i64;
+        let r = retry(s, "defer", || async {
+            match s.broker.defer(&t, &id, &lease, due, &msg).await {
+                Err(taskfleet::Error::StaleLease(_)) => Ok(()),
+                other => other,
+            }
+        })
+        .await;
+        if r.is_none() {
+            tracing::warn!(id = %id, "could not defer; the lease will expire and recovery runs it again");
+        }
+        done_ids.push(id);
+    }
+    let mut map = s.in_flight.lock().expect("in-flight lock");
+    for id in done_ids {
+        map.remove(&id);
+    }
+}
+
+/// Retries a write while Redis is unavailable, for as long as a lease could still hold; gives
+/// up (the recoverer then has the task) on any other error.
+async fn retry<T, F, Fut>(s: &Shared, what: &str, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = taskfleet::Result<T>>,
+{
+    let give_up = Instant::now() + s.broker.lease() * 2;
+    let mut failures = 0;
+    loop {
+        match f().await {
+            Ok(v) => {
+                s.health.ok();
+                return Some(v);
+            }
+            Err(e @ taskfleet::Error::Unavailable(_)) if Instant::now() < give_up => {
+                s.health.bad(what, &e);
+                s.metrics.redis_error();
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{what} not written");
+                return None;
+            }
+        }
+    }
+}

@@ -877,6 +877,25 @@ impl Broker {
 
     /// Takes back, in every queue, leases past their deadline and the leases of `dead_workers`.
     pub async fn recover(&self, now: Millis, dead_workers: &[String]) -> Result<RecoverReport> {
+        self.recover_with(now, 0, dead_workers).await
+    }
+
+    /// Like [`Broker::recover`], and also takes back tasks whose attempt started before
+    /// `started_before` however fresh their lease (an operator's cleanup of stuck tasks).
+    pub async fn recover_stuck(
+        &self,
+        now: Millis,
+        started_before: Millis,
+    ) -> Result<RecoverReport> {
+        self.recover_with(now, started_before.max(1), &[]).await
+    }
+
+    async fn recover_with(
+        &self,
+        now: Millis,
+        started_before: Millis,
+        dead_workers: &[String],
+    ) -> Result<RecoverReport> {
         let calls = self.queue_names().into_iter().map(|t| async move {
             let k = &self.inner.keys;
             let keys = [
@@ -893,6 +912,7 @@ impl Broker {
                 now.to_string(),
                 RECOVER_LIMIT.to_string(),
                 EVENTS_MAXLEN.to_string(),
+                started_before.to_string(),
             ];
             args.extend(dead_workers.iter().cloned());
             let r: (Vec<String>, Vec<String>, Vec<String>) =

@@ -607,7 +607,9 @@ async fn a_deferred_task_waits_without_using_an_attempt() {
     let b = setup();
     let e = b.enqueue(new_task(1), T0).await.unwrap();
     let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
-    b.defer("q", &c.id, &c.lease, T0 + 5_000, "waiting for children").await.unwrap();
+    b.defer("q", &c.id, &c.lease, T0 + 5_000, "waiting for children")
+        .await
+        .unwrap();
     let t = b.get(&e.id).await.unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Scheduled, 0));
     assert!(b.claim(&["q"], 1, T0 + 4_999).await.unwrap().is_empty());
@@ -617,4 +619,21 @@ async fn a_deferred_task_waits_without_using_an_attempt() {
         b.defer("q", &c.id, &c.lease, T0, "stale").await,
         Err(Error::StaleLease(_))
     ));
+}
+
+#[tokio::test]
+async fn recover_stuck_takes_back_tasks_running_longer_than_the_limit() {
+    let b = setup();
+    let old = b.enqueue(new_task(1), T0).await.unwrap();
+    b.claim(&["q"], 1, T0).await.unwrap();
+    let young = b.enqueue(new_task(2), T0).await.unwrap();
+    b.claim(&["q"], 1, T0 + 10_000).await.unwrap();
+    // Both leases are fresh at T0 + 12 s; only the one started before T0 + 5 s is taken.
+    let r = b.recover_stuck(T0 + 12_000, T0 + 5_000).await.unwrap();
+    assert_eq!(r.requeued, vec![("q".to_string(), old.id.clone())]);
+    assert_eq!(b.status_of(&old.id).await.unwrap(), TaskStatus::Queued);
+    assert_eq!(
+        b.status_of(&young.id).await.unwrap(),
+        TaskStatus::Processing
+    );
 }

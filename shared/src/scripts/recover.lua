@@ -15,7 +15,9 @@
 -- ARGV[1] now_ms
 -- ARGV[2] limit: how many leases to look at per call
 -- ARGV[3] events stream MAXLEN (approximate)
--- ARGV[4..] ids of dead workers (optional)
+-- ARGV[4] started-before ms: also take back leases whose attempt started before this (an
+--         operator's cleanup of stuck tasks); 0 = none
+-- ARGV[5..] ids of dead workers (optional)
 -- Returns: {requeued ids, failed ids, cancelled ids}
 local processing, queued, failed, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats, events, signal, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -23,15 +25,19 @@ local now, limit, maxlen = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local BANDS = { urgent = 0, high = 1, normal = 2, low = 3 }
 local BAND_WIDTH = 10000000000000
 
+local started_before = tonumber(ARGV[4])
 local candidates = redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, limit)
-if #ARGV >= 4 then
+if #ARGV >= 5 or started_before > 0 then
   local dead = {}
-  for i = 4, #ARGV do dead[ARGV[i]] = true end
+  for i = 5, #ARGV do dead[ARGV[i]] = true end
   local seen = {}
   for _, id in ipairs(candidates) do seen[id] = true end
   for _, id in ipairs(redis.call('ZRANGE', processing, 0, limit - 1)) do
-    if not seen[id] and dead[redis.call('HGET', task_prefix .. id, 'worker_id') or ''] then
-      candidates[#candidates + 1] = id
+    if not seen[id] then
+      local f = redis.call('HMGET', task_prefix .. id, 'worker_id', 'started_at')
+      if dead[f[1] or ''] or (tonumber(f[2]) or now) < started_before then
+        candidates[#candidates + 1] = id
+      end
     end
   end
 end

@@ -1,11 +1,15 @@
 //! Artifact storage: the files tasks produce, by (task id, name). Workers write them, the API
 //! serves them, and trim deletes them with their task. A local directory by default; an
-//! object store lets workers on many machines share files.
+//! object store (S3 or S3-compatible, [`ObjectStoreArtifacts`]) lets workers on many machines
+//! share files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ArtifactSettings;
@@ -66,14 +70,19 @@ pub fn validate_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid("name", "an artifact name is 1-128 of a-z, 0-9, '.', '_', '-'"))
+        Err(Error::invalid(
+            "name",
+            "an artifact name is 1-128 of a-z, 0-9, '.', '_', '-'",
+        ))
     }
 }
 
 fn validate_task_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -144,15 +153,141 @@ impl ArtifactStore for LocalStore {
     }
 }
 
+/// Artifacts in an object store (S3 or any S3-compatible server such as MinIO or Ceph):
+/// `<prefix>/<task id>/<name>` in the bucket the URL names, so workers on many machines and the
+/// API share one set of files.
+pub struct ObjectStoreArtifacts {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    url: String,
+}
+
+impl std::fmt::Debug for ObjectStoreArtifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStoreArtifacts")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl ObjectStoreArtifacts {
+    /// A store from a URL: `s3://bucket/prefix` (credentials and region from the usual `AWS_*`
+    /// environment variables), `memory://` (in-process, for tests and tools) or
+    /// `file:///path`. Query parameters are builder options, e.g.
+    /// `s3://bucket/p?endpoint=http://127.0.0.1:9000&allow_http=true&region=us-east-1` for a
+    /// local MinIO; they override the environment.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .collect();
+        Self::from_url_with(url, env)
+    }
+
+    /// [`ObjectStoreArtifacts::from_url`] with the options given instead of the environment.
+    pub fn from_url_with(
+        url: &str,
+        options: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let bad = |m: String| Error::invalid("artifacts.url", m);
+        let mut parsed = url::Url::parse(url).map_err(|e| bad(format!("{url:?}: {e}")))?;
+        let mut opts: Vec<(String, String)> = options
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        for (k, v) in parsed.query_pairs() {
+            let k = k.to_ascii_lowercase();
+            let k = if k.starts_with("aws_") {
+                k
+            } else {
+                format!("aws_{k}")
+            };
+            opts.push((k, v.into_owned()));
+        }
+        parsed.set_query(None);
+        let (store, prefix) = object_store::parse_url_opts(&parsed, opts)
+            .map_err(|e| bad(format!("{url:?}: {e}")))?;
+        Ok(ObjectStoreArtifacts {
+            store: Arc::from(store),
+            prefix,
+            url: parsed.to_string(),
+        })
+    }
+
+    /// A store over any [`ObjectStore`], under `prefix`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        ObjectStoreArtifacts {
+            store,
+            prefix: ObjectPath::from(prefix),
+            url: String::new(),
+        }
+    }
+
+    fn task_dir(&self, task_id: &str) -> Result<ObjectPath> {
+        validate_task_id(task_id)?;
+        Ok(self.prefix.clone().join(task_id))
+    }
+
+    fn location(&self, task_id: &str, name: &str) -> Result<ObjectPath> {
+        validate_name(name)?;
+        Ok(self.task_dir(task_id)?.join(name))
+    }
+}
+
+fn os(e: object_store::Error) -> Error {
+    Error::Redis(format!("artifact object store: {e}"))
+}
+
+#[async_trait]
+impl ArtifactStore for ObjectStoreArtifacts {
+    async fn put(&self, task_id: &str, name: &str, bytes: Vec<u8>) -> Result<Artifact> {
+        let location = self.location(task_id, name)?;
+        let size = bytes.len() as u64;
+        // One PUT: the object appears whole or not at all, and a second put replaces it.
+        self.store
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .map_err(os)?;
+        Ok(Artifact {
+            name: name.to_string(),
+            size,
+            media_type: media_type(name).to_string(),
+        })
+    }
+
+    async fn get(&self, task_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        let location = self.location(task_id, name)?;
+        match self.store.get(&location).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(os)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os(e)),
+        }
+    }
+
+    async fn delete_task(&self, task_id: &str) -> Result<()> {
+        let dir = self.task_dir(task_id)?;
+        let names: Vec<ObjectPath> = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(os)?;
+        for location in names {
+            match self.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(os(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The store the settings name: the local directory unless an object store URL is set.
 pub fn from_settings(s: &ArtifactSettings) -> Result<Arc<dyn ArtifactStore>> {
     if s.url.is_empty() {
         Ok(Arc::new(LocalStore::new(&s.dir)))
     } else {
-        Err(Error::invalid(
-            "artifacts.url",
-            "object store URLs are not supported by this build",
-        ))
+        Ok(Arc::new(ObjectStoreArtifacts::from_url(&s.url)?))
     }
 }
 
@@ -173,6 +308,49 @@ mod tests {
         s.delete_task("t1").await.unwrap();
         assert_eq!(s.get("t1", "a.wav").await.unwrap(), None);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn object_store_puts_gets_and_deletes_under_its_prefix() {
+        let s = ObjectStoreArtifacts::from_url_with("memory:///some/prefix", Vec::new()).unwrap();
+        let a = s.put("t1", "b.png", vec![9; 10]).await.unwrap();
+        assert_eq!(
+            a,
+            Artifact {
+                name: "b.png".into(),
+                size: 10,
+                media_type: "image/png".into()
+            }
+        );
+        s.put("t1", "c.md", b"# x".to_vec()).await.unwrap();
+        s.put("t2", "b.png", vec![1]).await.unwrap();
+        assert_eq!(s.get("t1", "b.png").await.unwrap(), Some(vec![9; 10]));
+        assert_eq!(s.get("t1", "zz.png").await.unwrap(), None);
+        assert!(s.put("t1", "../x", vec![]).await.is_err());
+        s.delete_task("t1").await.unwrap();
+        assert_eq!(s.get("t1", "b.png").await.unwrap(), None);
+        assert_eq!(s.get("t1", "c.md").await.unwrap(), None);
+        assert_eq!(s.get("t2", "b.png").await.unwrap(), Some(vec![1]));
+    }
+
+    #[test]
+    fn from_settings_picks_the_object_store_for_a_url_and_refuses_a_bad_one() {
+        let local = ArtifactSettings::default();
+        assert!(from_settings(&local).is_ok());
+        let s3 = ArtifactSettings {
+            dir: String::new(),
+            url: "s3://bucket/pre?region=us-east-1&endpoint=http://127.0.0.1:9&allow_http=true"
+                .into(),
+        };
+        assert!(
+            format!("{:?}", ObjectStoreArtifacts::from_url(&s3.url).unwrap())
+                .contains("s3://bucket/pre")
+        );
+        let bad = ArtifactSettings {
+            dir: String::new(),
+            url: "nosuchscheme://x".into(),
+        };
+        assert!(from_settings(&bad).is_err());
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -1,15 +1,47 @@
 //! Processors: the code that does a task's work. One trait, one file per task type, and a
 //! closed `match` from [`TaskType`] to processor, so the compiler lists what a new type needs.
+//!
+//! # Layout
+//! - [`requests`]: the typed request of each type and its limits (the API reuses them).
+//! - [`voice`] (voice_generation, and narration for the others), [`image`] (image_generation
+//!   and the image provider), `render` (the local image renderer), [`text`]
+//!   (story_generation, documentation, quiz and the text provider) with the local algorithms
+//!   [`story`], [`docs`], [`quiz`]; [`openai`] (the OpenAI-compatible client).
+//! - [`video`], [`lesson`] (animated_lesson), [`course`] (course_video, a flow of videos).
+//! - [`tools`]: espeak-ng and ffmpeg as child processes that die with their task.
+//!
+//! Idempotency per (task id, attempt): each attempt works in a fresh scratch directory of its
+//! own and stores artifacts under fixed names of its task, so a repeated attempt replaces what
+//! an earlier one stored instead of adding to it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use taskfleet::artifacts::ArtifactStore;
 use taskfleet::{Broker, TaskType};
 use tokio_util::sync::CancellationToken;
 
+pub mod course;
+pub mod docs;
+pub mod image;
+pub mod lesson;
+pub mod openai;
+pub mod quiz;
+mod render;
+pub mod requests;
+pub mod story;
 pub mod testing;
+pub mod text;
+pub mod tools;
+pub mod video;
+pub mod voice;
+
+pub use openai::ProviderSettings;
+pub use tools::Tools;
 
 /// What a failure means: the task is retried (while attempts are left) or fails at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +94,13 @@ impl TaskContext {
     pub async fn progress(&self, percent: u8, message: &str) {
         if let Err(e) = self
             .broker
-            .progress(&self.task_type, &self.task_id, &self.lease, percent, message)
+            .progress(
+                &self.task_type,
+                &self.task_id,
+                &self.lease,
+                percent,
+                message,
+            )
             .await
         {
             tracing::debug!(parent: &self.span, error = %e, "progress not written");
@@ -110,33 +148,137 @@ pub trait Processor: Send + Sync {
     fn estimate_completion_minutes(&self, request: &Value) -> u32;
 }
 
-/// A processor for a type whose real processor is not built yet.
-struct NotImplemented(TaskType);
+/// What processors need from the worker: where files go, which text and image providers to
+/// use, the external programs, and a few sizes. Built once at start; cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn ArtifactStore>,
+    /// `local` by default; `openai` for any OpenAI-compatible chat completions endpoint.
+    pub text: ProviderSettings,
+    /// `local` by default; `openai` for any OpenAI-compatible images endpoint.
+    pub image: ProviderSettings,
+    pub tools: Tools,
+    /// Width and height of video slides, lesson posters.
+    pub video_size: (u32, u32),
+    /// How long a course waits between looks at its lesson videos.
+    pub course_poll: Duration,
+}
 
-#[async_trait]
-impl Processor for NotImplemented {
-    async fn process(&self, _ctx: &TaskContext, _request: Value) -> Result<Value, TaskError> {
-        Err(TaskError::Permanent(format!(
-            "{} processing is not implemented in this worker",
-            self.0
-        )))
+/// Default size of video slides and lesson posters.
+pub const DEFAULT_VIDEO_SIZE: (u32, u32) = (1280, 720);
+
+impl Deps {
+    /// Local providers, the programs found in `PATH`, default sizes.
+    pub fn new(store: Arc<dyn ArtifactStore>) -> Deps {
+        Deps {
+            store,
+            text: ProviderSettings::default(),
+            image: ProviderSettings::default(),
+            tools: Tools::default(),
+            video_size: DEFAULT_VIDEO_SIZE,
+            course_poll: course::DEFAULT_POLL,
+        }
     }
 
-    fn estimate_completion_minutes(&self, _request: &Value) -> u32 {
-        1
+    /// [`Deps::new`] with providers read from the environment: `TASKFLEET__TEXT__PROVIDER`
+    /// (`local`/`openai`), `TASKFLEET__TEXT__URL`, `__API_KEY`, `__MODEL`, `__TIMEOUT_SECS`,
+    /// and the same under `TASKFLEET__IMAGE__`; `TASKFLEET__TOOLS__ESPEAK` and
+    /// `TASKFLEET__TOOLS__FFMPEG` name the programs. An unknown provider is an error.
+    pub fn from_env(
+        store: Arc<dyn ArtifactStore>,
+        env: &HashMap<String, String>,
+    ) -> Result<Deps, String> {
+        let mut d = Deps::new(store);
+        d.text = ProviderSettings::from_env(env, "TASKFLEET__TEXT__")?;
+        d.image = ProviderSettings::from_env(env, "TASKFLEET__IMAGE__")?;
+        if let Some(p) = env.get("TASKFLEET__TOOLS__ESPEAK") {
+            d.tools.espeak = PathBuf::from(p);
+        }
+        if let Some(p) = env.get("TASKFLEET__TOOLS__FFMPEG") {
+            d.tools.ffmpeg = PathBuf::from(p);
+        }
+        Ok(d)
     }
 }
 
 /// The processor of each catalog type.
-pub fn for_type(t: TaskType) -> Arc<dyn Processor> {
+pub fn for_type(t: TaskType, deps: &Deps) -> Arc<dyn Processor> {
+    let store = deps.store.clone();
     match t {
-        TaskType::Video
-        | TaskType::AnimatedLesson
-        | TaskType::Documentation
-        | TaskType::Quiz
-        | TaskType::CourseVideo
-        | TaskType::StoryGeneration
-        | TaskType::ImageGeneration
-        | TaskType::VoiceGeneration => Arc::new(NotImplemented(t)),
+        TaskType::VoiceGeneration => Arc::new(voice::VoiceProcessor {
+            store,
+            tools: deps.tools.clone(),
+        }),
+        TaskType::ImageGeneration => Arc::new(image::ImageProcessor {
+            store,
+            images: image::provider(&deps.image),
+        }),
+        TaskType::StoryGeneration => Arc::new(text::StoryProcessor {
+            store,
+            text: text::provider(&deps.text),
+        }),
+        TaskType::Documentation => Arc::new(text::DocumentationProcessor {
+            store,
+            text: text::provider(&deps.text),
+        }),
+        TaskType::Quiz => Arc::new(text::QuizProcessor {
+            store,
+            text: text::provider(&deps.text),
+        }),
+        TaskType::Video => Arc::new(video::VideoProcessor {
+            store,
+            images: image::provider(&deps.image),
+            tools: deps.tools.clone(),
+            size: deps.video_size,
+        }),
+        TaskType::AnimatedLesson => Arc::new(lesson::AnimatedLessonProcessor {
+            store,
+            images: image::provider(&deps.image),
+            tools: deps.tools.clone(),
+            size: deps.video_size,
+        }),
+        TaskType::CourseVideo => Arc::new(course::CourseVideoProcessor {
+            store,
+            tools: deps.tools.clone(),
+            poll: deps.course_poll,
+        }),
+    }
+}
+
+/// The external programs (espeak-ng, ffmpeg) that are not installed: the worker logs them at
+/// start; the types that need them fail `Permanent` naming the program.
+pub fn missing_tools() -> Vec<&'static str> {
+    Tools::default().missing()
+}
+
+/// How long a request of a type takes, in minutes, without building a processor (for the API's
+/// enqueue answer).
+pub fn estimate_completion_minutes(t: TaskType, request: &Value) -> u32 {
+    let deps = Deps::new(Arc::new(taskfleet::artifacts::LocalStore::new(".")));
+    for_type(t, &deps)
+        .estimate_completion_minutes(request)
+        .max(1)
+}
+
+/// A request that fails validation: `Permanent`, with the field named.
+pub(crate) fn invalid(e: requests::Invalid) -> TaskError {
+    TaskError::Permanent(e.to_string())
+}
+
+/// An artifact store failure: the store may be back on the next attempt.
+pub(crate) fn store_error(e: taskfleet::Error) -> TaskError {
+    match e {
+        taskfleet::Error::InvalidInput { .. } => TaskError::Permanent(e.to_string()),
+        other => TaskError::Retry(other.to_string()),
+    }
+}
+
+/// A broker failure during a processor's own queue calls (a course's lessons).
+pub(crate) fn broker_error(e: taskfleet::Error) -> TaskError {
+    match e {
+        taskfleet::Error::InvalidInput { .. } | taskfleet::Error::UnknownTaskType(_) => {
+            TaskError::Permanent(e.to_string())
+        }
+        other => TaskError::Retry(other.to_string()),
     }
 }

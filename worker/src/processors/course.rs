@@ -1,0 +1,210 @@
+//! course_video: a flow. The course enqueues one `video` task per lesson (child tasks with
+//! `parent_id` set), then defers itself (`TaskError::Defer`) so it holds no worker slot while
+//! they run; each re-run looks at the children, and when all are completed it joins their MP4s
+//! into the course MP4. A failed or cancelled lesson fails the course with the lesson's error.
+//!
+//! Re-runs never duplicate lessons: a child's id is derived from the course id and the lesson
+//! number (`<course id>-lesson-<i>`), children that exist are not enqueued again, and the
+//! enqueue also carries the idempotency key `<course id>-lesson-<i>` for the API's view.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use taskfleet::artifacts::ArtifactStore;
+use taskfleet::{NewTask, Task, TaskStatus, TaskType};
+
+use super::requests::{self, CourseVideoRequest};
+use super::tools::{self, Scratch, Tools};
+use super::video::{concat, VIDEO_ARTIFACT};
+use super::voice::round2;
+use super::{broker_error, invalid, store_error, Processor, TaskContext, TaskError};
+
+/// How long a course waits between looks at its lessons, by default.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
+/// The course's MP4 artifact.
+pub const COURSE_ARTIFACT: &str = "course.mp4";
+
+pub struct CourseVideoProcessor {
+    pub(crate) store: Arc<dyn ArtifactStore>,
+    pub(crate) tools: Tools,
+    pub(crate) poll: Duration,
+}
+
+/// The id of lesson `i`'s video task.
+pub fn lesson_task_id(course_id: &str, i: usize) -> String {
+    format!("{course_id}-lesson-{i}")
+}
+
+#[async_trait]
+impl Processor for CourseVideoProcessor {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+        let r: CourseVideoRequest = requests::parse(request).map_err(invalid)?;
+        self.tools.require_ffmpeg("course_video")?;
+        let broker = ctx.broker();
+        let video = TaskType::Video.as_str();
+        let n = r.lessons.len();
+        let ids: Vec<String> = (0..n).map(|i| lesson_task_id(&ctx.task_id, i)).collect();
+        let mut children = broker.get_many(video, &ids).await.map_err(broker_error)?;
+        if children.len() < n {
+            let me = broker.get(&ctx.task_id).await.map_err(broker_error)?;
+            let account = me
+                .as_ref()
+                .and_then(|t| t.account_id.clone())
+                .or_else(|| ctx.account_id.clone())
+                .unwrap_or_default();
+            let user = me.and_then(|t| t.user_id).unwrap_or_default();
+            let have: Vec<&str> = children.iter().map(|t| t.id.as_str()).collect();
+            let mut new = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                if have.contains(&id.as_str()) {
+                    continue;
+                }
+                let request =
+                    serde_json::to_value(r.lesson_video(i)).expect("a request serializes");
+                let mut t = NewTask::new(video, request)
+                    .owner(account.clone(), user.clone())
+                    .parent(ctx.task_id.clone())
+                    .idempotency_key(lesson_task_id(&ctx.task_id, i));
+                t.id = Some(id.clone());
+                new.push(t);
+            }
+            let now = broker.server_time_ms().await.map_err(broker_error)?;
+            broker.enqueue_many(new, now).await.map_err(broker_error)?;
+            children = broker.get_many(video, &ids).await.map_err(broker_error)?;
+        }
+        let by_id = |id: &str| children.iter().find(|t| t.id == id);
+        let mut done = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let Some(t) = by_id(id) else {
+                return Err(TaskError::Retry(format!(
+                    "lesson {} was not enqueued",
+                    i + 1
+                )));
+            };
+            match t.status {
+                TaskStatus::Completed => done += 1,
+                TaskStatus::Failed => {
+                    return Err(TaskError::Permanent(format!(
+                        "lesson {} ({:?}, task {}) failed: {}",
+                        i + 1,
+                        r.lessons[i].title,
+                        t.id,
+                        t.error.as_deref().unwrap_or("no error recorded")
+                    )))
+                }
+                TaskStatus::Cancelled => {
+                    return Err(TaskError::Permanent(format!(
+                        "lesson {} ({:?}, task {}) was cancelled",
+                        i + 1,
+                        r.lessons[i].title,
+                        t.id
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if done < n {
+            if ctx.is_cancelled() {
+                cancel_children(ctx, &children).await;
+                return Err(TaskError::Retry("cancelled".into()));
+            }
+            let pct = (80 * done / n) as u8;
+            ctx.progress(pct, &format!("{done} of {n} lessons done"))
+                .await;
+            return Err(TaskError::Defer(
+                self.poll,
+                format!("waiting for {} of {n} lessons", n - done),
+            ));
+        }
+        self.join(ctx, &r, &ids, &children).await
+    }
+
+    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
+        let slides: usize = request
+            .get("lessons")
+            .and_then(Value::as_array)
+            .map_or(1, |ls| {
+                ls.iter()
+                    .map(|l| {
+                        l.get("slides")
+                            .and_then(Value::as_array)
+                            .map_or(1, Vec::len)
+                    })
+                    .sum()
+            });
+        2 + (slides / 6) as u32
+    }
+}
+
+impl CourseVideoProcessor {
+    async fn join(
+        &self,
+        ctx: &TaskContext,
+        r: &CourseVideoRequest,
+        ids: &[String],
+        children: &[Task],
+    ) -> Result<Value, TaskError> {
+        ctx.progress(85, "joining the lessons").await;
+        let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;
+        let mut parts = Vec::with_capacity(ids.len());
+        let mut lessons = Vec::with_capacity(ids.len());
+        let mut total = 0.0;
+        for (i, id) in ids.iter().enumerate() {
+            let bytes = self
+                .store
+                .get(id, VIDEO_ARTIFACT)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    TaskError::Permanent(format!(
+                        "lesson {}'s video (task {id}) is not in the artifact store",
+                        i + 1
+                    ))
+                })?;
+            let path = scratch.join(format!("lesson-{i}.mp4"));
+            tokio::fs::write(&path, bytes)
+                .await
+                .map_err(tools::io_retry("writing a lesson video"))?;
+            parts.push(path);
+            let seconds = children
+                .iter()
+                .find(|t| &t.id == id)
+                .and_then(|t| t.result.as_ref())
+                .and_then(|v| v.get("duration_seconds"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            total += seconds;
+            lessons.push(
+                json!({"task_id": id, "title": r.lessons[i].title, "duration_seconds": seconds}),
+            );
+        }
+        let out = scratch.join(COURSE_ARTIFACT);
+        concat(&ctx.cancel, &self.tools, &parts, scratch.path(), &out).await?;
+        let artifact = self
+            .store
+            .put_file(&ctx.task_id, COURSE_ARTIFACT, &out)
+            .await
+            .map_err(store_error)?;
+        ctx.progress(100, "done").await;
+        Ok(json!({
+            "title": r.title,
+            "artifacts": [artifact],
+            "duration_seconds": round2(total),
+            "lessons": lessons,
+        }))
+    }
+}
+
+/// Best effort: a course that is being cancelled cancels its lessons that have not finished.
+async fn cancel_children(ctx: &TaskContext, children: &[Task]) {
+    let Ok(now) = ctx.broker().server_time_ms().await else {
+        return;
+    };
+    for t in children.iter().filter(|t| !t.status.is_terminal()) {
+        if let Err(e) = ctx.broker().cancel(&t.id, now).await {
+            tracing::debug!(parent: ctx.span(), task = %t.id, error = %e, "lesson not cancelled");
+        }
+    }
+}

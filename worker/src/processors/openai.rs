@@ -1,0 +1,294 @@
+//! A client of any OpenAI-compatible HTTP API (OpenAI, Ollama, vLLM, LocalAI): chat
+//! completions for text, image generations for pictures. What a failure means is decided here
+//! once: 429, 5xx, a timeout or a refused connection are worth another attempt (`Retry`);
+//! 400, 401, 403, 404 and 422 will fail the same way again (`Permanent`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::TaskError;
+
+/// Default timeout of one provider call.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+
+/// Which provider a kind of work (text or images) uses, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// `local` (the built-in algorithms, no network) or `openai` (any compatible endpoint).
+    pub provider: String,
+    /// The API base, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub url: String,
+    pub api_key: String,
+    pub model: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        ProviderSettings {
+            provider: "local".into(),
+            url: String::new(),
+            api_key: String::new(),
+            model: String::new(),
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl ProviderSettings {
+    /// An `openai` provider at `url` with `model`.
+    pub fn openai(
+        url: impl Into<String>,
+        api_key: impl Into<String>,
+        model: impl Into<String>,
+    ) -> Self {
+        ProviderSettings {
+            provider: "openai".into(),
+            url: url.into(),
+            api_key: api_key.into(),
+            model: model.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Reads `<PREFIX>PROVIDER`, `URL`, `API_KEY`, `MODEL`, `TIMEOUT_SECS` from `env` (e.g.
+    /// prefix `TASKFLEET__TEXT__`), defaults for the rest.
+    pub fn from_env(
+        env: &std::collections::HashMap<String, String>,
+        prefix: &str,
+    ) -> Result<Self, String> {
+        let mut s = ProviderSettings::default();
+        let get = |k: &str| env.get(&format!("{prefix}{k}")).cloned();
+        if let Some(v) = get("PROVIDER") {
+            s.provider = v;
+        }
+        if let Some(v) = get("URL") {
+            s.url = v;
+        }
+        if let Some(v) = get("API_KEY") {
+            s.api_key = v;
+        }
+        if let Some(v) = get("MODEL") {
+            s.model = v;
+        }
+        if let Some(v) = get("TIMEOUT_SECS") {
+            s.timeout_secs = v
+                .parse()
+                .map_err(|_| format!("{prefix}TIMEOUT_SECS: {v:?} is not a number of seconds"))?;
+        }
+        s.check(prefix)?;
+        Ok(s)
+    }
+
+    /// Refuses a provider name other than `local`/`openai`, or `openai` without a URL.
+    pub fn check(&self, what: &str) -> Result<(), String> {
+        match self.provider.as_str() {
+            "local" => Ok(()),
+            "openai" if self.url.is_empty() => {
+                Err(format!("{what}: the openai provider needs a url"))
+            }
+            "openai" if self.timeout_secs == 0 => {
+                Err(format!("{what}: timeout_secs must be at least 1"))
+            }
+            "openai" => Ok(()),
+            other => Err(format!(
+                "{what}: unknown provider {other:?} (local or openai)"
+            )),
+        }
+    }
+
+    pub fn is_openai(&self) -> bool {
+        self.provider == "openai"
+    }
+}
+
+/// One configured endpoint.
+#[derive(Clone)]
+pub struct OpenAi {
+    client: reqwest::Client,
+    settings: ProviderSettings,
+}
+
+impl OpenAi {
+    pub fn new(settings: ProviderSettings) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client with rustls");
+        OpenAi { client, settings }
+    }
+
+    pub fn model(&self) -> &str {
+        &self.settings.model
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        let base = self.settings.url.trim_end_matches('/');
+        if base.ends_with(path) {
+            base.to_string()
+        } else {
+            format!("{base}{path}")
+        }
+    }
+
+    /// POSTs `body` as JSON to `path` (e.g. `/chat/completions`) and returns the JSON answer.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        cancel: &CancellationToken,
+    ) -> Result<Value, TaskError> {
+        let url = self.endpoint(path);
+        let mut req = self.client.post(&url).json(body);
+        if !self.settings.api_key.is_empty() {
+            req = req.bearer_auth(&self.settings.api_key);
+        }
+        let send = async {
+            let resp = req.send().await.map_err(transport)?;
+            let status = resp.status();
+            let text = resp.text().await.map_err(transport)?;
+            Ok::<_, TaskError>((status, text))
+        };
+        let (status, text) = tokio::select! {
+            r = send => r?,
+            _ = cancel.cancelled() => return Err(TaskError::Retry("cancelled".into())),
+        };
+        if !status.is_success() {
+            let detail: String = text.chars().take(300).collect();
+            let msg = format!("provider at {url} answered {status}: {detail}");
+            return Err(match status.as_u16() {
+                408 | 409 | 425 | 429 => TaskError::Retry(msg),
+                s if s >= 500 => TaskError::Retry(msg),
+                _ => TaskError::Permanent(msg),
+            });
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| TaskError::Retry(format!("provider at {url} answered invalid JSON: {e}")))
+    }
+
+    /// One chat completion: the assistant's text.
+    pub async fn chat(
+        &self,
+        system: &str,
+        user: &str,
+        cancel: &CancellationToken,
+    ) -> Result<String, TaskError> {
+        let body = json!({
+            "model": self.settings.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ],
+        });
+        let answer = self.post("/chat/completions", &body, cancel).await?;
+        answer
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| TaskError::Retry("provider answered no message content".into()))
+    }
+
+    /// One generated image as bytes (from `b64_json`, or fetched from `url`).
+    pub async fn image(
+        &self,
+        prompt: &str,
+        w: u32,
+        h: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<u8>, TaskError> {
+        use base64::Engine as _;
+        let body = json!({
+            "model": self.settings.model,
+            "prompt": prompt,
+            "n": 1,
+            "size": format!("{w}x{h}"),
+            "response_format": "b64_json",
+        });
+        let answer = self.post("/images/generations", &body, cancel).await?;
+        if let Some(b64) = answer.pointer("/data/0/b64_json").and_then(Value::as_str) {
+            return base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| TaskError::Retry(format!("provider image is not base64: {e}")));
+        }
+        if let Some(url) = answer.pointer("/data/0/url").and_then(Value::as_str) {
+            let get = async {
+                let r = self.client.get(url).send().await.map_err(transport)?;
+                if !r.status().is_success() {
+                    return Err(TaskError::Retry(format!(
+                        "fetching image {url}: {}",
+                        r.status()
+                    )));
+                }
+                r.bytes().await.map(|b| b.to_vec()).map_err(transport)
+            };
+            return tokio::select! {
+                r = get => r,
+                _ = cancel.cancelled() => Err(TaskError::Retry("cancelled".into())),
+            };
+        }
+        Err(TaskError::Retry("provider answered no image".into()))
+    }
+}
+
+fn transport(e: reqwest::Error) -> TaskError {
+    if e.is_timeout() {
+        TaskError::Retry(format!("provider timed out: {e}"))
+    } else if e.is_builder() {
+        TaskError::Permanent(format!("provider request: {e}"))
+    } else {
+        TaskError::Retry(format!("provider unreachable: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_from_env_check_the_provider() {
+        let env = std::collections::HashMap::from([
+            ("X__PROVIDER".to_string(), "openai".to_string()),
+            ("X__URL".to_string(), "http://127.0.0.1:1/v1".to_string()),
+            ("X__TIMEOUT_SECS".to_string(), "5".to_string()),
+        ]);
+        let s = ProviderSettings::from_env(&env, "X__").unwrap();
+        assert!(s.is_openai());
+        assert_eq!(s.timeout_secs, 5);
+        assert!(
+            ProviderSettings::from_env(&Default::default(), "X__")
+                .unwrap()
+                .provider
+                == "local"
+        );
+        let bad =
+            std::collections::HashMap::from([("X__PROVIDER".to_string(), "magic".to_string())]);
+        assert!(ProviderSettings::from_env(&bad, "X__").is_err());
+        let no_url =
+            std::collections::HashMap::from([("X__PROVIDER".to_string(), "openai".to_string())]);
+        assert!(ProviderSettings::from_env(&no_url, "X__").is_err());
+    }
+
+    #[test]
+    fn endpoints_join_the_base_once() {
+        let o = OpenAi::new(ProviderSettings::openai("http://h/v1/", "", "m"));
+        assert_eq!(
+            o.endpoint("/chat/completions"),
+            "http://h/v1/chat/completions"
+        );
+        let o = OpenAi::new(ProviderSettings::openai(
+            "http://h/v1/chat/completions",
+            "",
+            "m",
+        ));
+        assert_eq!(
+            o.endpoint("/chat/completions"),
+            "http://h/v1/chat/completions"
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! video: for each slide a picture (the image provider) and its narration (espeak-ng); ffmpeg
+//! encodes each slide as an H.264/AAC segment exactly as long as its narration, then joins the
+//! segments into one MP4. Progress after each slide. ffmpeg runs as a child that is killed (and
+//! reaped) when the task is cancelled.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use taskfleet::artifacts::ArtifactStore;
+use tokio_util::sync::CancellationToken;
+
+use super::image::ImageProvider;
+use super::requests::{self, VideoRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
+use super::tools::{self, Scratch, Tools};
+use super::voice::{round2, speak};
+use super::{invalid, store_error, Processor, TaskContext, TaskError};
+
+/// Frames per second of a slide video: slides are still pictures, so few frames are needed.
+pub const FPS: u32 = 10;
+/// Shortest time a slide is shown, in seconds, even if its narration is shorter.
+pub const MIN_SLIDE_SECONDS: f64 = 1.0;
+/// The name of a video task's MP4 artifact (a course reads its lessons' files by this name).
+pub const VIDEO_ARTIFACT: &str = "video.mp4";
+
+pub struct VideoProcessor {
+    pub(crate) store: Arc<dyn ArtifactStore>,
+    pub(crate) images: Arc<dyn ImageProvider>,
+    pub(crate) tools: Tools,
+    pub(crate) size: (u32, u32),
+}
+
+#[async_trait]
+impl Processor for VideoProcessor {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+        let r: VideoRequest = requests::parse(request).map_err(invalid)?;
+        self.tools.require_ffmpeg("video")?;
+        self.tools.require_espeak("video")?;
+        let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
+        // yuv420p needs even sides.
+        let (w, h) = (self.size.0 & !1, self.size.1 & !1);
+        let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;
+        let n = r.slides.len();
+        let mut segments = Vec::with_capacity(n);
+        let mut slides = Vec::with_capacity(n);
+        let mut total = 0.0;
+        ctx.progress(0, &format!("slide 1 of {n}")).await;
+        for (i, slide) in r.slides.iter().enumerate() {
+            let png = self
+                .images
+                .slide(&slide.title, &slide.text, w, h, &ctx.cancel)
+                .await?;
+            let png_path = scratch.join(format!("slide-{i}.png"));
+            tokio::fs::write(&png_path, png)
+                .await
+                .map_err(tools::io_retry("writing a slide"))?;
+            let narration = format!("{}. {}", slide.title.trim_end_matches('.'), slide.text);
+            let speech = speak(
+                ctx,
+                &self.tools,
+                &narration,
+                voice,
+                DEFAULT_SPEED_WPM,
+                scratch.path(),
+                None,
+            )
+            .await?;
+            let wav_path = scratch.join(format!("slide-{i}.wav"));
+            tokio::fs::write(&wav_path, &speech.wav)
+                .await
+                .map_err(tools::io_retry("writing narration"))?;
+            let seconds = speech.seconds.max(MIN_SLIDE_SECONDS);
+            let segment = scratch.join(format!("segment-{i}.mp4"));
+            encode_slide(
+                &ctx.cancel,
+                &self.tools,
+                &png_path,
+                &wav_path,
+                seconds,
+                &segment,
+            )
+            .await?;
+            segments.push(segment);
+            slides.push(json!({"title": slide.title, "duration_seconds": round2(seconds)}));
+            total += seconds;
+            let pct = (5 + 90 * (i + 1) / n) as u8;
+            ctx.progress(pct, &format!("slide {} of {n} done", i + 1))
+                .await;
+        }
+        let out = scratch.join(VIDEO_ARTIFACT);
+        concat(&ctx.cancel, &self.tools, &segments, scratch.path(), &out).await?;
+        let artifact = self
+            .store
+            .put_file(&ctx.task_id, VIDEO_ARTIFACT, &out)
+            .await
+            .map_err(store_error)?;
+        ctx.progress(100, "done").await;
+        Ok(json!({
+            "title": r.title,
+            "artifacts": [artifact],
+            "duration_seconds": round2(total),
+            "width": w,
+            "height": h,
+            "slides": slides,
+        }))
+    }
+
+    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
+        let slides = request
+            .get("slides")
+            .and_then(Value::as_array)
+            .map_or(1, Vec::len);
+        1 + (slides / 6) as u32
+    }
+}
+
+/// One slide: its picture shown for `seconds`, with its narration (padded with silence).
+async fn encode_slide(
+    cancel: &CancellationToken,
+    tools: &Tools,
+    png: &Path,
+    wav: &Path,
+    seconds: f64,
+    out: &Path,
+) -> Result<(), TaskError> {
+    let fps = FPS.to_string();
+    let secs = format!("{seconds:.3}");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "-nostdin".as_ref(),
+        "-y".as_ref(),
+        "-loglevel".as_ref(),
+        "error".as_ref(),
+        "-loop".as_ref(),
+        "1".as_ref(),
+        "-framerate".as_ref(),
+        fps.as_ref(),
+        "-i".as_ref(),
+        png.as_os_str(),
+        "-i".as_ref(),
+        wav.as_os_str(),
+        "-map".as_ref(),
+        "0:v".as_ref(),
+        "-map".as_ref(),
+        "1:a".as_ref(),
+        "-af".as_ref(),
+        "apad".as_ref(),
+        "-c:v".as_ref(),
+        "libx264".as_ref(),
+        "-preset".as_ref(),
+        "veryfast".as_ref(),
+        "-tune".as_ref(),
+        "stillimage".as_ref(),
+        "-pix_fmt".as_ref(),
+        "yuv420p".as_ref(),
+        "-r".as_ref(),
+        fps.as_ref(),
+        "-c:a".as_ref(),
+        "aac".as_ref(),
+        "-b:a".as_ref(),
+        "96k".as_ref(),
+        "-ar".as_ref(),
+        "44100".as_ref(),
+        "-ac".as_ref(),
+        "1".as_ref(),
+        "-t".as_ref(),
+        secs.as_ref(),
+        out.as_os_str(),
+    ];
+    tools::run(cancel, &tools.ffmpeg, tools::FFMPEG, args, None).await?;
+    Ok(())
+}
+
+/// Joins MP4 files of the same encoding into one, without re-encoding (ffmpeg's concat
+/// demuxer).
+pub(crate) async fn concat(
+    cancel: &CancellationToken,
+    tools: &Tools,
+    parts: &[std::path::PathBuf],
+    dir: &Path,
+    out: &Path,
+) -> Result<(), TaskError> {
+    let mut list = String::new();
+    for p in parts {
+        // The concat list quotes with single quotes; escape any in the path.
+        let escaped = p.display().to_string().replace('\'', "'\\''");
+        list.push_str(&format!("file '{escaped}'\n"));
+    }
+    let list_path = dir.join(format!("concat-{:x}.txt", rand::random::<u32>()));
+    tokio::fs::write(&list_path, list)
+        .await
+        .map_err(tools::io_retry("writing the concat list"))?;
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "-nostdin".as_ref(),
+        "-y".as_ref(),
+        "-loglevel".as_ref(),
+        "error".as_ref(),
+        "-f".as_ref(),
+        "concat".as_ref(),
+        "-safe".as_ref(),
+        "0".as_ref(),
+        "-i".as_ref(),
+        list_path.as_os_str(),
+        "-c".as_ref(),
+        "copy".as_ref(),
+        "-movflags".as_ref(),
+        "+faststart".as_ref(),
+        out.as_os_str(),
+    ];
+    tools::run(cancel, &tools.ffmpeg, tools::FFMPEG, args, None).await?;
+    Ok(())
+}

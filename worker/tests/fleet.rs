@@ -6,7 +6,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{broker, eventually, now, task, test_task, Worker, LEASE_SECS};
+use common::{
+    broker, count, enqueue_ids, eventually, now, stat, task, test_task, Worker, LEASE_SECS,
+};
 use serde_json::json;
 use taskfleet::testing::{shared_redis, RedisServer};
 use taskfleet::{NewTask, TaskStatus};
@@ -76,15 +78,9 @@ async fn a_ledger_of_5000_tasks_survives_random_kills_with_every_rerun_explained
         kills += 1;
         workers[i] = Worker::start(&url, &p, &args, &[]);
     }
-    let status = eventually("all 5000 completed", Duration::from_secs(90), || async {
-        let s = b
-            .status()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|s| s.task_type == "test")
-            .unwrap();
-        (s.count(TaskStatus::Completed) == 5000).then_some(s)
+    eventually("all 5000 completed", Duration::from_secs(90), || async {
+        let n = count(&b, TaskStatus::Completed).await?;
+        (n == 5000).then_some(())
     })
     .await;
     let mut reruns = 0u64;
@@ -102,7 +98,7 @@ async fn a_ledger_of_5000_tasks_survives_random_kills_with_every_rerun_explained
         }
     }
     assert_eq!(seen.len(), 5000, "lost tasks");
-    let recovered = status.stats.get("recovered").copied().unwrap_or(0) as u64;
+    let recovered = stat(&b, "recovered").await as u64;
     assert_eq!(reruns, recovered, "every extra run is a recovered lease");
     assert!(kills == 15);
     eprintln!("ledger: 5000 completed, 0 lost, {reruns} reruns = {recovered} recovered leases");
@@ -157,15 +153,8 @@ async fn a_slow_task_that_keeps_its_heartbeat_is_never_run_twice() {
     })
     .await;
     assert_eq!(done.attempts, 1);
-    let s = b
-        .status()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.task_type == "test")
-        .unwrap();
-    assert_eq!(s.stats.get("recovered").copied().unwrap_or(0), 0);
-    assert_eq!(s.stats.get("started").copied().unwrap_or(0), 1);
+    assert_eq!(stat(&b, "recovered").await, 0);
+    assert_eq!(stat(&b, "started").await, 1);
 }
 
 #[tokio::test]
@@ -258,14 +247,8 @@ async fn sigterm_drains_then_gives_unfinished_tasks_back_without_using_attempts(
         &[("TASKFLEET__WORKER__GRACE_SECONDS", "2")],
     );
     eventually("all three running", Duration::from_secs(10), || async {
-        let s = b
-            .status()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|s| s.task_type == "test")
-            .unwrap();
-        (s.count(TaskStatus::Processing) == 3).then_some(())
+        let n = count(&b, TaskStatus::Processing).await?;
+        (n == 3).then_some(())
     })
     .await;
     let workers_key = b.keys().workers();
@@ -299,53 +282,33 @@ async fn workers_ride_out_a_redis_restart_and_lose_nothing() {
     let url = redis.url();
     let b = broker(&url);
     let p = b.keys().prefix().to_string();
-    let first: Vec<String> = b
-        .enqueue_many(
-            (0..200)
-                .map(|i| test_task(json!({"op": "sleep", "ms": 30, "i": i})))
-                .collect(),
-            now(&b).await,
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let first = enqueue_ids(
+        &b,
+        (0..200)
+            .map(|i| test_task(json!({"op": "sleep", "ms": 30, "i": i})))
+            .collect(),
+    )
+    .await;
     let _w1 = Worker::start(&url, &p, &["--concurrency", "4"], &[]);
     let _w2 = Worker::start(&url, &p, &["--concurrency", "4"], &[]);
     eventually("some work done", Duration::from_secs(20), || async {
-        let s = b
-            .status()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|s| s.task_type == "test")?;
-        (s.count(TaskStatus::Completed) >= 20).then_some(())
+        let n = count(&b, TaskStatus::Completed).await?;
+        (n >= 20).then_some(())
     })
     .await;
     redis.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     redis.restart();
-    let more: Vec<String> = b
-        .enqueue_many(
-            (0..100)
-                .map(|i| test_task(json!({"op": "sleep", "ms": 10, "j": i})))
-                .collect(),
-            now(&b).await,
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let more = enqueue_ids(
+        &b,
+        (0..100)
+            .map(|i| test_task(json!({"op": "sleep", "ms": 10, "j": i})))
+            .collect(),
+    )
+    .await;
     eventually("all 300 completed", Duration::from_secs(60), || async {
-        let s = b
-            .status()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|s| s.task_type == "test")?;
-        (s.count(TaskStatus::Completed) == 300).then_some(())
+        let n = count(&b, TaskStatus::Completed).await?;
+        (n == 300).then_some(())
     })
     .await;
     for chunk in [&first, &more] {
@@ -365,28 +328,17 @@ async fn a_worker_claims_only_its_types() {
         .enqueue(NewTask::new("quiz", json!({"source_text": "x"})), t0)
         .await
         .unwrap();
-    let tests: Vec<String> = b
-        .enqueue_many(
-            (0..20)
-                .map(|i| test_task(json!({"op": "noop", "i": i})))
-                .collect(),
-            t0,
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let tests = enqueue_ids(
+        &b,
+        (0..20)
+            .map(|i| test_task(json!({"op": "noop", "i": i})))
+            .collect(),
+    )
+    .await;
     let _w = Worker::start(&url, &p, &["--types", "test"], &[]);
     eventually("test tasks done", Duration::from_secs(15), || async {
-        let s = b
-            .status()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|s| s.task_type == "test")
-            .unwrap();
-        (s.count(TaskStatus::Completed) == tests.len() as u64).then_some(())
+        let n = count(&b, TaskStatus::Completed).await?;
+        (n == tests.len() as u64).then_some(())
     })
     .await;
     let q = task(&b, &quiz.id).await;

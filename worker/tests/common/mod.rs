@@ -130,3 +130,29 @@ pub async fn task(b: &Broker, id: &str) -> Task {
 pub async fn now(b: &Broker) -> i64 {
     b.server_time_ms().await.unwrap()
 }
+
+/// How many tasks of the test queue are in `status` (None while Redis does not answer).
+pub async fn count(b: &Broker, status: taskfleet::TaskStatus) -> Option<u64> {
+    let s = b.status().await.ok()?;
+    s.into_iter()
+        .find(|s| s.task_type == "test")
+        .map(|s| s.count(status))
+}
+
+/// The test queue's counters (`stats` hash).
+pub async fn stat(b: &Broker, name: &str) -> i64 {
+    let s = b.status().await.unwrap();
+    let q = s.into_iter().find(|s| s.task_type == "test").unwrap();
+    q.stats.get(name).copied().unwrap_or(0)
+}
+
+/// Enqueues and returns the ids.
+pub async fn enqueue_ids(b: &Broker, tasks: Vec<NewTask>) -> Vec<String> {
+    let at = now(b).await;
+    b.enqueue_many(tasks, at)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}

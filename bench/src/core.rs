@@ -1,0 +1,334 @@
+//! `taskfleet-bench core`: the queue engine through the library, on a redis-server this run
+//! starts, next to redis-benchmark on the same server.
+//!
+//! Cases, in order, each under its own key prefix:
+//! 1. enqueue N tasks one call each, `in_flight` calls at a time (prefix A; memory measured);
+//! 2. enqueue N tasks with `enqueue_many`, `batch` a call, `in_flight` at a time (prefix B;
+//!    memory measured);
+//! 3. drain A with 1 consumer, 4. drain B with 4 consumers: each consumer claims
+//!    `claim_batch`, then completes the whole batch in one call.
+//!
+//! The ceiling (SET and EVALSHA) runs before and after the cases; ratios use the higher
+//! EVALSHA figure, so a disturbed ceiling run cannot flatter the ratios.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::json;
+use taskfleet::{Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, TaskStatus};
+
+use crate::ceiling::{self, CeilingArgs};
+use crate::machine::{self, Machine};
+use crate::report::{self, CoreReport, Memory};
+use crate::sample::Meter;
+use crate::server::Server;
+
+/// The queue (task type name) every case uses.
+pub const QUEUE: &str = "bench";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CoreArgs {
+    /// Tasks per case.
+    #[arg(long, default_value_t = 100_000)]
+    pub tasks: usize,
+    /// Enqueue calls in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub in_flight: usize,
+    /// Tasks per `enqueue_many` call.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Tasks per claim (each claimed batch is completed in one call).
+    #[arg(long, default_value_t = 32)]
+    pub claim_batch: usize,
+    /// Consumer counts of the drain cases, in order (each drains its own N tasks).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub consumers: Vec<usize>,
+    /// redis-benchmark clients.
+    #[arg(long, default_value_t = 50)]
+    pub ceiling_clients: usize,
+    /// redis-benchmark requests per test.
+    #[arg(long, default_value_t = 200_000)]
+    pub ceiling_requests: usize,
+    /// The redis-benchmark binary.
+    #[arg(long, default_value = "redis-benchmark")]
+    pub redis_benchmark: String,
+    /// A case that runs longer than this fails the run.
+    #[arg(long, default_value_t = 600)]
+    pub case_timeout_secs: u64,
+    /// Replace the body of this Markdown file's `## Benchmarks` section with the results.
+    #[arg(long)]
+    pub readme: Option<PathBuf>,
+    /// The command line to print in the report (scripts/bench.sh passes its own).
+    #[arg(long, default_value = "taskfleet-bench core")]
+    pub command: String,
+}
+
+pub async fn main(args: CoreArgs) -> Result<()> {
+    ensure!(
+        args.tasks > 0 && args.in_flight > 0,
+        "--tasks and --in-flight must be > 0"
+    );
+    ensure!(
+        (1..=taskfleet::broker::MAX_BATCH).contains(&args.batch)
+            && (1..=taskfleet::broker::MAX_BATCH).contains(&args.claim_batch),
+        "--batch and --claim-batch must be 1-{}",
+        taskfleet::broker::MAX_BATCH
+    );
+    let report = run(&args).await?;
+    println!("{}", report::text(&report));
+    if let Some(path) = &args.readme {
+        let old =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let new = report::replace_section(&old, "## Benchmarks", &report::markdown(&report))?;
+        std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote the Benchmarks section of {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs every case on a fresh server; the server is killed when this returns.
+pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
+    let load_before = machine::load_average();
+    let mut server = Server::start().await?;
+    let url = server.url();
+    eprintln!("redis-server on 127.0.0.1:{}", server.port());
+    let machine = Machine::read(server.version().await?);
+    let ceiling_args = CeilingArgs {
+        clients: args.ceiling_clients,
+        requests: args.ceiling_requests,
+        bin: args.redis_benchmark.clone(),
+    };
+    let timeout = Duration::from_secs(args.case_timeout_secs);
+
+    eprintln!("ceiling (before)…");
+    let ceiling_before = ceiling::measure(&mut server, &ceiling_args).await?;
+
+    let a = broker(&url, "bA", "bench-enqueue", args.in_flight)?;
+    let clock = RedisClock::new(&a).await?;
+    let mut samples = Vec::new();
+
+    eprintln!("enqueue, one call each…");
+    let m0 = server.used_memory().await?;
+    let meter = Meter::start(&mut server).await?;
+    let calls = enqueue(&a, &clock, args.tasks, 1, args.in_flight, timeout).await?;
+    let s = meter
+        .finish(
+            &mut server,
+            &format!("enqueue, 1 per call, {} in flight", args.in_flight),
+            args.tasks,
+            calls,
+        )
+        .await?;
+    let m1 = server.used_memory().await?;
+    samples.push(s);
+
+    eprintln!("enqueue_many…");
+    let b = broker(&url, "bB", "bench-enqueue", args.in_flight)?;
+    let meter = Meter::start(&mut server).await?;
+    let calls = enqueue(&b, &clock, args.tasks, args.batch, args.in_flight, timeout).await?;
+    let s = meter
+        .finish(
+            &mut server,
+            &format!(
+                "enqueue_many, {} per call, {} in flight",
+                args.batch, args.in_flight
+            ),
+            args.tasks,
+            calls,
+        )
+        .await?;
+    let m2 = server.used_memory().await?;
+    samples.push(s);
+    let memory = Memory {
+        tasks: args.tasks,
+        one_by_one: m1.saturating_sub(m0),
+        batched: m2.saturating_sub(m1),
+    };
+
+    // The drains take the tasks the enqueue cases left: the first drains A, the next B, any
+    // further ones fresh prefixes filled by enqueue_many.
+    for (i, &consumers) in args.consumers.iter().enumerate() {
+        let prefix = match i {
+            0 => "bA".to_string(),
+            1 => "bB".to_string(),
+            _ => {
+                let p = format!("bD{i}");
+                let f = broker(&url, &p, "bench-enqueue", args.in_flight)?;
+                enqueue(&f, &clock, args.tasks, args.batch, args.in_flight, timeout).await?;
+                p
+            }
+        };
+        eprintln!("drain with {consumers} consumer(s)…");
+        let meter = Meter::start(&mut server).await?;
+        let (jobs, calls) =
+            drain(&url, &prefix, consumers, args.claim_batch, &clock, timeout).await?;
+        let s = meter
+            .finish(
+                &mut server,
+                &format!(
+                    "drain, {consumers} consumer{}, claim {} + complete in 1 call",
+                    if consumers == 1 { "" } else { "s" },
+                    args.claim_batch
+                ),
+                jobs,
+                calls,
+            )
+            .await?;
+        ensure!(
+            jobs == args.tasks,
+            "drain {prefix} completed {jobs} of {} tasks",
+            args.tasks
+        );
+        check_drained(&broker(&url, &prefix, "bench-check", 1)?, args.tasks).await?;
+        samples.push(s);
+    }
+
+    eprintln!("ceiling (after)…");
+    let ceiling_after = ceiling::measure(&mut server, &ceiling_args).await?;
+    Ok(CoreReport {
+        args: args.clone(),
+        ceiling_command: ceiling_args.command(&["EVALSHA", "<sha of 'return 1'>", "0"]),
+        machine,
+        date: machine::utc_now(),
+        load_before,
+        load_after: machine::load_average(),
+        ceiling_before,
+        ceiling_after,
+        samples,
+        memory,
+    })
+}
+
+/// A broker on `url` under `prefix` with the bench queue registered.
+fn broker(url: &str, prefix: &str, worker_id: &str, pool: usize) -> Result<Broker> {
+    Ok(Broker::builder(url)
+        .prefix(prefix)
+        .queue(QUEUE, QueueConfig::default())
+        .worker_id(worker_id)
+        .pool_size(pool.max(1))
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// A small task: `{"n": i}`, spread over 100 accounts and 1,000 users.
+pub fn bench_task(i: usize) -> NewTask {
+    NewTask::new(QUEUE, json!({ "n": i % 1000 }))
+        .owner(format!("acct{}", i % 100), format!("user{}", i % 1000))
+}
+
+/// Enqueues `n` tasks, `per_call` a call (1: `enqueue`, more: `enqueue_many`), with
+/// `in_flight` calls at a time; returns each call's latency.
+async fn enqueue(
+    b: &Broker,
+    clock: &Arc<RedisClock>,
+    n: usize,
+    per_call: usize,
+    in_flight: usize,
+    timeout: Duration,
+) -> Result<Vec<Duration>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + timeout;
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (b, clock, next) = (b.clone(), clock.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut calls = Vec::new();
+            loop {
+                let from = next.fetch_add(per_call, Ordering::Relaxed);
+                if from >= n {
+                    return Ok::<_, anyhow::Error>(calls);
+                }
+                if Instant::now() > deadline {
+                    bail!("enqueue ran past its {timeout:?} limit");
+                }
+                let t0 = Instant::now();
+                if per_call == 1 {
+                    b.enqueue(bench_task(from), clock.now_ms()).await?;
+                } else {
+                    let batch = (from..(from + per_call).min(n)).map(bench_task).collect();
+                    b.enqueue_many(batch, clock.now_ms()).await?;
+                }
+                calls.push(t0.elapsed());
+            }
+        }));
+    }
+    let mut calls = Vec::new();
+    for t in tasks {
+        calls.extend(t.await??);
+    }
+    Ok(calls)
+}
+
+/// Drains the bench queue under `prefix` with `consumers` loops, each with its own broker
+/// (its own worker id and connections): claim `claim_batch`, complete them all in one call,
+/// until a claim finds nothing. Returns the jobs completed and each round's latency.
+async fn drain(
+    url: &str,
+    prefix: &str,
+    consumers: usize,
+    claim_batch: usize,
+    clock: &Arc<RedisClock>,
+    timeout: Duration,
+) -> Result<(usize, Vec<Duration>)> {
+    let deadline = Instant::now() + timeout;
+    let mut loops = Vec::new();
+    for c in 0..consumers {
+        let b = broker(url, prefix, &format!("bench-consumer-{c}"), 2)?;
+        let clock = clock.clone();
+        loops.push(tokio::spawn(async move {
+            let (mut jobs, mut calls) = (0, Vec::new());
+            loop {
+                if Instant::now() > deadline {
+                    bail!("drain ran past its {timeout:?} limit");
+                }
+                let t0 = Instant::now();
+                let got = b.claim(&[QUEUE], claim_batch, clock.now_ms()).await?;
+                if got.is_empty() {
+                    return Ok::<_, anyhow::Error>((jobs, calls));
+                }
+                let done: Vec<Completion> = got
+                    .into_iter()
+                    .map(|t| Completion {
+                        id: t.id,
+                        lease: t.lease,
+                        result: json!({ "ok": true }),
+                    })
+                    .collect();
+                let flags = b.complete(QUEUE, &done, clock.now_ms()).await?;
+                ensure!(
+                    flags.iter().all(|f| *f),
+                    "a complete was refused: lease lost"
+                );
+                calls.push(t0.elapsed());
+                jobs += done.len();
+            }
+        }));
+    }
+    let (mut jobs, mut calls) = (0, Vec::new());
+    for l in loops {
+        let (j, c) = l.await??;
+        jobs += j;
+        calls.extend(c);
+    }
+    Ok((jobs, calls))
+}
+
+/// After a drain: every task completed, none left queued or leased.
+async fn check_drained(b: &Broker, n: usize) -> Result<()> {
+    let status = b.status().await?;
+    let q = status
+        .iter()
+        .find(|s| s.task_type == QUEUE)
+        .context("bench queue status")?;
+    ensure!(
+        q.count(TaskStatus::Completed) == n as u64
+            && q.count(TaskStatus::Queued) == 0
+            && q.count(TaskStatus::Processing) == 0,
+        "after the drain: {:?}",
+        q.counts
+    );
+    Ok(())
+}

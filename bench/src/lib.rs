@@ -1,0 +1,18 @@
+//! taskfleet's benchmark (DESIGN §11): jobs/s and latency percentiles of the queue engine,
+//! each compared with `redis-benchmark` run in the same invocation on the same redis-server
+//! (the machine's ceiling), never with a hard-coded time.
+//!
+//! # Layout
+//! - [`core`]: the `core` subcommand: enqueue and drain cases through the library.
+//! - [`server`]: the redis-server the run starts, and what it tells (INFO memory, CPU).
+//! - [`ceiling`]: `redis-benchmark` of `SET` and of `EVALSHA` of `return 1`.
+//! - [`sample`]: one measured case: jobs, wall time, per-call latencies, CPU spent.
+//! - [`machine`]: the machine the figures come from (cores, CPU model, load, date).
+//! - [`report`]: the text table, the Markdown section, and its place in the README.
+
+pub mod ceiling;
+pub mod core;
+pub mod machine;
+pub mod report;
+pub mod sample;
+pub mod server;

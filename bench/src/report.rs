@@ -1,0 +1,310 @@
+//! The results of a run: a text table for the terminal, a Markdown section for the README,
+//! and the goals of the benchmark issue checked against the ceiling of the same run.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::ceiling::Ceilings;
+use crate::core::CoreArgs;
+use crate::machine::Machine;
+use crate::sample::Sample;
+
+/// Batched enqueue must reach this multiple of the EVALSHA ceiling.
+pub const GOAL_ENQUEUE_RATIO: f64 = 1.0;
+/// A drain with 4 consumers (claim + complete) must reach this multiple of it.
+pub const GOAL_DRAIN_RATIO: f64 = 0.5;
+/// Bytes of Redis memory one small queued task may take.
+pub const GOAL_BYTES_PER_TASK: f64 = 1024.0;
+
+/// Redis memory (`used_memory`) the enqueue cases added.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Memory {
+    pub tasks: usize,
+    pub one_by_one: u64,
+    pub batched: u64,
+}
+
+impl Memory {
+    /// The larger of the two cases' bytes per queued task.
+    pub fn bytes_per_task(&self) -> f64 {
+        self.one_by_one.max(self.batched) as f64 / self.tasks.max(1) as f64
+    }
+}
+
+/// Everything one `core` run measured.
+#[derive(Debug, Clone)]
+pub struct CoreReport {
+    pub args: CoreArgs,
+    pub ceiling_command: String,
+    pub machine: Machine,
+    pub date: String,
+    pub load_before: String,
+    pub load_after: String,
+    pub ceiling_before: Ceilings,
+    pub ceiling_after: Ceilings,
+    /// Enqueue one by one, enqueue batched, then one drain per `args.consumers`.
+    pub samples: Vec<Sample>,
+    pub memory: Memory,
+}
+
+/// One goal and whether this run met it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+impl CoreReport {
+    /// The EVALSHA ceiling the ratios use: the higher of the two runs.
+    pub fn evalsha(&self) -> f64 {
+        self.ceiling_before
+            .evalsha
+            .ops_per_sec
+            .max(self.ceiling_after.evalsha.ops_per_sec)
+    }
+
+    pub fn ratio(&self, s: &Sample) -> f64 {
+        s.jobs_per_sec() / self.evalsha().max(1e-9)
+    }
+
+    pub fn goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        if let Some(s) = self.samples.get(1) {
+            let r = self.ratio(s);
+            goals.push(Goal {
+                what: "batched enqueue".into(),
+                target: format!("≥ {GOAL_ENQUEUE_RATIO:.1}× EVALSHA"),
+                measured: format!("{r:.2}×"),
+                met: r >= GOAL_ENQUEUE_RATIO,
+            });
+        }
+        if let Some(i) = self.args.consumers.iter().position(|&c| c == 4) {
+            if let Some(s) = self.samples.get(2 + i) {
+                let r = self.ratio(s);
+                goals.push(Goal {
+                    what: "drain, 4 consumers".into(),
+                    target: format!("≥ {GOAL_DRAIN_RATIO:.1}× EVALSHA"),
+                    measured: format!("{r:.2}×"),
+                    met: r >= GOAL_DRAIN_RATIO,
+                });
+            }
+        }
+        let b = self.memory.bytes_per_task();
+        goals.push(Goal {
+            what: "memory per queued task".into(),
+            target: format!("< {GOAL_BYTES_PER_TASK:.0} B"),
+            measured: format!("{b:.0} B"),
+            met: b < GOAL_BYTES_PER_TASK,
+        });
+        goals
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// The report as plain text for the terminal.
+pub fn text(r: &CoreReport) -> String {
+    let mut o = String::new();
+    let m = &r.machine;
+    let _ = writeln!(
+        o,
+        "taskfleet-bench core, {}: {} cores, {}, redis-server {}; load {} → {}",
+        r.date, m.cores, m.cpu_model, m.redis_version, r.load_before, r.load_after
+    );
+    for (when, c) in [("before", &r.ceiling_before), ("after", &r.ceiling_after)] {
+        let _ = writeln!(
+            o,
+            "ceiling {when}: SET {:.0} ops/s, EVALSHA (return 1) {:.0} ops/s",
+            c.set.ops_per_sec, c.evalsha.ops_per_sec
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\n{:<58} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>9}",
+        "case", "jobs/s", "×EVALSHA", "p50 ms", "p99 ms", "max ms", "redis µs", "busy", "client µs"
+    );
+    for s in &r.samples {
+        let _ = writeln!(
+            o,
+            "{:<58} {:>9.0} {:>8.2} {:>8} {:>8} {:>8} {:>9.2} {:>5.0}% {:>9.2}",
+            s.name,
+            s.jobs_per_sec(),
+            r.ratio(s),
+            ms(s.latency.p50),
+            ms(s.latency.p99),
+            ms(s.latency.max),
+            s.server_us_per_job(),
+            s.server_busy() * 100.0,
+            s.client_us_per_job()
+        );
+    }
+    o.push_str("\nwhere the server's time went (INFO commandstats, µs per job; evalsha includes the rest):\n");
+    for s in &r.samples {
+        let parts: Vec<String> = s
+            .commands
+            .iter()
+            .take(8)
+            .map(|c| {
+                format!(
+                    "{} {:.2} ({:.2}/call)",
+                    c.name,
+                    c.usec as f64 / s.jobs.max(1) as f64,
+                    c.usec as f64 / c.calls.max(1) as f64
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "  {}: {}", s.name, parts.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "\nmemory: {} B per task one by one, {} B per task batched ({} tasks each)",
+        r.memory.one_by_one / r.memory.tasks.max(1) as u64,
+        r.memory.batched / r.memory.tasks.max(1) as u64,
+        r.memory.tasks
+    );
+    for g in r.goals() {
+        let _ = writeln!(
+            o,
+            "goal {}: {} (target {}): {}",
+            g.what,
+            g.measured,
+            g.target,
+            if g.met { "met" } else { "MISSED" }
+        );
+    }
+    o
+}
+
+/// The body of the README's `## Benchmarks` section (without the heading).
+pub fn markdown(r: &CoreReport) -> String {
+    let mut o = String::new();
+    let m = &r.machine;
+    let a = &r.args;
+    let _ = writeln!(
+        o,
+        "Measured by `{}` on {}: {} cores ({}), redis-server {} on loopback without \
+         persistence, the bench client on the same cores. Load average {} before, {} after.\n",
+        r.args.command, r.date, m.cores, m.cpu_model, m.redis_version, r.load_before, r.load_after
+    );
+    let _ = writeln!(
+        o,
+        "The ceiling is `redis-benchmark` on the same server in the same run, {} clients, no \
+         pipelining: `SET` {:.0} / {:.0} ops/s and `EVALSHA` of `return 1` {:.0} / {:.0} ops/s \
+         (before / after the cases; `{}`). Every taskfleet call is one EVALSHA, so each case is \
+         also given as a ratio to the higher EVALSHA figure.\n",
+        a.ceiling_clients,
+        r.ceiling_before.set.ops_per_sec,
+        r.ceiling_after.set.ops_per_sec,
+        r.ceiling_before.evalsha.ops_per_sec,
+        r.ceiling_after.evalsha.ops_per_sec,
+        r.ceiling_command
+    );
+    o.push_str("| case | jobs/s | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job |\n");
+    o.push_str("|---|---:|---:|---:|---:|\n");
+    for s in &r.samples {
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {:.2} | {} / {} | {:.1} |",
+            s.name,
+            s.jobs_per_sec(),
+            r.ratio(s),
+            ms(s.latency.p50),
+            ms(s.latency.p99),
+            s.server_us_per_job()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\n{} tasks a case, each a small request (`{{\"n\":123}}`) with an account and a user. \
+         Redis memory (`INFO memory` `used_memory`) grew by {:.0} B per queued task enqueued one \
+         by one and {:.0} B batched (task hash, its entries in `queued` and in its account's \
+         index, and the capped event stream).\n",
+        r.memory.tasks,
+        r.memory.one_by_one as f64 / r.memory.tasks.max(1) as f64,
+        r.memory.batched as f64 / r.memory.tasks.max(1) as f64
+    );
+    o.push_str("| goal | target | measured | |\n|---|---|---|---|\n");
+    for g in r.goals() {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            g.what,
+            g.target,
+            g.measured,
+            if g.met { "met" } else { "missed" }
+        );
+    }
+    o
+}
+
+/// Replaces the body of the section that starts with the line `heading` (up to the next
+/// heading of the same or a higher level, outside code fences) with `body`.
+pub fn replace_section(doc: &str, heading: &str, body: &str) -> Result<String> {
+    let level = heading.chars().take_while(|c| *c == '#').count();
+    let lines: Vec<&str> = doc.split_inclusive('\n').collect();
+    let Some(start) = lines.iter().position(|l| l.trim_end() == heading) else {
+        bail!("no line {heading:?} in the document");
+    };
+    let mut end = lines.len();
+    let mut fenced = false;
+    for (i, l) in lines.iter().enumerate().skip(start + 1) {
+        if l.starts_with("```") {
+            fenced = !fenced;
+        }
+        let hashes = l.chars().take_while(|c| *c == '#').count();
+        if !fenced && hashes >= 1 && hashes <= level && l[hashes..].starts_with(' ') {
+            end = i;
+            break;
+        }
+    }
+    let mut out: String = lines[..=start].concat();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(body.trim_end());
+    out.push('\n');
+    if end < lines.len() {
+        out.push('\n');
+        out.push_str(&lines[end..].concat());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_section_changes_only_that_section() {
+        let doc = "# T\n\n## A\n\na\n\n## Benchmarks\n\nold\n```\n## not a heading\n```\n\n### Sub\n\nx\n\n## C\n\nc\n";
+        let out = replace_section(doc, "## Benchmarks", "new\n").unwrap();
+        assert_eq!(
+            out,
+            "# T\n\n## A\n\na\n\n## Benchmarks\n\nnew\n\n## C\n\nc\n"
+        );
+    }
+
+    #[test]
+    fn replace_section_at_the_end_of_the_document() {
+        let doc = "## A\n\na\n\n## Benchmarks\n\n(filled in later)\n";
+        let out = replace_section(doc, "## Benchmarks", "| x |\n").unwrap();
+        assert_eq!(out, "## A\n\na\n\n## Benchmarks\n\n| x |\n");
+        // Running again gives the same document.
+        assert_eq!(
+            replace_section(&out, "## Benchmarks", "| x |\n").unwrap(),
+            out
+        );
+    }
+
+    #[test]
+    fn replace_section_refuses_a_document_without_the_heading() {
+        assert!(replace_section("## A\n", "## Benchmarks", "x").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! One measured case: how many jobs, how long, each call's latency, and the CPU time the
+//! server and this client spent on it (two processes sharing the same few cores).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::server::{CommandStat, Server};
+
+/// The figures of one case.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub jobs: usize,
+    pub elapsed: Duration,
+    /// Per call (one enqueue, one batch, one claim + complete round).
+    pub latency: Latency,
+    /// CPU seconds redis-server used during the case.
+    pub server_cpu: f64,
+    /// CPU seconds this process (the client) used during the case.
+    pub client_cpu: f64,
+    /// Where the server's time went: `INFO commandstats` of the case, most time first
+    /// (`evalsha` includes the commands its scripts ran, which are listed too).
+    pub commands: Vec<CommandStat>,
+}
+
+impl Sample {
+    pub fn jobs_per_sec(&self) -> f64 {
+        self.jobs as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Server CPU microseconds per job: what a job costs Redis, whatever the load.
+    pub fn server_us_per_job(&self) -> f64 {
+        self.server_cpu * 1e6 / self.jobs.max(1) as f64
+    }
+
+    pub fn client_us_per_job(&self) -> f64 {
+        self.client_cpu * 1e6 / self.jobs.max(1) as f64
+    }
+
+    /// The share of one core redis-server used (its main thread can use at most ~1.0).
+    pub fn server_busy(&self) -> f64 {
+        self.server_cpu / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Latency percentiles of the calls of a case.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    pub calls: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    pub fn of(mut calls: Vec<Duration>) -> Latency {
+        if calls.is_empty() {
+            return Latency::default();
+        }
+        calls.sort_unstable();
+        let at = |q: f64| calls[((calls.len() - 1) as f64 * q).round() as usize];
+        Latency {
+            calls: calls.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: calls[calls.len() - 1],
+        }
+    }
+}
+
+/// Where a case started: wall clock, server CPU, client CPU.
+pub struct Meter {
+    start: Instant,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+impl Meter {
+    pub async fn start(server: &mut Server) -> Result<Meter> {
+        server.reset_stats().await?;
+        Ok(Meter {
+            server_cpu: server.cpu_seconds().await?,
+            client_cpu: own_cpu_seconds(),
+            start: Instant::now(),
+        })
+    }
+
+    /// Ends the case: `elapsed` is taken before the INFO round trip.
+    pub async fn finish(
+        self,
+        server: &mut Server,
+        name: &str,
+        jobs: usize,
+        calls: Vec<Duration>,
+    ) -> Result<Sample> {
+        let elapsed = self.start.elapsed();
+        let client_cpu = own_cpu_seconds() - self.client_cpu;
+        let server_cpu = server.cpu_seconds().await? - self.server_cpu;
+        let mut commands = server.command_stats().await?;
+        commands.retain(|c| c.name != "config|resetstat" && c.name != "info");
+        commands.sort_by_key(|c| std::cmp::Reverse(c.usec));
+        Ok(Sample {
+            name: name.to_string(),
+            jobs,
+            elapsed,
+            latency: Latency::of(calls),
+            server_cpu,
+            client_cpu,
+            commands,
+        })
+    }
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`; 0 where there
+/// is no procfs.
+pub fn own_cpu_seconds() -> f64 {
+    // USER_HZ, the unit of utime and stime, is 100 on every Linux architecture we run on.
+    const TICKS_PER_SEC: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the ")" that closes the command name: state is the first (field 3), utime
+    // and stime are fields 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / TICKS_PER_SEC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_sorted_calls() {
+        let calls = (1..=100).rev().map(Duration::from_millis).collect();
+        let l = Latency::of(calls);
+        assert_eq!(l.calls, 100);
+        assert_eq!(l.p50, Duration::from_millis(51));
+        assert_eq!(l.p99, Duration::from_millis(99));
+        assert_eq!(l.max, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn no_calls_give_zero_latencies() {
+        assert_eq!(Latency::of(Vec::new()), Latency::default());
+    }
+
+    #[test]
+    fn own_cpu_time_is_read_and_does_not_go_backwards() {
+        let a = own_cpu_seconds();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(own_cpu_seconds() >= a);
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The benchmark (DESIGN §11): builds taskfleet-bench in release mode and runs its `core` case on
+# a redis-server it starts itself on a free loopback port (never 6379), next to redis-benchmark
+# on the same server. Prints the figures and writes them into README.md's `## Benchmarks`.
+#
+#   scripts/bench.sh                   # the default run: 100,000 tasks a case
+#   scripts/bench.sh --tasks 10000     # any `taskfleet-bench core` flag passes through
+#   BENCH_README=0 scripts/bench.sh    # print only, leave README.md as it is
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for bin in redis-server redis-benchmark; do
+  command -v "$bin" >/dev/null || {
+    echo "missing: $bin; install it (apt-get install redis-server redis-tools) and run again" >&2
+    exit 1
+  }
+done
+
+readme=(--readme README.md)
+[ "${BENCH_README:-1}" = 0 ] && readme=()
+
+cargo build -p taskfleet-bench --release
+cargo run -q -p taskfleet-bench --release -- core \
+  --command "scripts/bench.sh${*:+ $*}" "${readme[@]}" "$@"

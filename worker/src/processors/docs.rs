@@ -144,7 +144,7 @@ fn code_only(line: &str) -> String {
                     chars.next();
                     chars.next();
                 } else if rest.starts_with('\\') {
-                    while let Some(x) = chars.next() {
+                    for x in chars.by_ref() {
                         if x == '\'' {
                             break;
                         }
@@ -343,7 +343,7 @@ fn parse_rust(source: &str) -> Reference {
             let opens_body = code_only(lines[last]).contains('{');
             let kind = item_kind(&items, &path);
             if opens_body && ["impl", "trait", "struct", "enum", "mod"].contains(&kind) {
-                stack.push((path, depth + 1, kind));
+                stack.push((path.clone(), depth + 1, kind));
             }
             // Count the braces of the whole signature at once.
             let mut d_open = 0;
@@ -354,6 +354,14 @@ fn parse_rust(source: &str) -> Reference {
                 d_close += c.matches('}').count() as i64;
             }
             depth += d_open - d_close;
+            // A body that opens and closes on its own line: `pub enum E { A, B(u8) }`.
+            if d_open > 0 && d_open == d_close && (kind == "enum" || kind == "struct") {
+                let code = code_only(lines[last]);
+                if let (Some(a), Some(b)) = (code.find('{'), code.rfind('}')) {
+                    let members = inline_members(kind, &code[a + 1..b]);
+                    item_at(&mut items, &path).members.extend(members);
+                }
+            }
             i = last + 1;
         } else {
             depth += opens - closes;
@@ -389,6 +397,56 @@ fn strip_generics_prefix(s: &str) -> String {
         }
     }
     s.split(" where").next().unwrap_or(s).trim().to_string()
+}
+
+fn item_at<'a>(items: &'a mut [Item], path: &[usize]) -> &'a mut Item {
+    let mut cur = &mut items[path[0]];
+    for &p in &path[1..] {
+        cur = &mut cur.members[p];
+    }
+    cur
+}
+
+/// The variants or public fields of a body written on one line.
+fn inline_members(kind: &str, body: &str) -> Vec<Item> {
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in body.chars() {
+        match c {
+            '(' | '{' | '<' | '[' => depth += 1,
+            ')' | '}' | '>' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    parts.push(cur);
+    parts
+        .iter()
+        .map(|p| p.trim())
+        .filter_map(|p| {
+            let (k, decl) = if kind == "enum" {
+                ("variant", p)
+            } else {
+                ("field", p.strip_prefix("pub ")?)
+            };
+            let name: String = decl
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then(|| Item {
+                kind: k,
+                name,
+                signature: decl.to_string(),
+                docs: String::new(),
+                members: vec![],
+            })
+        })
+        .collect()
 }
 
 fn item_kind(items: &[Item], path: &[usize]) -> &'static str {
@@ -611,11 +669,9 @@ fn parse_prose(source: &str) -> Reference {
         } else if b.lines().nth(1).is_some_and(|l| {
             let l = l.trim();
             !l.is_empty() && l.chars().all(|c| c == '=' || c == '-')
-        }) {
-            Some(first.to_string())
-        } else if b.lines().count() == 1
+        }) || (b.lines().count() == 1
             && first.len() <= 80
-            && !first.ends_with(['.', '!', '?', ':', ';', ','])
+            && !first.ends_with(['.', '!', '?', ':', ';', ',']))
         {
             Some(first.to_string())
         } else {

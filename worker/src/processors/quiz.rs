@@ -90,6 +90,15 @@ fn words(s: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Lower-case words inside names ("Francisco de Orellana", "Ludwig van Beethoven").
+const PARTICLES: &[&str] = &[
+    "de", "da", "del", "della", "di", "van", "von", "der", "den", "la", "le", "du", "bin", "al",
+];
+
+fn capitalised(w: &str) -> bool {
+    w.chars().next().is_some_and(char::is_uppercase) && !is_stop(w)
+}
+
 fn is_stop(w: &str) -> bool {
     STOP.contains(&w.to_lowercase().as_str())
 }
@@ -103,18 +112,27 @@ fn key_terms(sents: &[String]) -> Vec<Term> {
         let mut i = 0;
         while i < ws.len() {
             let w = ws[i];
-            // A run of capitalised words (not the sentence's first word alone): a name.
+            // A run of capitalised words, joined by particles like "de" or "van": a name. A
+            // capitalised first word alone is only a sentence start, not a name.
             if w.chars().next().is_some_and(char::is_uppercase) && !is_stop(w) {
                 let mut j = i;
-                while j + 1 < ws.len()
-                    && ws[j + 1].chars().next().is_some_and(char::is_uppercase)
-                    && !is_stop(ws[j + 1])
-                {
-                    j += 1;
+                loop {
+                    let next = ws.get(j + 1).copied().unwrap_or("");
+                    let after = ws.get(j + 2).copied().unwrap_or("");
+                    if capitalised(next) {
+                        j += 1;
+                    } else if PARTICLES.contains(&next) && capitalised(after) {
+                        j += 2;
+                    } else {
+                        break;
+                    }
                 }
                 let phrase = ws[i..=j].join(" ");
-                let at_start = i == 0 && j == 0;
-                if !at_start && s.contains(&phrase) {
+                if i == 0 && j == 0 {
+                    i += 1;
+                    continue;
+                }
+                if s.contains(&phrase) {
                     *freq.entry(phrase.to_lowercase()).or_default() += 1;
                     forms
                         .entry(phrase.to_lowercase())
@@ -138,18 +156,21 @@ fn key_terms(sents: &[String]) -> Vec<Term> {
     }
     let mut terms: Vec<Term> = forms
         .into_iter()
-        .map(|(k, (text, class))| {
+        .filter_map(|(k, (text, class))| {
             let f = freq[&k] as f64;
             let weight = match class {
-                Class::Name => 2.5,
-                Class::Number => 2.0,
+                Class::Name => 4.0,
+                Class::Number => 3.5,
+                // A common word is a key term only if the text repeats it or it is long and
+                // specific ("photosynthesis"), not a passing verb.
+                Class::Word if f < 2.0 && text.chars().count() < 9 => return None,
                 Class::Word => 1.0 + (text.chars().count() as f64 / 12.0),
             };
-            Term {
+            Some(Term {
                 score: f * weight,
                 text,
                 class,
-            }
+            })
         })
         .collect();
     terms.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.text.cmp(&b.text)));

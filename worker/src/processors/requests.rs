@@ -67,7 +67,7 @@ pub trait TypedRequest: DeserializeOwned + Serialize {
 /// Reads and validates a request. A shape error (unknown or missing field, wrong type) names
 /// the field serde names; for an unknown field that is the field itself.
 pub fn parse<T: TypedRequest>(request: Value) -> Result<T, Invalid> {
-    let r: T = serde_json::from_value(request).map_err(shape_error)?;
+    let r: T = serde_path_to_error::deserialize(request).map_err(shape_error)?;
     r.validate()?;
     Ok(r)
 }
@@ -89,16 +89,21 @@ pub fn validate_for(t: TaskType, request: &Value) -> Result<(), Invalid> {
     }
 }
 
-fn shape_error(e: serde_json::Error) -> Invalid {
-    let msg = e.to_string();
-    // serde's messages: "unknown field `x`, expected one of ...", "missing field `x`",
-    // "invalid type: ... " (no field name; the path is not tracked by serde_json::from_value).
-    let field = msg
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> Invalid {
+    let msg = e.inner().to_string();
+    // The path of the value that did not fit (`slides[0].title`, `format`); for a missing field
+    // it is the object that lacks it, and serde's message names the field itself.
+    let path = e.path().to_string();
+    let named = msg
         .split('`')
         .nth(1)
-        .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"))
-        .unwrap_or("request")
-        .to_string();
+        .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
+    let field = match (path.as_str(), named) {
+        (".", Some(f)) => f.to_string(),
+        (".", None) => "request".to_string(),
+        (p, Some(f)) if msg.starts_with("missing field") => format!("{p}.{f}"),
+        (p, _) => p.to_string(),
+    };
     let message = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     Invalid::new(field, message)
 }
@@ -506,7 +511,19 @@ mod tests {
             field_of::<VideoRequest>(
                 json!({"title": "t", "slides": [{"title": "a", "text": "b", "x": 1}]})
             ),
-            "x"
+            "slides[0].x"
+        );
+        assert_eq!(
+            field_of::<VideoRequest>(json!({"title": "t", "slides": [{"title": "a"}]})),
+            "slides[0].text"
+        );
+        assert_eq!(
+            field_of::<DocumentationRequest>(json!({"source": "s", "format": "pdf"})),
+            "format"
+        );
+        assert_eq!(
+            field_of::<ImageRequest>(json!({"prompt": "p", "width": "wide"})),
+            "width"
         );
     }
 

@@ -1,0 +1,239 @@
+//! The command line: `taskfleet-api [--listen ADDR] [--redis-url URL] [--test-processors]`
+//! serves the API; `taskfleet-api keys create|list|revoke` manages API keys.
+//!
+//! Shutdown order on SIGTERM/SIGINT: stop accepting connections, end the event streams (they
+//! would otherwise hold the drain open for up to their lifetime), let in-flight requests finish
+//! for up to [`DRAIN_TIMEOUT`], then exit 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use taskfleet::{Broker, Settings};
+
+use crate::auth::{self, Role};
+use crate::state::{AppState, Options};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(name = "taskfleet-api", version, about = "taskfleet REST API")]
+pub struct Cli {
+    /// Settings file (default: ./taskfleet.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Redis URL (also REDIS_URL, TASKFLEET__REDIS__URL).
+    #[arg(long, global = true)]
+    pub redis_url: Option<String>,
+    /// Address to listen on (also TASKFLEET__API__LISTEN).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Also serve the queue `test` of the worker's test processors (end-to-end tests).
+    #[arg(long, env = "TASKFLEET__API__TEST_PROCESSORS")]
+    pub test_processors: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key; prints only the key, once, on stdout.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        user: String,
+        /// An admin key (queue start, stop, cleanup; sees every account's queue).
+        #[arg(long)]
+        admin: bool,
+        /// A label for `keys list`.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Lists keys by id (a prefix of the key's SHA-256), never the keys themselves.
+    List,
+    /// Revokes a key, given as the key or its id from `keys list`.
+    Revoke { key_or_id: String },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(cli.config.as_deref())?;
+    if let Some(url) = &cli.redis_url {
+        s.redis.url = url.clone();
+    }
+    if let Some(listen) = &cli.listen {
+        s.api.listen = listen.clone();
+    }
+    Ok(s)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = settings(&cli)?;
+    match cli.command {
+        None => {
+            serve(
+                settings,
+                Options {
+                    test_processors: cli.test_processors,
+                },
+            )
+            .await
+        }
+        Some(Command::Keys { action }) => keys(&settings, action).await,
+    }
+}
+
+async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
+    let broker = Broker::from_settings(settings)?;
+    match action {
+        KeysCommand::Create {
+            account,
+            user,
+            admin,
+            name,
+        } => {
+            let now = broker.server_time_ms().await.context("reading Redis")?;
+            let role = if admin { Role::Admin } else { Role::User };
+            let key = auth::create_key(&broker, &account, &user, role, &name, now).await?;
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            println!("id\taccount\tuser\trole\tname\tcreated_at");
+            for k in auth::list_keys(&broker).await? {
+                let role = if k.caller.is_admin() { "admin" } else { "user" };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    &k.sha256[..12],
+                    k.caller.account_id,
+                    k.caller.user_id,
+                    role,
+                    k.name,
+                    k.created_at
+                );
+            }
+        }
+        KeysCommand::Revoke { key_or_id } => {
+            let sha = auth::revoke_key(&broker, &key_or_id).await?;
+            eprintln!("revoked {}", &sha[..12]);
+        }
+    }
+    Ok(())
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub async fn serve(settings: Settings, options: Options) -> anyhow::Result<()> {
+    let state = AppState::new(&settings, options).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.api.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.api.listen))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        redis = %redact(&settings.redis.url),
+        prefix = %settings.redis.prefix,
+        "taskfleet-api listening"
+    );
+    if state.admin_key_sha.is_some() {
+        tracing::info!("admin key from TASKFLEET__AUTH__ADMIN_KEY is active");
+    }
+    tokio::spawn(follow_redis_clock(state.clone()));
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let server = axum::serve(listener, crate::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        r = server => r?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+            tracing::warn!("requests still running after the drain timeout; exiting");
+        }
+    }
+    tracing::info!("taskfleet-api stopped");
+    Ok(())
+}
+
+/// The clock follows Redis's `TIME` once Redis answers (the API may start before Redis).
+async fn follow_redis_clock(state: AppState) {
+    while !state.clock.try_sync(&state.broker).await {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+    if let Some(clock) = state.clock.redis() {
+        clock
+            .run(state.broker.clone(), state.shutdown.clone())
+            .await;
+    }
+}
+
+async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "no SIGTERM handler");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: draining requests");
+    token.cancel();
+}
+
+/// A Redis URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,266 @@
+//! Enqueue, shared by POST /api/tasks and the typed endpoints: options checked, the task
+//! written by the broker (with the caller's Idempotency-Key), and the answer's queue position
+//! and completion estimate.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use taskfleet::{Millis, NewTask, Priority, TaskStatus, TaskType};
+use taskfleet_worker::processors::{self, testing::TestProcessor, Processor};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The header that makes an enqueue safe to retry.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// The longest `delay_seconds`: 30 days.
+pub const MAX_DELAY_SECONDS: u64 = 30 * 24 * 3600;
+/// The longest URL a webhook may have.
+pub const MAX_WEBHOOK_URL: usize = 2048;
+
+/// A queue band (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityParam {
+    Urgent,
+    High,
+    Normal,
+    Low,
+}
+
+impl From<PriorityParam> for Priority {
+    fn from(p: PriorityParam) -> Priority {
+        match p {
+            PriorityParam::Urgent => Priority::Urgent,
+            PriorityParam::High => Priority::High,
+            PriorityParam::Normal => Priority::Normal,
+            PriorityParam::Low => Priority::Low,
+        }
+    }
+}
+
+/// What an enqueue may say besides the request.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    pub priority: Option<PriorityParam>,
+    pub run_at: Option<i64>,
+    pub delay_seconds: Option<u64>,
+    pub webhook_url: Option<String>,
+}
+
+/// The answer to every enqueue (202).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnqueueResponse {
+    pub task_id: String,
+    /// `queued` or `scheduled`; for a repeated Idempotency-Key, the first task's current state.
+    pub status: String,
+    pub task_type: String,
+    pub priority: String,
+    /// Tasks of this type that run before it (0 = next); null unless queued.
+    pub queue_position: Option<u64>,
+    /// Minutes until it should be done: its own run time plus its share of the queue ahead.
+    pub estimated_completion_minutes: u64,
+}
+
+fn validate_webhook(url: &str) -> Result<(), AppError> {
+    let lower = url.to_ascii_lowercase();
+    let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
+        && url.len() <= MAX_WEBHOOK_URL
+        && url.len() > "https://".len()
+        && url.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "webhook_url",
+            format!("an http(s) URL of at most {MAX_WEBHOOK_URL} characters"),
+        ))
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = v.to_str().unwrap_or("");
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid(
+            "Idempotency-Key",
+            "1-255 printable characters without spaces",
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// When the task may run: `run_at`, or now + `delay_seconds`, or now.
+fn run_at(options: &EnqueueOptions, now: Millis) -> Result<Option<Millis>, AppError> {
+    match (options.run_at, options.delay_seconds) {
+        (Some(_), Some(_)) => Err(AppError::invalid(
+            "delay_seconds",
+            "give run_at or delay_seconds, not both",
+        )),
+        (Some(at), None) => {
+            if at < 0 {
+                return Err(AppError::invalid(
+                    "run_at",
+                    "milliseconds since the Unix epoch",
+                ));
+            }
+            if at > now + (MAX_DELAY_SECONDS as Millis) * 1000 {
+                return Err(AppError::invalid("run_at", "at most 30 days from now"));
+            }
+            Ok(Some(at))
+        }
+        (None, Some(d)) => {
+            if d > MAX_DELAY_SECONDS {
+                return Err(AppError::invalid(
+                    "delay_seconds",
+                    format!("at most {MAX_DELAY_SECONDS} (30 days)"),
+                ));
+            }
+            Ok(Some(now + d as Millis * 1000))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The processor's idea of one run of `request`, in minutes.
+fn processor_estimate(state: &AppState, task_type: &str, request: &Value) -> u64 {
+    let minutes = match task_type.parse::<TaskType>() {
+        Ok(t) => processors::estimate_completion_minutes(t, request),
+        Err(_) if state.test_processors => TestProcessor.estimate_completion_minutes(request),
+        Err(_) => 1,
+    };
+    u64::from(minutes.max(1))
+}
+
+/// Enqueues for `caller`; 202 with the position and estimate.
+pub async fn enqueue(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    task_type: &str,
+    request: Value,
+    options: EnqueueOptions,
+) -> Result<Response, AppError> {
+    let idem = idempotency_key(headers)?;
+    if let Some(url) = &options.webhook_url {
+        validate_webhook(url)?;
+    }
+    let now = state.now();
+    let run_at = run_at(&options, now)?;
+    let estimate_one = processor_estimate(state, task_type, &request);
+    let task = NewTask {
+        task_type: task_type.to_string(),
+        request,
+        priority: options.priority.map(Priority::from),
+        run_at,
+        account_id: caller.account_id.clone(),
+        user_id: caller.user_id.clone(),
+        webhook_url: options.webhook_url,
+        idempotency_key: idem,
+        ..Default::default()
+    };
+    let e = state.broker.enqueue(task, now).await?;
+    let (queue_position, minutes) =
+        match position_and_estimate(state, task_type, &e.id, e.status, estimate_one, now).await {
+            Ok(v) => v,
+            Err(err) => {
+                // The task is written; a failed estimate must not turn that into an error.
+                tracing::warn!(error = %err, task_id = %e.id, "no queue position or estimate");
+                (None, estimate_one)
+            }
+        };
+    let body = EnqueueResponse {
+        task_id: e.id,
+        status: e.status.to_string(),
+        task_type: e.task_type,
+        priority: e.priority.to_string(),
+        queue_position,
+        estimated_completion_minutes: minutes,
+    };
+    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if !e.created {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Queue position (if queued), and minutes to completion: the wait for the tasks ahead spread
+/// over the live workers' slots for this type, plus one run. A run takes the type's measured
+/// average (`busy_ms / completed`) once some have completed, else the processor's estimate.
+async fn position_and_estimate(
+    state: &AppState,
+    task_type: &str,
+    id: &str,
+    status: TaskStatus,
+    estimate_one: u64,
+    now: Millis,
+) -> taskfleet::Result<(Option<u64>, u64)> {
+    let k = state.broker.keys();
+    let (queued, stats, task) = (
+        k.queued(task_type),
+        k.stats(task_type),
+        k.task(task_type, id),
+    );
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZRANK").arg(&queued).arg(id);
+    pipe.cmd("HMGET")
+        .arg(&stats)
+        .arg("busy_ms")
+        .arg("completed");
+    pipe.cmd("HGET").arg(&task).arg("run_at");
+    type Reply = (Option<u64>, (Option<u64>, Option<u64>), Option<i64>);
+    let (rank, counters, run_at): Reply = state
+        .broker
+        .with_conn(async |c| pipe.query_async(c).await)
+        .await?;
+    let one_ms = match counters {
+        (Some(busy), Some(done)) if done > 0 => (busy / done).max(1),
+        _ => estimate_one * 60_000,
+    };
+    let slots = state.workers.capacity(&state.broker, task_type).await?;
+    let ahead = rank.unwrap_or(0);
+    let mut total_ms = ahead.div_ceil(slots) * one_ms + one_ms;
+    if status == TaskStatus::Scheduled {
+        total_ms += run_at.map(|at| (at - now).max(0) as u64).unwrap_or(0);
+    }
+    let position = if status == TaskStatus::Queued {
+        rank
+    } else {
+        None
+    };
+    Ok((position, total_ms.div_ceil(60_000).max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_at_and_delay_are_exclusive_and_bounded() {
+        let now = 1_000_000;
+        let o = |run_at, delay_seconds| EnqueueOptions {
+            run_at,
+            delay_seconds,
+            ..Default::default()
+        };
+        assert_eq!(run_at(&o(None, Some(5)), now).unwrap(), Some(now + 5_000));
+        assert_eq!(run_at(&o(Some(7), None), now).unwrap(), Some(7));
+        assert!(run_at(&o(Some(7), Some(5)), now).is_err());
+        assert!(run_at(&o(None, Some(MAX_DELAY_SECONDS + 1)), now).is_err());
+        assert!(run_at(&o(Some(-1), None), now).is_err());
+    }
+
+    #[test]
+    fn webhooks_must_be_http_urls() {
+        assert!(validate_webhook("https://example.com/hook").is_ok());
+        assert!(validate_webhook("ftp://example.com").is_err());
+        assert!(validate_webhook("https://exa mple.com").is_err());
+    }
+}

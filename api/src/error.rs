@@ -1,0 +1,255 @@
+//! The one error type of every handler, and the only place that picks an HTTP status.
+//!
+//! Bodies are `{"error": {"code", "message"}}`. 4xx messages say what was wrong (naming the
+//! field); 5xx messages say "internal error" and the detail goes to the log only, so no Redis
+//! reply, lease token or key hash ever reaches a client.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Everything a request can fail with.
+#[derive(Debug)]
+pub enum AppError {
+    /// 400: a value is malformed or out of range; `field` names it.
+    Invalid { field: String, message: String },
+    /// 400: the body is not JSON.
+    MalformedJson(String),
+    /// 401: no key, or a key we do not know.
+    Unauthorized,
+    /// 403: the key is valid but not an admin's.
+    Forbidden,
+    /// 404: no such task (or another account's: the two are indistinguishable).
+    NotFound,
+    /// 404: the task has no artifact of that name.
+    ArtifactNotFound,
+    /// 404: no route matches the path.
+    NoRoute,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed,
+    /// 409: the task is already finished.
+    Conflict(String),
+    /// 413: the body is larger than the configured limit.
+    PayloadTooLarge(usize),
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422: a field the request type does not have.
+    UnknownField(String),
+    /// 422: a task type the API does not serve.
+    UnknownTaskType(String),
+    /// 503: Redis did not answer.
+    Unavailable(String),
+    /// 500: anything else; the detail is logged, not sent.
+    Internal(String),
+}
+
+/// The error envelope every non-2xx JSON answer has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `unknown_field`, `not_found`, `redis_unavailable`.
+    pub code: String,
+    /// What went wrong, for a human.
+    pub message: String,
+}
+
+impl AppError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            AppError::Invalid { field, message } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!("{field}: {message}"),
+            ),
+            AppError::MalformedJson(m) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {m}"),
+            ),
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send a valid API key as `Authorization: Bearer <key>`".into(),
+            ),
+            AppError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this endpoint needs an admin key".into(),
+            ),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
+            AppError::ArtifactNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such artifact".into(),
+            ),
+            AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route", "no such endpoint".into()),
+            AppError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method".into(),
+            ),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            AppError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {limit} bytes"),
+            ),
+            AppError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`".into(),
+            ),
+            AppError::UnknownField(field) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_field",
+                format!("unknown field `{field}`"),
+            ),
+            AppError::UnknownTaskType(t) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_task_type",
+                format!("unknown task type {t:?}; GET /api/tasks/types lists them"),
+            ),
+            AppError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_unavailable",
+                "the queue store is unreachable; try again".into(),
+            ),
+            AppError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (status, code, message) = self.parts();
+        write!(f, "{status} {code}: {message}")
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        match &self {
+            AppError::Unavailable(detail) => tracing::warn!(%detail, "redis unavailable"),
+            AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            _ => {}
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+            },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Clients and load balancers back off rather than hammer a Redis that is down.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl From<taskfleet::Error> for AppError {
+    fn from(e: taskfleet::Error) -> Self {
+        use taskfleet::Error as E;
+        match e {
+            E::NotFound(_) => AppError::NotFound,
+            E::AlreadyTerminal { status, .. } => {
+                AppError::Conflict(format!("the task is already {status}"))
+            }
+            E::InvalidInput { field, message } => AppError::Invalid { field, message },
+            E::UnknownTaskType(t) => AppError::UnknownTaskType(t),
+            E::Unavailable(m) => AppError::Unavailable(m),
+            E::StaleLease(m) | E::Redis(m) => AppError::Internal(m),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
+            JsonRejection::JsonSyntaxError(e) => AppError::MalformedJson(e.body_text()),
+            JsonRejection::JsonDataError(e) => AppError::invalid("body", e.body_text()),
+            JsonRejection::BytesRejection(b) => from_bytes_rejection(b),
+            other => AppError::invalid("body", other.body_text()),
+        }
+    }
+}
+
+pub(crate) fn from_bytes_rejection(b: BytesRejection) -> AppError {
+    if b.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge(0)
+    } else {
+        AppError::invalid("body", b.body_text())
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        let text = r.body_text();
+        // "Failed to deserialize query string: unknown field `x`, expected ..."
+        if let Some(field) = unknown_field_name(&text) {
+            return AppError::UnknownField(field);
+        }
+        let field = backticked(&text).unwrap_or_else(|| "query".to_string());
+        AppError::invalid(field, text)
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        AppError::invalid("path", r.body_text())
+    }
+}
+
+/// The field name in serde's "unknown field `x`, expected ..." message.
+pub(crate) fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = &message[message.find("unknown field `")? + "unknown field `".len()..];
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn backticked(message: &str) -> Option<String> {
+    let rest = &message[message.find('`')? + 1..];
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_names_are_read_from_serde_messages() {
+        assert_eq!(
+            unknown_field_name("unknown field `colour`, expected one of `a`, `b`").as_deref(),
+            Some("colour")
+        );
+        assert_eq!(unknown_field_name("missing field `a`"), None);
+    }
+
+    #[test]
+    fn server_errors_never_carry_their_detail() {
+        let e = AppError::Internal("ERR script lease=abc123".into());
+        assert_eq!(e.parts().2, "internal error");
+        let e = AppError::Unavailable("connection refused 127.0.0.1:6390".into());
+        assert!(!e.parts().2.contains("127.0.0.1"));
+    }
+}

@@ -1,0 +1,108 @@
+//! taskfleet-api: the REST API of DESIGN §9 over the `taskfleet` library. Stateless: every
+//! request reads or writes Redis through the broker, so replicas need no coordination.
+//!
+//! # Layout
+//! - [`app`]: the router, every route and layer in one place.
+//! - [`state`]: what handlers share (broker, clock, artifact store, metrics).
+//! - [`error`]: [`error::AppError`], the only place that picks a status code.
+//! - [`extract`]: our JSON and query extractors, so bad input gets our error shape.
+//! - [`auth`]: API keys (hashed at rest) and the [`auth::Caller`] extractor.
+//! - [`requests`]: the typed requests of each task type and their limits.
+//! - [`enqueue`]: enqueue shared by the generic and typed endpoints; position and estimate.
+//! - [`routes`]: handlers: `health`, `tasks`, `events` (SSE), `generate`, `queue`.
+//! - [`workers`]: live workers from their heartbeat keys.
+//! - [`metrics`]: request counts and latency, Prometheus text.
+//! - [`openapi`]: the OpenAPI document.
+//! - [`cli`]: `taskfleet-api [serve flags]` and `taskfleet-api keys ...`.
+
+pub mod auth;
+pub mod cli;
+pub mod enqueue;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod requests;
+pub mod routes;
+pub mod state;
+pub mod workers;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, Response as HttpResponse};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use crate::routes::{events, generate, health, queue, tasks};
+pub use crate::state::{AppState, Options};
+
+/// The header carrying each request's id (set if the client did not send one, echoed back).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The whole API as a router; tests drive it with `oneshot`, `main` serves it.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/api/tasks/types", get(tasks::types))
+        .route("/api/tasks", post(tasks::create).get(tasks::list))
+        .route("/api/tasks/queue/status", get(queue::status))
+        .route("/api/tasks/queue/list", get(queue::list))
+        .route("/api/tasks/queue/start", post(queue::start))
+        .route("/api/tasks/queue/stop", post(queue::stop))
+        .route("/api/tasks/queue/cleanup", post(queue::cleanup))
+        .route("/api/tasks/{id}", get(tasks::get_one))
+        .route("/api/tasks/{id}/events", get(events::events))
+        .route("/api/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/tasks/{id}/artifacts/{name}", get(tasks::artifact))
+        .route("/api/video/generate", post(generate::video))
+        .route(
+            "/api/animated-lesson/generate",
+            post(generate::animated_lesson),
+        )
+        .route("/api/course-video/generate", post(generate::course_video))
+        .route("/api/documentation/generate", post(generate::documentation))
+        .route("/api/quiz/generate", post(generate::quiz))
+        .route("/api/story/generate", post(generate::story))
+        .route("/api/image/generate", post(generate::image))
+        .route("/api/voice-generation/generate", post(generate::voice))
+        .fallback(|| async { AppError::NoRoute })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            AppError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_response(
+                    |resp: &HttpResponse<_>, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(status = resp.status().as_u16(), ms = latency.as_millis() as u64, "served");
+                    },
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,174 @@
+//! GET /api/tasks/{id}/events: Server-Sent Events of one task, its current state first, then
+//! every change until it ends.
+//!
+//! Each stream reads its type's events STREAM with `XREAD BLOCK` on a connection of its own:
+//! a blocking read on a pooled connection would hold it for seconds and starve other requests.
+//! The last stream id is read before the task, so a change between the two is not missed.
+//! Every event sends the whole task as GET /api/tasks/{id} shows it, re-read from its hash, so
+//! a client never has to merge partial updates. A stream lives at most `sse_lifetime` and ends
+//! at shutdown; clients reconnect (the first event is always the current state).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::load_owned;
+use super::tasks::TaskView;
+use crate::auth::Caller;
+use crate::error::{AppError, ErrorBody};
+use crate::state::AppState;
+
+/// How long one XREAD blocks; after each, the task is re-read anyway (a safety net for a
+/// trimmed stream or a missed entry), so this also bounds how stale a stream can be.
+const BLOCK: Duration = Duration::from_secs(5);
+/// Entries read per XREAD.
+const READ_COUNT: usize = 200;
+
+/// Server-Sent Events of one task.
+#[utoipa::path(get, path = "/api/tasks/{id}/events", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (UUID)")),
+    responses((status = 200, description = "text/event-stream: events named by the task's status, data = the task as JSON", content_type = "text/event-stream", body = TaskView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let task = load_owned(&state, &caller, &id).await?;
+    let stream_key = state.broker.keys().events(&task.task_type);
+    let mut conn = dedicated_connection(&state.redis_url).await?;
+    let last_id = last_entry_id(&mut conn, &stream_key).await?;
+    let (tx, rx) = mpsc::channel::<Event>(16);
+    tokio::spawn(follow(state, task.id, stream_key, conn, last_id, tx));
+    let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Event, Infallible>);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn dedicated_connection(url: &str) -> Result<MultiplexedConnection, AppError> {
+    let client =
+        redis::Client::open(url).map_err(|e| AppError::Internal(format!("redis url: {e}")))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        // Longer than the block, so a blocking read is not cut short by its own timeout.
+        .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))
+}
+
+async fn last_entry_id(conn: &mut MultiplexedConnection, key: &str) -> Result<String, AppError> {
+    let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .map_err(|e| AppError::from(taskfleet::Error::from(e)))?;
+    Ok(last
+        .into_iter()
+        .next()
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| "0-0".to_string()))
+}
+
+/// Sends the task's state, then each change, until it ends, the client leaves, the lifetime
+/// passes or the server shuts down.
+async fn follow(
+    state: AppState,
+    id: String,
+    stream_key: String,
+    mut conn: MultiplexedConnection,
+    mut last_id: String,
+    tx: mpsc::Sender<Event>,
+) {
+    let deadline = tokio::time::Instant::now() + state.sse_lifetime;
+    let mut last_sent: Option<String> = None;
+    let opts = StreamReadOptions::default()
+        .block(BLOCK.as_millis() as usize)
+        .count(READ_COUNT);
+    loop {
+        // The task as it is now; sent if it changed since the last event.
+        let task = match state.broker.get(&id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return, // trimmed: nothing more will happen
+            Err(e) => {
+                let _ = tx.send(error_event(e.into())).await;
+                return;
+            }
+        };
+        let terminal = task.status.is_terminal();
+        let view = TaskView::from(task);
+        let json = serde_json::to_string(&view).unwrap_or_default();
+        if last_sent.as_deref() != Some(json.as_str()) {
+            let ev = Event::default().event(view.status.clone()).data(&json);
+            if tx.send(ev).await.is_err() {
+                return; // the client left
+            }
+            last_sent = Some(json);
+        }
+        if terminal {
+            return;
+        }
+        // Wait for an entry about this task (or the block to pass, or an end).
+        let mut changed = false;
+        while !changed {
+            let keys = [stream_key.as_str()];
+            let ids = [last_id.as_str()];
+            let read = conn.xread_options::<_, _, StreamReadReply>(&keys, &ids, &opts);
+            let reply = tokio::select! {
+                r = read => r,
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = state.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+            };
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(error_event(taskfleet::Error::from(e).into())).await;
+                    return;
+                }
+            };
+            let mut got_any = false;
+            for key in reply.keys {
+                for entry in key.ids {
+                    got_any = true;
+                    let about: Option<String> = entry.get("id");
+                    if about.as_deref() == Some(id.as_str()) {
+                        changed = true;
+                    }
+                    last_id = entry.id;
+                }
+            }
+            if !got_any {
+                break; // the block passed: re-read the task anyway
+            }
+        }
+    }
+}
+
+fn error_event(e: AppError) -> Event {
+    use axum::response::IntoResponse;
+    let status = e.into_response().status();
+    let code = if status.as_u16() == 503 {
+        "redis_unavailable"
+    } else {
+        "internal"
+    };
+    Event::default().event("error").data(
+        serde_json::json!({"error": {"code": code, "message": "the event stream ended early; reconnect"}})
+            .to_string(),
+    )
+}

@@ -1,0 +1,57 @@
+//! Liveness, readiness and metrics: no key needed.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{AppError, ErrorBody};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok` or `ready`.
+    pub status: String,
+}
+
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, body = HealthResponse)))]
+pub async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+    })
+}
+
+/// 200 when Redis answers, 503 otherwise.
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthResponse>, AppError> {
+    let pong: String = state
+        .broker
+        .with_conn(async |c| redis::cmd("PING").query_async(c).await)
+        .await?;
+    if pong != "PONG" {
+        return Err(AppError::Unavailable(format!("PING answered {pong:?}")));
+    }
+    // The clock follows Redis from the first time it answers.
+    state.clock.try_sync(&state.broker).await;
+    Ok(Json(HealthResponse {
+        status: "ready".into(),
+    }))
+}
+
+/// Prometheus text: requests by route and status, and their latency.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,34 @@
+//! The handlers, one file per group of §9's endpoints, and what they share: reading a task
+//! id from the path and loading a task the caller may see.
+
+pub mod events;
+pub mod generate;
+pub mod health;
+pub mod queue;
+pub mod tasks;
+
+use taskfleet::Task;
+
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A task id from a path: a UUID (400 otherwise, naming `id`), in its canonical spelling.
+pub fn parse_task_id(raw: &str) -> Result<String, AppError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| AppError::invalid("id", "a task id is a UUID"))
+}
+
+/// The task if the caller may see it: its own account's, or any for an admin. Another
+/// account's task is [`AppError::NotFound`], exactly as a missing one, so ids of other
+/// tenants cannot be probed.
+pub async fn load_owned(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Task, AppError> {
+    let id = parse_task_id(raw_id)?;
+    let task = state.broker.get(&id).await?.ok_or(AppError::NotFound)?;
+    if caller.is_admin() || task.account_id.as_deref() == Some(caller.account_id.as_str()) {
+        Ok(task)
+    } else {
+        Err(AppError::NotFound)
+    }
+}

@@ -1,0 +1,420 @@
+//! The queue endpoints: status (counts, paused, workers, throughput), the claim-order list,
+//! and the admin controls start, stop and cleanup.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use taskfleet::TaskStatus;
+use utoipa::{IntoParams, ToSchema};
+
+use super::tasks::TaskView;
+use crate::auth::Caller;
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::state::AppState;
+use crate::workers::{read_live, WorkerInfo};
+
+/// The most tasks one queue list shows.
+pub const MAX_QUEUE_LIST: usize = 500;
+/// How many processing tasks of a type one cleanup looks at.
+pub const CLEANUP_SCAN: usize = 1_000;
+
+/// One type's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TypeStatus {
+    pub task_type: String,
+    /// Tasks by state (scheduled, queued, processing, retrying, completed, failed, cancelled).
+    pub counts: BTreeMap<String, u64>,
+    /// True while claiming is stopped for this type.
+    pub paused: bool,
+    /// Tasks completed in the last 60 seconds.
+    pub completed_last_minute: u64,
+    /// Measured average run time (busy_ms / completed); null before the first completion.
+    pub average_run_ms: Option<u64>,
+    /// The type's counters: enqueued, started, completed, failed, retried, cancelled, recovered, busy_ms.
+    pub stats: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkersStatus {
+    /// Workers whose heartbeat key exists.
+    pub live: usize,
+    /// Their summed concurrency.
+    pub slots: u64,
+    /// Tasks they run now.
+    pub in_flight: u64,
+    pub workers: Vec<WorkerInfo>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueStatusResponse {
+    /// Tasks by state over all types.
+    pub totals: BTreeMap<String, u64>,
+    /// True when every type is paused.
+    pub paused: bool,
+    /// Tasks completed in the last 60 seconds, all types.
+    pub completed_last_minute: u64,
+    pub task_types: Vec<TypeStatus>,
+    pub workers: WorkersStatus,
+}
+
+/// Counts by state per type, paused or not, live workers and throughput.
+#[utoipa::path(get, path = "/api/tasks/queue/status", tag = "queue",
+    responses((status = 200, body = QueueStatusResponse), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn status(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<QueueStatusResponse>, AppError> {
+    let now = state.now();
+    let statuses = state.broker.status().await?;
+    let mut pipe = redis::pipe();
+    for s in &statuses {
+        pipe.cmd("ZCOUNT")
+            .arg(state.broker.keys().completed(&s.task_type))
+            .arg(now - 60_000)
+            .arg("+inf");
+    }
+    let recent: Vec<u64> = state
+        .broker
+        .with_conn(async |c| pipe.query_async(c).await)
+        .await?;
+    let workers = read_live(&state.broker).await?;
+    let mut totals: BTreeMap<String, u64> = TaskStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    let mut types = Vec::with_capacity(statuses.len());
+    for (s, completed_last_minute) in statuses.into_iter().zip(recent) {
+        for (k, v) in &s.counts {
+            *totals.entry(k.clone()).or_default() += v;
+        }
+        let busy = s.stats.get("busy_ms").copied().unwrap_or(0);
+        let done = s.stats.get("completed").copied().unwrap_or(0);
+        types.push(TypeStatus {
+            average_run_ms: (done > 0).then(|| (busy.max(0) / done) as u64),
+            task_type: s.task_type,
+            counts: s.counts,
+            paused: s.paused,
+            completed_last_minute,
+            stats: s.stats,
+        });
+    }
+    Ok(Json(QueueStatusResponse {
+        totals,
+        paused: !types.is_empty() && types.iter().all(|t| t.paused),
+        completed_last_minute: types.iter().map(|t| t.completed_last_minute).sum(),
+        task_types: types,
+        workers: WorkersStatus {
+            live: workers.len(),
+            slots: workers.iter().map(|w| u64::from(w.concurrency)).sum(),
+            in_flight: workers.iter().map(|w| u64::from(w.in_flight)).sum(),
+            workers,
+        },
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QueueListQuery {
+    /// Only this type.
+    pub task_type: Option<String>,
+    /// 1-500, default 100.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueuedTask {
+    /// How many tasks of its type run before it (0 = next).
+    pub position: u64,
+    pub task: TaskView,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueListResponse {
+    pub tasks: Vec<QueuedTask>,
+}
+
+/// Queued tasks in the order workers claim them: an admin sees every account's, a user their
+/// own account's.
+#[utoipa::path(get, path = "/api/tasks/queue/list", tag = "queue", params(QueueListQuery),
+    responses((status = 200, body = QueueListResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<QueueListQuery>,
+) -> Result<Json<QueueListResponse>, AppError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_QUEUE_LIST).contains(&limit) {
+        return Err(AppError::invalid(
+            "limit",
+            format!("must be 1-{MAX_QUEUE_LIST}"),
+        ));
+    }
+    let types: Vec<String> = match q.task_type {
+        Some(t) => {
+            state.broker.queue_config(&t)?;
+            vec![t]
+        }
+        None => state
+            .broker
+            .queue_names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    };
+    let k = state.broker.keys();
+    let mut pipe = redis::pipe();
+    for t in &types {
+        if caller.is_admin() {
+            pipe.cmd("ZRANGE")
+                .arg(k.queued(t))
+                .arg(0)
+                .arg(limit as i64 - 1)
+                .arg("WITHSCORES");
+        } else {
+            // The account's queued ids with their queue scores: the account index weighs 0.
+            // Both keys carry the type's hash tag, so this is one Cluster slot.
+            pipe.cmd("ZINTER")
+                .arg(2)
+                .arg(k.queued(t))
+                .arg(k.account(t, &caller.account_id))
+                .arg("WEIGHTS")
+                .arg(1)
+                .arg(0)
+                .arg("WITHSCORES");
+        }
+    }
+    let lists: Vec<Vec<(String, f64)>> = state
+        .broker
+        .with_conn(async |c| pipe.query_async(c).await)
+        .await?;
+    let mut all: Vec<(f64, &str, String)> = Vec::new();
+    for (t, list) in types.iter().zip(lists) {
+        all.extend(list.into_iter().map(|(id, score)| (score, t.as_str(), id)));
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
+    all.truncate(limit);
+    // Positions within each type's queue, and the tasks.
+    let mut pipe = redis::pipe();
+    for (_, t, id) in &all {
+        pipe.cmd("ZRANK").arg(k.queued(t)).arg(id);
+    }
+    let ranks: Vec<Option<u64>> = if all.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .broker
+            .with_conn(async |c| pipe.query_async(c).await)
+            .await?
+    };
+    let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
+    for (_, t, id) in &all {
+        by_type.entry(t).or_default().push(id.clone());
+    }
+    let mut tasks = HashMap::new();
+    for (t, ids) in by_type {
+        for task in state.broker.get_many(t, &ids).await? {
+            tasks.insert(task.id.clone(), task);
+        }
+    }
+    let out = all
+        .iter()
+        .zip(ranks)
+        .filter_map(|((_, _, id), rank)| {
+            let task = tasks.remove(id)?;
+            // Claimed or cancelled between the reads: not queued any more.
+            (task.status == TaskStatus::Queued).then_some(QueuedTask {
+                position: rank?,
+                task: task.into(),
+            })
+        })
+        .collect();
+    Ok(Json(QueueListResponse { tasks: out }))
+}
+
+/// Which queue to start or stop.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueControl {
+    /// One type; absent = every type.
+    #[serde(default)]
+    pub task_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueControlResponse {
+    pub paused: bool,
+    pub task_types: Vec<String>,
+}
+
+async fn set_paused(
+    state: &AppState,
+    caller: &Caller,
+    body: QueueControl,
+    pause: bool,
+) -> Result<Json<QueueControlResponse>, AppError> {
+    caller.require_admin()?;
+    let types = match &body.task_type {
+        Some(t) => {
+            state.broker.queue_config(t)?;
+            vec![t.clone()]
+        }
+        None => state
+            .broker
+            .queue_names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    };
+    let now = state.now();
+    if pause {
+        state.broker.pause(body.task_type.as_deref(), now).await?;
+    } else {
+        state.broker.resume(body.task_type.as_deref(), now).await?;
+    }
+    Ok(Json(QueueControlResponse {
+        paused: pause,
+        task_types: types,
+    }))
+}
+
+/// Resume claiming (admin), for one type or all; running tasks are not affected.
+#[utoipa::path(post, path = "/api/tasks/queue/start", tag = "queue",
+    request_body(content = Option<QueueControl>, description = "Optional: `{\"task_type\": ...}`"),
+    responses((status = 200, body = QueueControlResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    OptionalJson(body): OptionalJson<QueueControl>,
+) -> Result<Json<QueueControlResponse>, AppError> {
+    set_paused(&state, &caller, body, false).await
+}
+
+/// Stop claiming (admin), for one type or all; running tasks go on.
+#[utoipa::path(post, path = "/api/tasks/queue/stop", tag = "queue",
+    request_body(content = Option<QueueControl>, description = "Optional: `{\"task_type\": ...}`"),
+    responses((status = 200, body = QueueControlResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    OptionalJson(body): OptionalJson<QueueControl>,
+) -> Result<Json<QueueControlResponse>, AppError> {
+    set_paused(&state, &caller, body, true).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupRequest {
+    /// Tasks processing longer than this (1-43200) are taken back from their workers.
+    pub max_processing_time_minutes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CleanupResponse {
+    /// Tasks found processing longer than the limit.
+    pub over_limit: usize,
+    /// Ids sent back to `queued` (attempts left).
+    pub requeued: Vec<String>,
+    /// Ids that had no attempts left and ended `failed`.
+    pub failed: Vec<String>,
+    /// Ids whose cancel had been requested and ended `cancelled`.
+    pub cancelled: Vec<String>,
+}
+
+/// Recover tasks processing longer than a limit (admin): each goes back to `queued` (or ends
+/// `failed` without attempts left), and its worker's lease is void.
+#[utoipa::path(post, path = "/api/tasks/queue/cleanup", tag = "queue", request_body = CleanupRequest,
+    responses((status = 200, body = CleanupResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cleanup(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CleanupRequest>,
+) -> Result<Json<CleanupResponse>, AppError> {
+    caller.require_admin()?;
+    if !(1..=43_200).contains(&body.max_processing_time_minutes) {
+        return Err(AppError::invalid(
+            "max_processing_time_minutes",
+            "must be 1-43200",
+        ));
+    }
+    let now = state.now();
+    let cutoff = now - body.max_processing_time_minutes as i64 * 60_000;
+    let k = state.broker.keys();
+    let names = state.broker.queue_names();
+    // The processing ids of every type and when each started.
+    let mut pipe = redis::pipe();
+    for t in &names {
+        pipe.cmd("ZRANGE")
+            .arg(k.processing(t))
+            .arg(0)
+            .arg(CLEANUP_SCAN as i64 - 1);
+    }
+    let per_type: Vec<Vec<String>> = state
+        .broker
+        .with_conn(async |c| pipe.query_async(c).await)
+        .await?;
+    let mut pipe = redis::pipe();
+    let mut candidates = Vec::new();
+    for (t, ids) in names.iter().zip(per_type) {
+        for id in ids {
+            pipe.cmd("HGET").arg(k.task(t, &id)).arg("started_at");
+            candidates.push((*t, id));
+        }
+    }
+    let started: Vec<Option<i64>> = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .broker
+            .with_conn(async |c| pipe.query_async(c).await)
+            .await?
+    };
+    let over: Vec<(&str, String)> = candidates
+        .into_iter()
+        .zip(started)
+        .filter(|(_, s)| s.is_some_and(|s| s < cutoff))
+        .map(|(c, _)| c)
+        .collect();
+    if !over.is_empty() {
+        // Declare their leases expired now (XX: only if still processing; LT: never push a
+        // deadline out), then let recover.lua take them back like any expired lease. A worker
+        // that extends in between keeps its task: the race only ever errs towards not
+        // recovering.
+        let mut pipe = redis::pipe();
+        for (t, id) in &over {
+            pipe.cmd("ZADD")
+                .arg(k.processing(t))
+                .arg("XX")
+                .arg("LT")
+                .arg(now)
+                .arg(id)
+                .ignore();
+        }
+        state
+            .broker
+            .with_conn(async |c| pipe.query_async::<()>(c).await)
+            .await?;
+    }
+    let report = state.broker.recover(now, &[]).await?;
+    let ids = |v: Vec<(String, String)>| v.into_iter().map(|(_, id)| id).collect();
+    Ok(Json(CleanupResponse {
+        over_limit: over.len(),
+        requeued: ids(report.requeued),
+        failed: ids(report.failed),
+        cancelled: ids(report.cancelled),
+    }))
+}

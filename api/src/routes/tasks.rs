@@ -1,0 +1,450 @@
+//! The task endpoints: types, generic enqueue, the caller's list, one task, cancel, artifacts.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use taskfleet::{Millis, Task, TaskStatus, TaskType};
+use taskfleet_worker::processors::testing::TEST_QUEUE;
+use utoipa::{IntoParams, ToSchema};
+
+use super::load_owned;
+use crate::auth::Caller;
+use crate::enqueue::{enqueue, EnqueueOptions, EnqueueResponse, PriorityParam};
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::requests::check_generic;
+use crate::state::AppState;
+
+/// The most tasks one page lists.
+pub const MAX_PAGE: usize = 200;
+/// The default page size.
+pub const DEFAULT_PAGE: usize = 50;
+/// With a status filter, how many index entries one request reads at most before answering
+/// with a shorter page and a cursor: bounded work per request.
+pub const MAX_SCAN: usize = 5_000;
+
+/// A task as the API shows it (DESIGN §4); the lease token is never shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    pub id: String,
+    pub task_type: String,
+    /// scheduled, queued, processing, retrying, completed, failed or cancelled.
+    pub status: String,
+    pub priority: String,
+    #[schema(value_type = Object)]
+    pub request: Value,
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// ms since the Unix epoch, by the Redis server's clock.
+    pub created_at: i64,
+    pub run_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub worker_id: Option<String>,
+    /// 0-100.
+    pub progress: u8,
+    pub message: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub webhook_url: Option<String>,
+    pub parent_id: Option<String>,
+    pub batch_id: Option<String>,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> TaskView {
+        TaskView {
+            id: t.id,
+            task_type: t.task_type,
+            status: t.status.to_string(),
+            priority: t.priority.to_string(),
+            request: t.request,
+            account_id: t.account_id,
+            user_id: t.user_id,
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            created_at: t.created_at,
+            run_at: t.run_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+            worker_id: t.worker_id,
+            progress: t.progress,
+            message: t.message,
+            result: t.result,
+            error: t.error,
+            cancel_requested: t.cancel_requested,
+            webhook_url: t.webhook_url,
+            parent_id: t.parent_id,
+            batch_id: t.batch_id,
+        }
+    }
+}
+
+/// One task type and its configuration.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskTypeInfo {
+    pub task_type: String,
+    pub description: String,
+    pub max_attempts: u32,
+    pub timeout_minutes: u64,
+    /// 1-10: the band a request without a priority gets.
+    pub priority_weight: u8,
+    pub default_priority: String,
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+    /// The typed endpoint, if the type has one.
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskTypesResponse {
+    pub task_types: Vec<TaskTypeInfo>,
+}
+
+fn endpoint_of(t: TaskType) -> &'static str {
+    match t {
+        TaskType::Video => "/api/video/generate",
+        TaskType::AnimatedLesson => "/api/animated-lesson/generate",
+        TaskType::Documentation => "/api/documentation/generate",
+        TaskType::Quiz => "/api/quiz/generate",
+        TaskType::CourseVideo => "/api/course-video/generate",
+        TaskType::StoryGeneration => "/api/story/generate",
+        TaskType::ImageGeneration => "/api/image/generate",
+        TaskType::VoiceGeneration => "/api/voice-generation/generate",
+    }
+}
+
+/// Every task type with its configuration.
+#[utoipa::path(get, path = "/api/tasks/types", tag = "tasks",
+    responses((status = 200, body = TaskTypesResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TaskTypesResponse> {
+    let mut out: Vec<TaskTypeInfo> = state
+        .catalog
+        .iter()
+        .map(|(t, c)| TaskTypeInfo {
+            task_type: t.to_string(),
+            description: c.description.clone(),
+            max_attempts: c.max_attempts,
+            timeout_minutes: c.timeout_minutes,
+            priority_weight: c.priority_weight,
+            default_priority: c.queue_config().default_priority.to_string(),
+            backoff_base_secs: c.backoff_base_secs,
+            backoff_max_secs: c.backoff_max_secs,
+            endpoint: Some(endpoint_of(t).to_string()),
+        })
+        .collect();
+    if state.test_processors {
+        if let Ok(q) = state.broker.queue_config(TEST_QUEUE) {
+            out.push(TaskTypeInfo {
+                task_type: TEST_QUEUE.to_string(),
+                description: "Test processors (noop, echo, sleep, fail, permanent, panic)".into(),
+                max_attempts: q.max_attempts,
+                timeout_minutes: q.timeout.as_secs().div_ceil(60),
+                priority_weight: 5,
+                default_priority: q.default_priority.to_string(),
+                backoff_base_secs: q.backoff_base.as_secs(),
+                backoff_max_secs: q.backoff_max.as_secs(),
+                endpoint: None,
+            });
+        }
+    }
+    Json(TaskTypesResponse { task_types: out })
+}
+
+/// A generic enqueue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// A task type from GET /api/tasks/types.
+    pub task_type: String,
+    /// The type's request (see the typed endpoints' bodies).
+    #[schema(value_type = Object)]
+    pub request: Value,
+    #[serde(default)]
+    pub priority: Option<PriorityParam>,
+    /// Run no earlier than this time (ms since the Unix epoch).
+    #[serde(default)]
+    pub run_at: Option<i64>,
+    /// Run no earlier than this many seconds from now (at most 30 days).
+    #[serde(default)]
+    pub delay_seconds: Option<u64>,
+    /// An http(s) URL told about the task's end.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+/// Enqueue a task of any type.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTask,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Repeat a request safely: the same key returns the first task for 24 h")),
+    responses(
+        (status = 202, description = "Enqueued", body = EnqueueResponse),
+        (status = 400, description = "Malformed JSON or a value out of range", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "Unknown field or task type", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateTask>,
+) -> Result<Response, AppError> {
+    // Only registered queues: the catalog's, and `test` when the flag is on.
+    state.broker.queue_config(&body.task_type)?;
+    let request = match body.task_type.parse::<TaskType>() {
+        Ok(t) => check_generic(t, body.request)?,
+        Err(_) if body.request.is_object() => body.request,
+        Err(_) => return Err(AppError::invalid("request", "must be a JSON object")),
+    };
+    let options = EnqueueOptions {
+        priority: body.priority,
+        run_at: body.run_at,
+        delay_seconds: body.delay_seconds,
+        webhook_url: body.webhook_url,
+    };
+    enqueue(&state, &caller, &headers, &body.task_type, request, options).await
+}
+
+/// Filters and paging of the task list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only tasks in this state.
+    pub status: Option<String>,
+    /// Only tasks of this type.
+    pub task_type: Option<String>,
+    /// 1-200, default 50.
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(ms: Millis, id: &str) -> String {
+    hex::encode(format!("{ms}:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Result<(Millis, String), AppError> {
+    let bad = || AppError::invalid("cursor", "not a cursor this API gave");
+    let bytes = hex::decode(c).map_err(|_| bad())?;
+    let s = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (ms, id) = s.split_once(':').ok_or_else(bad)?;
+    let ms = ms.parse().map_err(|_| bad())?;
+    uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((ms, id.to_string()))
+}
+
+/// The caller's account's tasks, newest first.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<TaskList>, AppError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::invalid("limit", format!("must be 1-{MAX_PAGE}")));
+    }
+    let status = match q.status.as_deref() {
+        Some(s) => Some(s.parse::<TaskStatus>()?),
+        None => None,
+    };
+    let names = state.broker.queue_names();
+    let types: Vec<&str> = match q.task_type.as_deref() {
+        Some(t) => {
+            state.broker.queue_config(t)?;
+            vec![t]
+        }
+        None => names,
+    };
+    let mut cursor = match q.cursor.as_deref() {
+        Some(c) => Some(decode_cursor(c)?),
+        None => None,
+    };
+    let mut tasks: Vec<TaskView> = Vec::new();
+    let mut scanned = 0;
+    let mut exhausted = false;
+    // Without a filter one round fills the page; with one, rounds go on until the page is
+    // full, the index ends, or MAX_SCAN entries were read.
+    while tasks.len() < limit && scanned < MAX_SCAN {
+        let batch = if status.is_some() { 200 } else { limit };
+        let entries = state
+            .broker
+            .list_account(&caller.account_id, &types, cursor.clone(), batch)
+            .await?;
+        scanned += entries.len();
+        let Some(last) = entries.last() else {
+            exhausted = true;
+            break;
+        };
+        let short = entries.len() < batch;
+        let loaded = load_entries(&state, &entries).await?;
+        for (ms, _, id) in &entries {
+            cursor = Some((*ms, id.clone()));
+            if let Some(t) = loaded.get(id) {
+                if status.is_none_or(|s| s == t.status) {
+                    tasks.push(t.clone().into());
+                    if tasks.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        if short && cursor.as_ref().map(|c| &c.1) == Some(&last.2) {
+            exhausted = true;
+            break;
+        }
+    }
+    let next_cursor = if exhausted {
+        None
+    } else {
+        cursor.map(|(ms, id)| encode_cursor(ms, &id))
+    };
+    Ok(Json(TaskList { tasks, next_cursor }))
+}
+
+/// The tasks of index entries, by id (a task trimmed meanwhile is left out).
+async fn load_entries(
+    state: &AppState,
+    entries: &[(Millis, String, String)],
+) -> Result<HashMap<String, Task>, AppError> {
+    let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
+    for (_, t, id) in entries {
+        by_type.entry(t.as_str()).or_default().push(id.clone());
+    }
+    let mut out = HashMap::new();
+    for (t, ids) in by_type {
+        for task in state.broker.get_many(t, &ids).await? {
+            out.insert(task.id.clone(), task);
+        }
+    }
+    Ok(out)
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (UUID)")),
+    responses((status = 200, body = TaskView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, AppError> {
+    Ok(Json(load_owned(&state, &caller, &id).await?.into()))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelResponse {
+    pub task_id: String,
+    /// `cancelled` (it was waiting) or `processing` (its worker stops it shortly).
+    pub status: String,
+    pub cancel_requested: bool,
+}
+
+/// Cancel a task: a waiting one ends at once (200), a running one is stopped by its worker
+/// (202); 409 if it had already finished.
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (UUID)")),
+    responses((status = 200, description = "Cancelled", body = CancelResponse),
+        (status = 202, description = "Cancel requested from the worker", body = CancelResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let task = load_owned(&state, &caller, &id).await?;
+    let outcome = state.broker.cancel(&task.id, state.now()).await?;
+    let (code, status) = match outcome {
+        taskfleet::CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
+        taskfleet::CancelOutcome::Requested => (StatusCode::ACCEPTED, "processing"),
+    };
+    Ok((
+        code,
+        Json(CancelResponse {
+            task_id: task.id,
+            status: status.to_string(),
+            cancel_requested: code == StatusCode::ACCEPTED,
+        }),
+    )
+        .into_response())
+}
+
+/// A file the task produced, with its media type.
+#[utoipa::path(get, path = "/api/tasks/{id}/artifacts/{name}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (UUID)"),
+        ("name" = String, Path, description = "Artifact name, as in the task's result")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn artifact(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let task = load_owned(&state, &caller, &id).await?;
+    taskfleet::artifacts::validate_name(&name)?;
+    let bytes = state
+        .artifacts
+        .get(&task.id, &name)
+        .await?
+        .ok_or(AppError::ArtifactNotFound)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                taskfleet::artifacts::media_type(&name),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // An HTML artifact runs in an opaque origin: it cannot act as this API's pages.
+            (header::CONTENT_SECURITY_POLICY, "sandbox allow-scripts"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        let id = "0190f3c2-0000-7000-8000-000000000000";
+        let c = encode_cursor(1234, id);
+        assert_eq!(decode_cursor(&c).unwrap(), (1234, id.to_string()));
+        assert!(decode_cursor("zz").is_err());
+        assert!(decode_cursor(&hex::encode("12:notanid")).is_err());
+    }
+}

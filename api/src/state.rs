@@ -1,0 +1,130 @@
+//! What every handler shares: the broker, the clock, the artifact store, the catalog, the
+//! metrics, and a short-lived cache of the live workers. The API itself keeps no task state:
+//! any number of replicas can serve the same Redis.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use taskfleet::artifacts::{self, ArtifactStore};
+use taskfleet::{Broker, Catalog, Clock, Millis, QueueConfig, RedisClock, Settings};
+use taskfleet_worker::processors::testing::TEST_QUEUE;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth;
+use crate::metrics::Metrics;
+use crate::workers::WorkerCache;
+
+/// The longest an events stream stays open; a client reconnects for more.
+pub const DEFAULT_SSE_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How the state is built beyond the settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Also register the queue `test` (the worker's test processors) for end-to-end tests.
+    pub test_processors: bool,
+}
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Broker,
+    pub clock: Arc<ServerClock>,
+    pub artifacts: Arc<dyn ArtifactStore>,
+    pub catalog: Catalog,
+    /// For the events stream's own connection (a blocking XREAD must not hold a pooled one).
+    pub redis_url: String,
+    pub max_body_bytes: usize,
+    /// SHA-256 hex of `TASKFLEET__AUTH__ADMIN_KEY`, if set: the key itself is not kept.
+    pub admin_key_sha: Option<String>,
+    pub metrics: Arc<Metrics>,
+    pub workers: Arc<WorkerCache>,
+    pub sse_lifetime: Duration,
+    pub test_processors: bool,
+    /// Fires at shutdown: long-lived responses (event streams) end so the server can drain.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state from settings. Redis need not be up: the API starts, `/ready` says 503,
+    /// and the clock follows Redis's once it answers.
+    pub async fn new(settings: &Settings, options: Options) -> anyhow::Result<AppState> {
+        let catalog = settings.catalog()?;
+        let mut builder = Broker::builder(settings.redis.url.clone())
+            .prefix(settings.redis.prefix.clone())
+            .timeout(Duration::from_millis(settings.redis.timeout_ms))
+            .pool_size(settings.redis.pool_size)
+            .lease(Duration::from_secs(settings.worker.lease_seconds))
+            .retention(settings.retention.clone())
+            .worker_id(format!("api-{}", std::process::id()))
+            .queues(catalog.queues());
+        if options.test_processors {
+            builder = builder.queue(TEST_QUEUE, QueueConfig::default());
+        }
+        let broker = builder.build()?;
+        let clock = Arc::new(ServerClock::default());
+        clock.try_sync(&broker).await;
+        Ok(AppState {
+            artifacts: artifacts::from_settings(&settings.artifacts)?,
+            catalog,
+            redis_url: settings.redis.url.clone(),
+            max_body_bytes: settings.api.max_body_bytes,
+            admin_key_sha: settings
+                .auth
+                .admin_key
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .map(auth::sha256_hex),
+            metrics: Arc::new(Metrics::default()),
+            workers: Arc::new(WorkerCache::default()),
+            sse_lifetime: DEFAULT_SSE_LIFETIME,
+            test_processors: options.test_processors,
+            shutdown: CancellationToken::new(),
+            broker,
+            clock,
+        })
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+}
+
+/// The Redis server's clock once it has answered; the machine's until then (while Redis is
+/// down no write succeeds anyway, so nothing is decided by the machine's clock).
+#[derive(Default)]
+pub struct ServerClock {
+    redis: OnceLock<Arc<RedisClock>>,
+}
+
+impl ServerClock {
+    /// Reads Redis's time if not done yet; true once the clock follows Redis.
+    pub async fn try_sync(&self, broker: &Broker) -> bool {
+        if self.redis.get().is_some() {
+            return true;
+        }
+        match RedisClock::new(broker).await {
+            Ok(c) => {
+                let _ = self.redis.set(c);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The Redis clock, once synced.
+    pub fn redis(&self) -> Option<Arc<RedisClock>> {
+        self.redis.get().cloned()
+    }
+}
+
+impl Clock for ServerClock {
+    fn now_ms(&self) -> Millis {
+        match self.redis.get() {
+            Some(c) => c.now_ms(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as Millis)
+                .unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Test support: the real router over a real Redis (taskfleet::testing's shared server), a
+//! fresh key prefix per test, keys for two accounts and an admin, and request helpers.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use taskfleet::testing;
+use taskfleet::{Broker, Settings};
+use taskfleet_api::auth::{create_key, Role};
+use taskfleet_api::{app, AppState, Options};
+use tower::ServiceExt;
+
+pub const TEST_QUEUE: &str = "test";
+
+pub struct Api {
+    pub router: Router,
+    pub state: AppState,
+    pub broker: Broker,
+    /// A user of account "acme".
+    pub user: String,
+    /// A user of account "globex".
+    pub other: String,
+    /// An admin (account "ops").
+    pub admin: String,
+    pub artifacts: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    pub fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub fn settings() -> (Settings, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("artifact dir");
+    let mut s = Settings::default();
+    s.redis.url = testing::shared_redis().url();
+    s.redis.prefix = testing::fresh_prefix();
+    s.artifacts.dir = dir.path().display().to_string();
+    (s, dir)
+}
+
+pub async fn setup() -> Api {
+    let (s, dir) = settings();
+    setup_with(s, dir).await
+}
+
+pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
+    let state = AppState::new(
+        &s,
+        Options {
+            test_processors: true,
+        },
+    )
+    .await
+    .expect("state");
+    let broker = state.broker.clone();
+    let now = state.now();
+    let user = create_key(&broker, "acme", "alice", Role::User, "t", now)
+        .await
+        .unwrap();
+    let other = create_key(&broker, "globex", "bob", Role::User, "t", now)
+        .await
+        .unwrap();
+    let admin = create_key(&broker, "ops", "root", Role::Admin, "t", now)
+        .await
+        .unwrap();
+    Api {
+        router: app(state.clone()),
+        state,
+        broker,
+        user,
+        other,
+        admin,
+        artifacts: dir,
+    }
+}
+
+impl Api {
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string())),
+            None => b.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            bytes,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    /// Enqueues a test task for `key`; returns its id.
+    pub async fn enqueue_test(&self, key: &str, request: Value) -> String {
+        let r = self
+            .post(
+                "/api/tasks",
+                key,
+                json!({"task_type": TEST_QUEUE, "request": request}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+        r.json()["task_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn enqueue_with(&self, key: &str, body: Value) -> Value {
+        let r = self.post("/api/tasks", key, body).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+        r.json()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.state.now()
+    }
+}
+
+/// A typed request that every limit accepts, per endpoint.
+pub fn valid_typed_requests() -> Vec<(&'static str, &'static str, Value)> {
+    let slides = json!([{"title": "Intro", "text": "Hello there."}]);
+    vec![
+        (
+            "/api/video/generate",
+            "video",
+            json!({"title": "T", "slides": slides}),
+        ),
+        (
+            "/api/animated-lesson/generate",
+            "animated_lesson",
+            json!({"title": "T", "steps": [{"text": "Step one"}]}),
+        ),
+        (
+            "/api/course-video/generate",
+            "course_video",
+            json!({"title": "C", "lessons": [{"title": "L1", "slides": slides}]}),
+        ),
+        (
+            "/api/documentation/generate",
+            "documentation",
+            json!({"source": "fn main() {}", "format": "markdown"}),
+        ),
+        (
+            "/api/quiz/generate",
+            "quiz",
+            json!({"source_text": "Rust is a language.", "num_questions": 3}),
+        ),
+        (
+            "/api/story/generate",
+            "story_generation",
+            json!({"prompt": "a fox", "length": "short"}),
+        ),
+        (
+            "/api/image/generate",
+            "image_generation",
+            json!({"prompt": "a cat", "width": 128, "height": 64}),
+        ),
+        (
+            "/api/voice-generation/generate",
+            "voice_generation",
+            json!({"text": "hello", "speed": 150}),
+        ),
+    ]
+}

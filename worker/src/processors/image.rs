@@ -99,7 +99,12 @@ async fn blocking(
     }
 }
 
-/// Any OpenAI-compatible `/images/generations` endpoint.
+/// Longest prompt sent to an images endpoint, in characters.
+pub const MAX_PROMPT_CHARS: usize = 1_000;
+
+/// Any OpenAI-compatible `/images/generations` endpoint. The size is asked for as given; an
+/// endpoint that only makes some sizes (OpenAI's own) may refuse others (`Permanent`) or
+/// answer another size, which the result then reports.
 pub struct OpenAiImages(pub OpenAi);
 
 #[async_trait]
@@ -115,7 +120,10 @@ impl ImageProvider for OpenAiImages {
         h: u32,
         cancel: &CancellationToken,
     ) -> Result<Vec<u8>, TaskError> {
-        let bytes = self.0.image(prompt, w, h, cancel).await?;
+        // Image endpoints cap prompt length (OpenAI: 1,000-4,000 characters); a slide's text
+        // can be far longer, and its start says what the picture is about.
+        let prompt: String = prompt.chars().take(MAX_PROMPT_CHARS).collect();
+        let bytes = self.0.image(&prompt, w, h, cancel).await?;
         if render::png_size(&bytes).is_none() {
             return Err(TaskError::Retry("provider image is not a PNG".into()));
         }

@@ -1,0 +1,195 @@
+//! Keys: no key or a bad one is 401, a user on an admin endpoint 403; keys are stored only as
+//! their SHA-256; revoked keys stop working; the settings' admin key works.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{settings, setup, setup_with, TEST_QUEUE};
+use serde_json::{json, Value};
+use taskfleet_api::auth::{list_keys, revoke_key, sha256_hex};
+
+/// Every route that needs a key, with a body where it takes one.
+fn keyed_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
+    let mut v = vec![
+        (Method::GET, "/api/tasks/types".to_string(), None),
+        (
+            Method::POST,
+            "/api/tasks".to_string(),
+            Some(json!({"task_type": TEST_QUEUE, "request": {}})),
+        ),
+        (Method::GET, "/api/tasks".to_string(), None),
+        (Method::GET, format!("/api/tasks/{id}"), None),
+        (Method::GET, format!("/api/tasks/{id}/events"), None),
+        (
+            Method::GET,
+            format!("/api/tasks/{id}/artifacts/a.txt"),
+            None,
+        ),
+        (Method::POST, format!("/api/tasks/{id}/cancel"), None),
+        (Method::GET, "/api/tasks/queue/status".to_string(), None),
+        (Method::GET, "/api/tasks/queue/list".to_string(), None),
+    ];
+    for (path, _, body) in common::valid_typed_requests() {
+        v.push((Method::POST, path.to_string(), Some(body)));
+    }
+    v.extend(admin_routes());
+    v
+}
+
+fn admin_routes() -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (Method::POST, "/api/tasks/queue/start".to_string(), None),
+        (
+            Method::POST,
+            "/api/tasks/queue/stop".to_string(),
+            Some(json!({"task_type": TEST_QUEUE})),
+        ),
+        (
+            Method::POST,
+            "/api/tasks/queue/cleanup".to_string(),
+            Some(json!({"max_processing_time_minutes": 60})),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_keyed_route_refuses_no_key_and_a_bad_key_with_401() {
+    let api = setup().await;
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    for (method, path, body) in keyed_routes(&id) {
+        let r = api.call(method.clone(), &path, None, body.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without key"
+        );
+        assert_eq!(r.code(), "unauthorized");
+        let r = api
+            .call(
+                method.clone(),
+                &path,
+                Some("tfk_not-a-real-key"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} bad key"
+        );
+    }
+    // Not a Bearer scheme.
+    let req = axum::http::Request::get("/api/tasks")
+        .header("authorization", format!("Basic {}", api.user))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(api.send(req).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_users_with_403_and_serve_admins() {
+    let api = setup().await;
+    for (method, path, body) in admin_routes() {
+        let r = api.call(method.clone(), &path, None, body.clone()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path} no key");
+        let r = api
+            .call(method.clone(), &path, Some(&api.user), body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} user");
+        assert_eq!(r.code(), "forbidden");
+        let r = api
+            .call(method.clone(), &path, Some(&api.admin), body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path} admin: {}", r.json());
+    }
+}
+
+#[tokio::test]
+async fn the_settings_admin_key_is_an_admin() {
+    let (mut s, dir) = settings();
+    s.auth.admin_key = Some("let-me-in-0123456789abcdef".into());
+    let api = setup_with(s, dir).await;
+    let r = api
+        .call(
+            Method::POST,
+            "/api/tasks/queue/stop",
+            Some("let-me-in-0123456789abcdef"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let r = api
+        .call(
+            Method::POST,
+            "/api/tasks/queue/stop",
+            Some("let-me-in-0123456789abcdeF"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn keys_are_stored_only_as_their_sha256() {
+    let api = setup().await;
+    let mut conn = api.broker.conn().await.unwrap();
+    let pattern = format!("{}:*", api.broker.keys().prefix());
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.contains(&api.broker.keys().apikey(&sha256_hex(&api.user))));
+    for k in &keys {
+        assert!(!k.contains(&api.user), "a key name holds the key");
+        let t: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let dump: Vec<String> = match t.as_str() {
+            "hash" => redis::cmd("HGETALL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "set" => redis::cmd("SMEMBERS")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            _ => Vec::new(),
+        };
+        assert!(
+            dump.iter().all(|v| !v.contains(&api.user)),
+            "{k} holds the key"
+        );
+    }
+    let listed = list_keys(&api.broker).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .any(|k| k.caller.account_id == "acme" && !k.caller.is_admin()));
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working() {
+    let api = setup().await;
+    assert_eq!(
+        api.get("/api/tasks", &api.other).await.status,
+        StatusCode::OK
+    );
+    let id = &sha256_hex(&api.other)[..12];
+    revoke_key(&api.broker, id).await.unwrap();
+    assert_eq!(
+        api.get("/api/tasks", &api.other).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    revoke_key(&api.broker, &api.user).await.unwrap();
+    assert_eq!(
+        api.get("/api/tasks", &api.user).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(revoke_key(&api.broker, &api.user).await.is_err());
+    assert!(revoke_key(&api.broker, "abc").await.is_err());
+}

@@ -1,0 +1,248 @@
+//! Queue status, the claim-order list, start/stop and cleanup.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{setup, TEST_QUEUE};
+use serde_json::json;
+use taskfleet::{Completion, TaskStatus};
+
+#[tokio::test]
+async fn the_queue_list_is_in_claim_order_by_band_then_age() {
+    let api = setup().await;
+    let mut ids = Vec::new();
+    for p in ["low", "normal", "urgent", "high", "urgent", "low"] {
+        let b = api
+            .enqueue_with(
+                &api.user,
+                json!({"task_type": TEST_QUEUE, "request": {}, "priority": p}),
+            )
+            .await;
+        ids.push(b["task_id"].as_str().unwrap().to_string());
+    }
+    let r = api.get("/api/tasks/queue/list", &api.user).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got: Vec<(String, u64)> = r.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["task"]["id"].as_str().unwrap().to_string(),
+                t["position"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let order = [2, 4, 3, 1, 0, 5];
+    let expected: Vec<(String, u64)> = order
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (ids[i].clone(), pos as u64))
+        .collect();
+    assert_eq!(got, expected);
+    // And that is the order a worker claims them in.
+    let now = api.now();
+    let claimed: Vec<String> = api
+        .broker
+        .claim(&[TEST_QUEUE], 10, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        claimed,
+        expected.into_iter().map(|e| e.0).collect::<Vec<_>>()
+    );
+    let r = api.get("/api/tasks/queue/list?limit=0", &api.user).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_status_counts_states_workers_and_throughput() {
+    let api = setup().await;
+    for _ in 0..3 {
+        api.enqueue_test(&api.user, json!({})).await;
+    }
+    let now = api.now();
+    let c = api.broker.claim(&[TEST_QUEUE], 2, now).await.unwrap();
+    api.broker
+        .complete(
+            TEST_QUEUE,
+            &[Completion {
+                id: c[0].id.clone(),
+                lease: c[0].lease.clone(),
+                result: json!({}),
+            }],
+            now + 1_000,
+        )
+        .await
+        .unwrap();
+    // A live worker (its heartbeat hash exists) and a dead one (only in the set).
+    let k = api.broker.keys();
+    let mut conn = api.broker.conn().await.unwrap();
+    redis::pipe()
+        .cmd("HSET")
+        .arg(k.worker("w-live"))
+        .arg("host")
+        .arg("box1")
+        .arg("pid")
+        .arg(42)
+        .arg("types")
+        .arg(TEST_QUEUE)
+        .arg("concurrency")
+        .arg(4)
+        .arg("started_at")
+        .arg(now)
+        .arg("in_flight")
+        .arg(1)
+        .cmd("PEXPIRE")
+        .arg(k.worker("w-live"))
+        .arg(60_000)
+        .cmd("ZADD")
+        .arg(k.workers())
+        .arg(now)
+        .arg("w-live")
+        .arg(now - 120_000)
+        .arg("w-dead")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let r = api.get("/api/tasks/queue/status", &api.user).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let b = r.json();
+    let test = b["task_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_type"] == TEST_QUEUE)
+        .unwrap()
+        .clone();
+    assert_eq!(test["counts"]["queued"], 1);
+    assert_eq!(test["counts"]["processing"], 1);
+    assert_eq!(test["counts"]["completed"], 1);
+    assert_eq!(test["completed_last_minute"], 1);
+    assert_eq!(test["average_run_ms"], 1_000);
+    assert_eq!(test["paused"], false);
+    assert_eq!(b["totals"]["queued"], 1);
+    assert_eq!(b["completed_last_minute"], 1);
+    assert_eq!(b["workers"]["live"], 1);
+    assert_eq!(b["workers"]["slots"], 4);
+    assert_eq!(b["workers"]["workers"][0]["id"], "w-live");
+    assert_eq!(b["workers"]["workers"][0]["host"], "box1");
+}
+
+#[tokio::test]
+async fn stop_pauses_claiming_and_start_resumes_it() {
+    let api = setup().await;
+    api.enqueue_test(&api.user, json!({})).await;
+    let r = api
+        .post(
+            "/api/tasks/queue/stop",
+            &api.admin,
+            json!({"task_type": TEST_QUEUE}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"paused": true, "task_types": [TEST_QUEUE]})
+    );
+    let now = api.now();
+    assert!(api
+        .broker
+        .claim(&[TEST_QUEUE], 1, now)
+        .await
+        .unwrap()
+        .is_empty());
+    let status = api.get("/api/tasks/queue/status", &api.user).await.json();
+    let test = status["task_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_type"] == TEST_QUEUE)
+        .unwrap()
+        .clone();
+    assert_eq!(test["paused"], true);
+    assert_eq!(status["paused"], false, "only one type is paused");
+    let r = api
+        .call(
+            Method::POST,
+            "/api/tasks/queue/start",
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["paused"], false);
+    assert_eq!(
+        api.broker.claim(&[TEST_QUEUE], 1, now).await.unwrap().len(),
+        1
+    );
+    let r = api
+        .post(
+            "/api/tasks/queue/stop",
+            &api.admin,
+            json!({"task_type": "podcast"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = api
+        .post(
+            "/api/tasks/queue/stop",
+            &api.admin,
+            json!({"type": TEST_QUEUE}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.message().contains("type"));
+}
+
+#[tokio::test]
+async fn cleanup_recovers_only_tasks_processing_longer_than_the_limit() {
+    let api = setup().await;
+    let old = api.enqueue_test(&api.user, json!({})).await;
+    let now = api.now();
+    // Claimed twenty minutes ago, its lease renewed just now: a stuck task whose worker
+    // still beats.
+    let c = api
+        .broker
+        .claim(&[TEST_QUEUE], 1, now - 20 * 60_000)
+        .await
+        .unwrap();
+    api.broker
+        .extend(TEST_QUEUE, &[(c[0].id.clone(), c[0].lease.clone())], now)
+        .await
+        .unwrap();
+    let fresh = api.enqueue_test(&api.user, json!({})).await;
+    api.broker.claim(&[TEST_QUEUE], 1, now).await.unwrap();
+    let r = api
+        .post(
+            "/api/tasks/queue/cleanup",
+            &api.admin,
+            json!({"max_processing_time_minutes": 10}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["over_limit"], 1);
+    assert_eq!(r.json()["requeued"], json!([old.clone()]));
+    assert_eq!(
+        api.broker.status_of(&old).await.unwrap(),
+        TaskStatus::Queued
+    );
+    assert_eq!(
+        api.broker.status_of(&fresh).await.unwrap(),
+        TaskStatus::Processing
+    );
+    // The stuck worker's lease is void.
+    let late = api
+        .broker
+        .complete_one(TEST_QUEUE, &old, &c[0].lease, json!({}), now + 1)
+        .await;
+    assert!(late.is_err());
+    for bad in [json!({"max_processing_time_minutes": 0}), json!({})] {
+        let r = api.post("/api/tasks/queue/cleanup", &api.admin, bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.message().starts_with("max_processing_time_minutes"));
+    }
+}

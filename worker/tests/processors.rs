@@ -1017,3 +1017,50 @@ async fn the_openai_image_provider_stores_the_png_it_returns() {
         png
     );
 }
+
+#[tokio::test]
+async fn a_course_cancelled_while_waiting_cancels_its_lessons() {
+    let s = setup();
+    let ctx = claimed_course(&s).await;
+    ctx.cancel.cancel();
+    let r = for_type(TaskType::CourseVideo, &s.deps())
+        .process(&ctx, course_request())
+        .await;
+    assert_eq!(r, Err(TaskError::Retry("cancelled".into())));
+    let ids: Vec<String> = (0..2)
+        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .collect();
+    let children = s.broker.get_many("video", &ids).await.unwrap();
+    assert_eq!(children.len(), 2);
+    assert!(children.iter().all(|c| c.status == TaskStatus::Cancelled));
+}
+
+#[tokio::test]
+async fn artifacts_can_live_in_an_object_store() {
+    let s = setup();
+    let store = Arc::new(
+        taskfleet::artifacts::ObjectStoreArtifacts::from_url_with(
+            "memory:///bucket/tf",
+            Vec::new(),
+        )
+        .unwrap(),
+    );
+    let mut deps = s.deps();
+    deps.store = store.clone();
+    let ctx = s.ctx(TaskType::ImageGeneration);
+    let r = for_type(TaskType::ImageGeneration, &deps)
+        .process(&ctx, json!({"prompt": "a boat", "width": 64, "height": 64}))
+        .await
+        .unwrap();
+    let png = store.get(&ctx.task_id, "image.png").await.unwrap().unwrap();
+    assert_eq!(
+        png.len() as u64,
+        r["artifacts"][0]["size"].as_u64().unwrap()
+    );
+    assert_eq!(decode_png(&png).0, 64);
+    assert_eq!(
+        s.store.get(&ctx.task_id, "image.png").await.unwrap(),
+        None,
+        "not in the local store"
+    );
+}

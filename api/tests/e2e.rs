@@ -1,0 +1,335 @@
+//! End to end with real processes: the `taskfleet-api` binary and a `taskfleet-worker` binary
+//! (with its test processors) on the tests' Redis, talking HTTP over loopback. Needs the worker
+//! binary built first (`cargo build -p taskfleet-worker --bins`; scripts/test.sh does).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use taskfleet::testing;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ADMIN_KEY: &str = "e2e-admin-key-0123456789abcdef";
+
+/// A child process killed (by its pid) when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn worker_bin() -> PathBuf {
+    let bin = testing::cargo_bin("taskfleet-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p taskfleet-worker --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Stack {
+    port: u16,
+    api: Proc,
+    _worker: Proc,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+fn command(bin: &str, prefix: &str, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(bin);
+    c.env("TASKFLEET__REDIS__PREFIX", prefix)
+        .env("TASKFLEET__ARTIFACTS__DIR", dir)
+        .env("TASKFLEET__AUTH__ADMIN_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null());
+    c
+}
+
+async fn start() -> Stack {
+    let url = testing::shared_redis().url();
+    let prefix = testing::fresh_prefix();
+    let dir = tempfile::tempdir().unwrap();
+    let api_bin = env!("CARGO_BIN_EXE_taskfleet-api");
+    // The CLI makes a key and prints only the key.
+    let out = command(api_bin, &prefix, dir.path())
+        .args([
+            "--redis-url",
+            &url,
+            "keys",
+            "create",
+            "--account",
+            "e2e",
+            "--user",
+            "u1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout is the key alone: {stdout:?}"
+    );
+    let key = stdout.trim().to_string();
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let api = Proc(
+        command(api_bin, &prefix, dir.path())
+            .args([
+                "--listen",
+                &listen,
+                "--redis-url",
+                &url,
+                "--test-processors",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let worker = Proc(
+        command(worker_bin().to_str().unwrap(), &prefix, dir.path())
+            .args([
+                "--redis-url",
+                &url,
+                "--test-processors",
+                "--concurrency",
+                "4",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stack = Stack {
+        port,
+        api,
+        _worker: worker,
+        key,
+        _dir: dir,
+    };
+    for _ in 0..200 {
+        if let Ok((200, _)) = stack.http("GET", "/ready", None, None).await {
+            return stack;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the API did not become ready");
+}
+
+impl Stack {
+    /// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
+    async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(k) = key {
+            req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
+            .await
+            .map_err(|_| std::io::Error::other("no answer within 60 s"))??;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no status line"))?;
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        Ok((status, body))
+    }
+
+    async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self
+            .http(method, path, Some(&self.key), body)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn wait_for(&self, id: &str, status: &str) -> Value {
+        for _ in 0..600 {
+            let (_, t) = self.json("GET", &format!("/api/tasks/{id}"), None).await;
+            if t["status"] == status {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {id} did not reach {status}");
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[tokio::test]
+async fn tasks_enqueued_over_http_are_run_by_a_real_worker() {
+    let stack = start().await;
+    let (status, b) = stack
+        .json(
+            "POST",
+            "/api/tasks",
+            Some(json!({"task_type": "test", "request": {"op": "echo", "n": 7}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{b}");
+    let id = b["task_id"].as_str().unwrap().to_string();
+    let t = stack.wait_for(&id, "completed").await;
+    assert_eq!(t["result"]["echo"]["n"], 7);
+    assert_eq!(t["attempts"], 1);
+
+    // The events of a task that sleeps: queued or processing first, completed last, then the
+    // stream closes.
+    let (_, b) = stack
+        .json(
+            "POST",
+            "/api/tasks",
+            Some(json!({"task_type": "test", "request": {"op": "sleep", "ms": 300}})),
+        )
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_string();
+    let (status, sse) = stack
+        .http(
+            "GET",
+            &format!("/api/tasks/{id}/events"),
+            Some(&stack.key),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let names: Vec<&str> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("event:"))
+        .map(str::trim)
+        .collect();
+    assert!(names.contains(&"processing"), "{names:?}");
+    assert_eq!(names.last(), Some(&"completed"), "{names:?}");
+
+    // The queue status sees the worker by its heartbeat.
+    let (_, s) = stack.json("GET", "/api/tasks/queue/status", None).await;
+    assert!(s["workers"]["live"].as_u64().unwrap() >= 1, "{s}");
+    let test = s["task_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_type"] == "test")
+        .unwrap()
+        .clone();
+    assert_eq!(test["counts"]["completed"], 2);
+
+    // The admin key from the environment stops and starts the queue.
+    let (status, _) = stack
+        .http("POST", "/api/tasks/queue/stop", Some(ADMIN_KEY), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = stack
+        .http("POST", "/api/tasks/queue/stop", Some(&stack.key), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    let (status, _) = stack
+        .http("POST", "/api/tasks/queue/start", Some(ADMIN_KEY), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_api_exits_cleanly_on_sigterm_even_with_an_event_stream_open() {
+    let mut stack = start().await;
+    // A task that waits an hour: its event stream would stay open that long.
+    let (_, b) = stack
+        .json(
+            "POST",
+            "/api/tasks",
+            Some(json!({"task_type": "test", "request": {}, "delay_seconds": 3600})),
+        )
+        .await;
+    let path = format!("/api/tasks/{}/events", b["task_id"].as_str().unwrap());
+    let mut sse = TcpStream::connect(("127.0.0.1", stack.port)).await.unwrap();
+    sse.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            stack.key
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut first = [0u8; 256];
+    let n = sse.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let pid = stack.api.0.id();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..400 {
+        if let Some(status) = stack.api.0.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the API did not exit after SIGTERM");
+}

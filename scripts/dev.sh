@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A local stack for development: Redis on port 6390 (data under .dev/), the API and two
+# workers; makes an API key, submits a story and prints where its result is. Ctrl-C stops
+# everything this script started (and nothing else).
+#
+#   scripts/dev.sh                 # API on 127.0.0.1:8080
+#   DEV_API_PORT=8081 scripts/dev.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REDIS_PORT="${DEV_REDIS_PORT:-6390}"
+API_PORT="${DEV_API_PORT:-8080}"
+DEV="$PWD/.dev"
+REDIS_URL="redis://127.0.0.1:${REDIS_PORT}"
+BASE="http://127.0.0.1:${API_PORT}"
+if [ "$REDIS_PORT" = 6379 ]; then
+  echo "refusing port 6379: that Redis is someone else's" >&2
+  exit 1
+fi
+
+# --- what the stack needs -------------------------------------------------------------------
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v curl >/dev/null || need+=(curl)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing: ${need[*]}; install them (sudo apt-get install ${need[*]}) and run again" >&2
+    exit 1
+  fi
+fi
+command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup)" >&2; exit 1; }
+
+mkdir -p "$DEV/redis" "$DEV/artifacts" "$DEV/logs"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "== stopping"
+  # Workers and API first (SIGTERM: they drain), Redis last.
+  for pid in "${pids[@]:-}"; do
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "${redis_pid:-}" ]; then
+    redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup INT TERM EXIT
+
+# --- Redis ------------------------------------------------------------------------------------
+if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  echo "== a Redis already answers on port $REDIS_PORT: using it (not stopping it at the end)"
+else
+  echo "== starting Redis on 127.0.0.1:$REDIS_PORT (data in .dev/redis)"
+  # appendonly: an acknowledged enqueue survives a crash (within a second: everysec);
+  # noeviction: Redis must never drop a task or a lease to make room (DESIGN §6).
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DEV/redis" \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+    --save '' --logfile "$DEV/logs/redis.log" &
+  redis_pid=$!
+  for _ in $(seq 1 100); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "Redis did not start; see .dev/logs/redis.log" >&2; exit 1; }
+fi
+
+# --- build ------------------------------------------------------------------------------------
+echo "== building"
+cargo build -q -p taskfleet-api -p taskfleet-worker --bins
+BIN="$PWD/target/debug"
+
+export TASKFLEET__ARTIFACTS__DIR="$DEV/artifacts"
+export REDIS_URL
+
+# --- API and workers ----------------------------------------------------------------------------
+echo "== starting the API on $BASE (log: .dev/logs/api.log)"
+"$BIN/taskfleet-api" --listen "127.0.0.1:${API_PORT}" --redis-url "$REDIS_URL" \
+  >"$DEV/logs/api.log" 2>&1 &
+pids+=($!)
+for i in 1 2; do
+  echo "== starting worker $i (log: .dev/logs/worker-$i.log)"
+  "$BIN/taskfleet-worker" --redis-url "$REDIS_URL" >"$DEV/logs/worker-$i.log" 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 1 100); do
+  curl -fsS "$BASE/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "$BASE/ready" >/dev/null || { echo "the API is not ready; see .dev/logs/api.log" >&2; exit 1; }
+
+# --- a key and a first task -----------------------------------------------------------------------
+KEY="$("$BIN/taskfleet-api" --redis-url "$REDIS_URL" keys create --account dev --user me --name dev.sh)"
+echo "== API key (account dev): $KEY"
+answer="$(curl -fsS -X POST "$BASE/api/story/generate" \
+  -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  -d '{"prompt": "a lighthouse keeper who befriends a storm", "length": "short"}')"
+echo "== enqueued: $answer"
+id="$(printf '%s' "$answer" | sed -n 's/.*"task_id":"\([^"]*\)".*/\1/p')"
+status=""
+for _ in $(seq 1 240); do
+  task="$(curl -fsS "$BASE/api/tasks/$id" -H "Authorization: Bearer $KEY")"
+  status="$(printf '%s' "$task" | sed -n 's/.*"status":"\([^"]*\)".*/\1/p')"
+  case "$status" in completed|failed|cancelled) break ;; esac
+  sleep 0.5
+done
+echo "== task $id: $status"
+if [ "$status" = completed ]; then
+  echo "result:  curl -H 'Authorization: Bearer $KEY' $BASE/api/tasks/$id/artifacts/story.md"
+  echo "task:    curl -H 'Authorization: Bearer $KEY' $BASE/api/tasks/$id"
+else
+  echo "the story did not complete; see .dev/logs/worker-*.log" >&2
+fi
+echo
+echo "Stack running: API $BASE, Redis $REDIS_URL. scripts/smoke.sh walks the API:"
+echo "  KEY=$KEY BASE=$BASE scripts/smoke.sh"
+echo "Ctrl-C stops the API, the workers and Redis."
+wait

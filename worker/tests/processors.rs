@@ -1064,3 +1064,95 @@ async fn artifacts_can_live_in_an_object_store() {
         "not in the local store"
     );
 }
+
+#[tokio::test]
+async fn local_algorithms_survive_odd_input() {
+    use taskfleet_worker::processors::requests::{DocFormat, StoryLength, StoryRequest};
+    use taskfleet_worker::processors::{docs, quiz, story};
+    let pieces = [
+        "pub ",
+        "fn ",
+        "struct ",
+        "enum ",
+        "impl ",
+        "{",
+        "}",
+        "(",
+        ")",
+        "\n",
+        "    ",
+        "\t",
+        "\"",
+        "'",
+        "///",
+        "//!",
+        "#[x]",
+        "def ",
+        "class ",
+        ":",
+        "\"\"\"",
+        "'''",
+        "é",
+        "日本",
+        "A",
+        "Name",
+        "1999",
+        ".",
+        " ",
+        ",",
+        ";",
+        "<",
+        ">",
+        "#",
+        "=",
+        "-",
+        "_x",
+        "Ünïcödé",
+        "\r\n",
+        "!",
+        "?",
+        "de",
+        "Ölaf",
+    ];
+    let mut seed: u64 = 0x9E37_79B9;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..1500 {
+        let n = (next() % 120) as usize;
+        let s: String = (0..n)
+            .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+            .collect();
+        docs::generate(None, &s, DocFormat::Markdown);
+        docs::generate(Some("t"), &s, DocFormat::Html);
+        let _ = quiz::generate(&s, 3);
+        if !s.trim().is_empty() {
+            let r = StoryRequest {
+                prompt: s.clone(),
+                length: StoryLength::Short,
+                audience: Some(s.clone()),
+            };
+            assert!(StoryLength::Short
+                .words()
+                .contains(&story::generate(&r).words()));
+        }
+    }
+    let s = setup();
+    for prompt in [
+        "日本語のテキスト ".repeat(40),
+        "x".repeat(5000),
+        "  \u{200b} é ".into(),
+    ] {
+        let r = s
+            .run(
+                TaskType::ImageGeneration,
+                json!({"prompt": prompt, "width": 64, "height": 64}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(decode_png(&s.artifact(&r, "image.png").await).0, 64);
+    }
+}

@@ -9,8 +9,31 @@ use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 /// installed font.
 static FONT_BYTES: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
 
-fn font() -> FontRef<'static> {
-    FontRef::try_from_slice(FONT_BYTES).expect("the built-in font parses")
+/// The font, parsed once.
+fn font() -> &'static FontRef<'static> {
+    static FONT: std::sync::LazyLock<FontRef<'static>> = std::sync::LazyLock::new(|| {
+        FontRef::try_from_slice(FONT_BYTES).expect("the built-in font parses")
+    });
+    &FONT
+}
+
+/// The longest prefix of `text` (in whole characters) no wider than `width`.
+fn fit(text: &str, size: f32, width: f32) -> &str {
+    let sf = font().as_scaled(PxScale::from(size));
+    let mut w = 0.0;
+    let mut prev = None;
+    for (i, ch) in text.char_indices() {
+        let id = sf.glyph_id(ch);
+        if let Some(p) = prev {
+            w += sf.kern(p, id);
+        }
+        w += sf.h_advance(id);
+        prev = Some(id);
+        if w > width {
+            return &text[..i];
+        }
+    }
+    text
 }
 
 /// 64-bit FNV-1a: a hash that is the same on every machine and Rust version (std's is not
@@ -269,16 +292,16 @@ impl Canvas {
         }
         if truncated {
             if let Some(last) = lines.last_mut() {
-                while !last.is_empty() && self.text_width(&format!("{last}…"), size) > width {
-                    last.pop();
-                }
-                last.push('…');
+                let ellipsis = self.text_width("…", size);
+                *last = format!("{}…", fit(last, size, (width - ellipsis).max(0.0)));
             }
         }
-        // A single word wider than the line: cut it to fit.
+        // A single word wider than the line: cut it to fit (at least one character).
         for l in &mut lines {
-            while l.chars().count() > 1 && self.text_width(l, size) > width {
-                l.pop();
+            let kept = fit(l, size, width);
+            if kept.len() < l.len() {
+                let first = l.chars().next().map_or(0, char::len_utf8);
+                *l = l[..kept.len().max(first)].to_string();
             }
         }
         lines

@@ -26,12 +26,9 @@ fn docstring(lines: &[&str], at: usize) -> Option<(String, usize)> {
             text.push(l[..end].to_string());
             let lines: Vec<String> = text
                 .iter()
-                .map(|s| {
-                    if s.len() >= base && s[..base].trim().is_empty() {
-                        s[base..].to_string()
-                    } else {
-                        s.trim().to_string()
-                    }
+                .map(|s| match (s.get(..base), s.get(base..)) {
+                    (Some(indent), Some(rest)) if indent.trim().is_empty() => rest.to_string(),
+                    _ => s.trim().to_string(),
                 })
                 .collect();
             return Some((lines.join("\n").trim().to_string(), k + 1));

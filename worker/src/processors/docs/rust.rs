@@ -240,8 +240,10 @@ pub(super) fn parse(source: &str) -> Reference {
             if d_open > 0 && d_open == d_close && (kind == "enum" || kind == "struct") {
                 let code = code_only(lines[last]);
                 if let (Some(a), Some(b)) = (code.find('{'), code.rfind('}')) {
-                    let members = inline_members(kind, &code[a + 1..b]);
-                    item_at(&mut items, &path).members.extend(members);
+                    if a < b {
+                        let members = inline_members(kind, &code[a + 1..b]);
+                        item_at(&mut items, &path).members.extend(members);
+                    }
                 }
             }
             i = last + 1;

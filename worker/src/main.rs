@@ -64,13 +64,16 @@ async fn main() -> anyhow::Result<()> {
         settings.worker.metrics_listen = Some(m);
     }
     let catalog = settings.catalog()?;
+    let store = taskfleet::artifacts::from_settings(&settings.artifacts)?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let deps = processors::Deps::from_env(store.clone(), &env).map_err(anyhow::Error::msg)?;
 
     let mut queues: HashMap<String, Queue> = HashMap::new();
     for (t, c) in catalog.iter() {
         queues.insert(
             t.as_str().to_string(),
             Queue {
-                processor: processors::for_type(t),
+                processor: processors::for_type(t, &deps),
                 config: c.queue_config(),
             },
         );
@@ -147,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::spawn(clock.clone().run(broker.clone(), stop.clone()));
     check_eviction_policy(&broker).await;
-    let missing = processors_missing_tools();
+    let missing = deps.tools.missing();
     if !missing.is_empty() {
         tracing::warn!(tools = ?missing, "tools missing on this machine: tasks that need them fail with a clear error");
     }
@@ -162,7 +165,6 @@ async fn main() -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    let store = taskfleet::artifacts::from_settings(&settings.artifacts).ok();
     let shared = Arc::new(Shared {
         broker,
         clock: clock as Arc<dyn Clock>,
@@ -176,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
             work_dir: std::env::temp_dir().join("taskfleet-work").join(&worker_id),
         },
         queues,
-        store,
+        store: Some(store),
         metrics,
         in_flight: Default::default(),
         slot_freed: Default::default(),
@@ -185,21 +187,6 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(worker_id = %worker_id, types = ?types, concurrency = settings.worker.concurrency, "worker started");
     taskfleet_worker::run(shared, stop).await;
     Ok(())
-}
-
-fn processors_missing_tools() -> Vec<String> {
-    ["ffmpeg", "espeak-ng"]
-        .into_iter()
-        .filter(|t| {
-            std::process::Command::new(t)
-                .arg("--version")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_err()
-        })
-        .map(String::from)
-        .collect()
 }
 
 /// Warns loudly unless Redis runs with `maxmemory-policy noeviction`: an evicted lease or

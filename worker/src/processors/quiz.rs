@@ -217,13 +217,30 @@ pub fn generate(text: &str, n: usize) -> Result<Vec<Question>, usize> {
         .enumerate()
         .map(|(i, t)| (t.text.as_str(), i))
         .collect();
+    // Terms by their first word, so each sentence looks up only the terms its words could
+    // start (a long text has thousands of terms and sentences).
+    let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, t) in terms.iter().enumerate() {
+        if let Some(w) = words(&t.text).first() {
+            by_first.entry(w.to_lowercase()).or_default().push(i);
+        }
+    }
     // Each sentence's key terms, best first, and the sentence's score.
     let mut per_sentence: Vec<(usize, f64, Vec<&Term>)> = sents
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let mut ts: Vec<&Term> = terms
+            let mut candidates: Vec<usize> = words(s)
                 .iter()
+                .filter_map(|w| by_first.get(&w.to_lowercase()))
+                .flatten()
+                .copied()
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            let mut ts: Vec<&Term> = candidates
+                .into_iter()
+                .map(|k| &terms[k])
                 .filter(|t| find_term(s, &t.text).is_some())
                 .collect();
             ts.sort_by_key(|t| rank[t.text.as_str()]);

@@ -81,7 +81,11 @@ impl TextProvider for LocalText {
         _cancel: &CancellationToken,
     ) -> Result<Vec<Question>, TaskError> {
         let n = r.questions();
-        quiz::generate(&r.source_text, n).map_err(|k| {
+        let source = r.source_text.clone();
+        let made = tokio::task::spawn_blocking(move || quiz::generate(&source, n))
+            .await
+            .map_err(|e| TaskError::Retry(format!("quiz generator failed: {e}")))?;
+        made.map_err(|k| {
             TaskError::Permanent(format!(
                 "invalid source_text: it has material for {k} questions, not the {n} asked \
                  (num_questions); give a longer text or ask for fewer"

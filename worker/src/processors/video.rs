@@ -55,7 +55,12 @@ impl Processor for VideoProcessor {
             tokio::fs::write(&png_path, png)
                 .await
                 .map_err(tools::io_retry("writing a slide"))?;
-            let narration = format!("{}. {}", slide.title.trim_end_matches('.'), slide.text);
+            let title = slide.title.trim();
+            let narration = if title.ends_with(['.', '!', '?', ':']) {
+                format!("{title} {}", slide.text)
+            } else {
+                format!("{title}. {}", slide.text)
+            };
             let speech = speak(
                 ctx,
                 &self.tools,

@@ -1156,3 +1156,89 @@ async fn local_algorithms_survive_odd_input() {
         assert_eq!(decode_png(&s.artifact(&r, "image.png").await).0, 64);
     }
 }
+
+/// A worker process of this build, killed when the test ends.
+struct WorkerProcess(std::process::Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_real_worker_runs_a_course_through_its_lessons_to_one_mp4() {
+    let s = setup();
+    let artifacts = s.dir.path().join("artifacts");
+    let _worker = WorkerProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_taskfleet-worker"))
+            .args(["--redis-url", &taskfleet::testing::shared_redis().url()])
+            .args([
+                "--types",
+                "video,course_video",
+                "--concurrency",
+                "3",
+                "--poll-ms",
+                "200",
+            ])
+            .env("TASKFLEET__REDIS__PREFIX", s.broker.keys().prefix())
+            .env("TASKFLEET__ARTIFACTS__DIR", &artifacts)
+            .env("TASKFLEET__PROCESSORS__VIDEO_SIZE", "160x90")
+            .env("TASKFLEET__PROCESSORS__COURSE_POLL_SECS", "1")
+            .env("RUST_LOG", "warn")
+            .current_dir(s.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start taskfleet-worker"),
+    );
+    let now = s.broker.server_time_ms().await.unwrap();
+    let course = s
+        .broker
+        .enqueue(
+            NewTask::new("course_video", course_request()).owner("acct9", "user9"),
+            now,
+        )
+        .await
+        .unwrap();
+    let mut task = None;
+    for _ in 0..600 {
+        let t = s.broker.get(&course.id).await.unwrap().unwrap();
+        if t.status.is_terminal() {
+            task = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let task = task.expect("the course finished within two minutes");
+    assert_eq!(
+        task.status,
+        TaskStatus::Completed,
+        "error: {:?}",
+        task.error
+    );
+    assert_eq!(task.attempts, 1, "waiting for lessons used no attempt");
+    let ids: Vec<String> = (0..2)
+        .map(|i| course::lesson_task_id(&course.id, i))
+        .collect();
+    let lessons = s.broker.get_many("video", &ids).await.unwrap();
+    assert!(lessons.iter().all(|l| l.status == TaskStatus::Completed));
+    let total: f64 = lessons
+        .iter()
+        .map(|l| {
+            l.result.as_ref().unwrap()["duration_seconds"]
+                .as_f64()
+                .unwrap()
+        })
+        .sum();
+    let path = s.dir.path().join("from-worker.mp4");
+    std::fs::copy(artifacts.join(&course.id).join("course.mp4"), &path)
+        .expect("course.mp4 in the artifact dir");
+    let (streams, duration) = probe(&path);
+    assert_eq!(streams.len(), 2);
+    assert!(
+        (duration - total).abs() < 0.3 + 0.05 * total,
+        "{duration} vs {total}"
+    );
+}

@@ -183,7 +183,9 @@ impl Deps {
     /// [`Deps::new`] with providers read from the environment: `TASKFLEET__TEXT__PROVIDER`
     /// (`local`/`openai`), `TASKFLEET__TEXT__URL`, `__API_KEY`, `__MODEL`, `__TIMEOUT_SECS`,
     /// and the same under `TASKFLEET__IMAGE__`; `TASKFLEET__TOOLS__ESPEAK` and
-    /// `TASKFLEET__TOOLS__FFMPEG` name the programs. An unknown provider is an error.
+    /// `TASKFLEET__TOOLS__FFMPEG` name the programs; `TASKFLEET__PROCESSORS__VIDEO_SIZE`
+    /// (`WxH`, even sides 64-2048) and `TASKFLEET__PROCESSORS__COURSE_POLL_SECS` set the
+    /// slide size and how often a course looks at its lessons. A bad value is an error.
     pub fn from_env(
         store: Arc<dyn ArtifactStore>,
         env: &HashMap<String, String>,
@@ -196,6 +198,28 @@ impl Deps {
         }
         if let Some(p) = env.get("TASKFLEET__TOOLS__FFMPEG") {
             d.tools.ffmpeg = PathBuf::from(p);
+        }
+        if let Some(v) = env.get("TASKFLEET__PROCESSORS__VIDEO_SIZE") {
+            let bad = || {
+                format!("TASKFLEET__PROCESSORS__VIDEO_SIZE: {v:?} is not WxH with sides 64-2048")
+            };
+            let (w, h) = v.split_once(['x', 'X']).ok_or_else(bad)?;
+            let side = |s: &str| {
+                s.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| requests::IMAGE_SIDE.contains(n))
+                    .ok_or_else(bad)
+            };
+            d.video_size = (side(w)?, side(h)?);
+        }
+        if let Some(v) = env.get("TASKFLEET__PROCESSORS__COURSE_POLL_SECS") {
+            let secs: u64 = v
+                .parse()
+                .ok()
+                .filter(|s| *s >= 1)
+                .ok_or_else(|| format!("TASKFLEET__PROCESSORS__COURSE_POLL_SECS: {v:?} is not a number of seconds (at least 1)"))?;
+            d.course_poll = Duration::from_secs(secs);
         }
         Ok(d)
     }

@@ -32,3 +32,4 @@ echo "== cargo test"
 # Binaries first: the worker and API tests start real processes of them.
 cargo build --workspace --bins
 cargo test --workspace
+scripts/fuzz-api.sh  # the REST API fuzzed from its OpenAPI document: no 5xx, no answer off the document

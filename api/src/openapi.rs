@@ -41,7 +41,7 @@ use crate::routes::{events, generate, health, queue, tasks};
         openapi_json,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "tasks", description = "Enqueue and follow tasks"),
@@ -60,6 +60,63 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The errors that any operation of a kind can answer, added where an annotation does not
+/// list them: a keyed operation 401 (no or bad key) and 503 (Redis, which checks the key, is
+/// down); one with a body 400, 413, 415 and 422; an admin operation 403. Adding them here,
+/// once, keeps the document honest as operations are added.
+struct CommonErrors;
+
+/// Operations only an admin may call.
+const ADMIN_OPERATIONS: &[&str] = &[
+    "/api/tasks/queue/start",
+    "/api/tasks/queue/stop",
+    "/api/tasks/queue/cleanup",
+];
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let mut add: Vec<(&str, &str)> = Vec::new();
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add.push(("401", "No API key, or one that is not valid"));
+                    add.push(("503", "Redis is unreachable"));
+                }
+                if op.request_body.is_some() {
+                    add.push(("400", "Malformed JSON, or a value out of range (named)"));
+                    add.push((
+                        "413",
+                        "The body is larger than the limit (1 MiB by default)",
+                    ));
+                    add.push(("415", "The body is not application/json"));
+                    add.push(("422", "An unknown field (named) or task type"));
+                }
+                if ADMIN_OPERATIONS.contains(&path.as_str()) {
+                    add.push(("403", "The key is not an admin's"));
+                }
+                for (code, description) in add {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

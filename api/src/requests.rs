@@ -49,6 +49,7 @@ macro_rules! typed_request {
             pub run_at: Option<i64>,
             /// Run no earlier than this many seconds from now (at most 30 days).
             #[serde(default, skip_serializing)]
+            #[schema(maximum = 2592000)]
             pub delay_seconds: Option<u64>,
             /// An http(s) URL told about the task's end.
             #[serde(default, skip_serializing)]
@@ -112,9 +113,11 @@ typed_request! {
         prompt: String,
         /// Pixels, 64-2048 (default 512).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 64, maximum = 2048)]
         width: Option<u32>,
         /// Pixels, 64-2048 (default 512).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 64, maximum = 2048)]
         height: Option<u32>,
     }
 }
@@ -129,6 +132,7 @@ typed_request! {
         voice: Option<String>,
         /// Words per minute, 80-400.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 80, maximum = 400)]
         speed: Option<u32>,
     }
 }
@@ -153,6 +157,7 @@ typed_request! {
         source_text: String,
         /// How many questions, 1-50.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1, maximum = 50)]
         num_questions: Option<u32>,
     }
 }
@@ -173,6 +178,7 @@ typed_request! {
         /// 1-200 characters.
         title: String,
         /// 1-100 slides.
+        #[schema(min_items = 1, max_items = 100)]
         slides: Vec<Slide>,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +200,7 @@ typed_request! {
         /// 1-200 characters.
         title: String,
         /// 1-100 steps.
+        #[schema(min_items = 1, max_items = 100)]
         steps: Vec<Step>,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,6 +215,7 @@ pub struct Lesson {
     /// 1-200 characters.
     pub title: String,
     /// 1-100 slides.
+    #[schema(min_items = 1, max_items = 100)]
     pub slides: Vec<Slide>,
 }
 
@@ -217,6 +225,7 @@ typed_request! {
         /// 1-200 characters.
         title: String,
         /// 1-50 lessons.
+        #[schema(min_items = 1, max_items = 50)]
         lessons: Vec<Lesson>,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,10 +32,21 @@ const BLOCK: Duration = Duration::from_secs(5);
 /// Entries read per XREAD.
 const READ_COUNT: usize = 200;
 
+/// One Server-Sent Event: named by the task's status (or `error` when the stream ends early),
+/// its data the task as GET /api/tasks/{id} returns it (a [`TaskView`] as JSON).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TaskEvent {
+    /// The task's status (`queued`, `processing`, …, `completed`), or `error`.
+    pub event: String,
+    /// The task as JSON (a TaskView), or for `error` an error body.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// Server-Sent Events of one task.
 #[utoipa::path(get, path = "/api/tasks/{id}/events", tag = "tasks",
     params(("id" = String, Path, description = "Task id (UUID)")),
-    responses((status = 200, description = "text/event-stream: events named by the task's status, data = the task as JSON", content_type = "text/event-stream", body = TaskView),
+    responses((status = 200, description = "A stream of events, one per state the task is seen in", content_type = "text/event-stream", body = TaskEvent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -124,6 +124,7 @@ pub struct QueueListQuery {
     /// Only this type.
     pub task_type: Option<String>,
     /// 1-500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -317,6 +318,7 @@ pub async fn stop(
 #[serde(deny_unknown_fields)]
 pub struct CleanupRequest {
     /// Tasks processing longer than this (1-43200) are taken back from their workers.
+    #[schema(minimum = 1, maximum = 43200)]
     pub max_processing_time_minutes: u64,
 }
 

@@ -178,6 +178,7 @@ pub struct CreateTask {
     pub run_at: Option<i64>,
     /// Run no earlier than this many seconds from now (at most 30 days).
     #[serde(default)]
+    #[schema(maximum = 2592000)]
     pub delay_seconds: Option<u64>,
     /// An http(s) URL told about the task's end.
     #[serde(default)]
@@ -230,6 +231,7 @@ pub struct ListQuery {
     /// Only tasks of this type.
     pub task_type: Option<String>,
     /// 1-200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -145,8 +145,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("name", &["Mira", "Tomas", "Ada", "Jun", "Lena", "Oskar", "Nadia", "Felix", "Ines", "Kofi", "Rosa", "Emil", "Yara", "Arlo"]),
     ("friendname", &["Pip", "Bram", "Odessa", "Quill", "Hazel", "Tobin", "Wren", "Juniper", "Caspian", "Marlo"]),
     ("creature", &["fox", "old heron", "clockwork owl", "grey cat", "talking crow", "patient tortoise", "small dragon", "lantern moth"]),
-    ("place", &["a village at the edge of the hills", "a harbour town of blue roofs", "a city of narrow stairways", "a valley where the river bends twice", "an island of windmills", "a quiet street above the old market"]),
-    ("far", &["the Whispering Woods", "the Glass Mountains", "the Salt Marshes", "the Northern Library", "the Sunken Garden", "the Tower of Bells", "the Copper Desert", "the Lake of Echoes"]),
+    ("place", &["a village at the edge of the hills", "a harbour town of blue roofs", "a city of narrow stairways", "a valley where the river bends twice", "a village on an island of windmills", "a quiet street above the old market"]),
+    ("land", &["the Whispering Woods", "the Glass Mountains", "the Salt Marshes", "the Northern Library", "the Sunken Garden", "the Tower of Bells", "the Copper Desert", "the Lake of Echoes"]),
     ("trait", &["curious", "stubborn", "gentle", "restless", "clever", "brave but careful", "quietly determined", "kind"]),
     ("habit", &["collected odd stones", "asked too many questions", "drew maps of places nobody had visited", "fixed broken things for the neighbours", "read by candlelight long after bedtime", "listened to the wind as if it were talking"]),
     ("weather", &["a cold wind came down from the hills", "rain drummed on the roofs for three days", "the sky turned the colour of old brass", "fog rolled in from the water", "the first snow fell without a sound", "the summer heat made the air shimmer"]),
@@ -164,16 +164,32 @@ const RULES: &[(&str, &[&str])] = &[
     ("inciting", &[
         "Then one evening #weather#, and with it came news: #theme# was in danger, and the only one who might help was far away in #far#. #hero# felt #feeling# and began to pack.",
         "It started with a letter that had no sender. It spoke of #theme#, and of a secret kept in #far#. #hero# read it three times, felt #feeling#, and knew there was no choice but to go.",
-        "The day #weather#, #hero# found #gift# on the doorstep, and tied to it a note about #theme#. The note said only: come to #far#. #hero# set out before the sun was high.",
+        "The day #weather#, #hero# found a note on the doorstep, tied with string and written in a hand nobody knew. It was about #theme#, and it said only: come to #far#. #hero# set out before the sun was high.",
+    ]),
+    ("companion", &[
+        "#hero# did not go alone. #friend#, #friendKind.a# who had shared every adventure since they were small, packed bread and a lantern and fell into step without a word.",
+        "On the first morning #friend#, #friendKind.a# with sharp eyes and a stubborn heart, was waiting at the gate. \"You were not going to leave without me,\" #friend# said. It was not a question.",
+    ]),
+    ("meeting", &[
+        "On the road #hero# met #helper#, who listened to the whole story and then said, \"#theme.capitalize# is worth the trouble, but you will need more than hope.\" Before they parted, the stranger gave #hero# #gift#. #hero# walked on with #feeling# and the gift held tight.",
+        "At an inn by the river they shared a table with #helper#. When #hero# spoke of #far#, the stranger grew quiet, then pressed #gift# into #hero#'s hand. \"You will know when you need it,\" was all the stranger would say.",
     ]),
     ("episode", &[
-        "On the road #hero# met #helper#, who listened to the whole story and then said, \"#theme.capitalize# is worth the trouble, but you will need more than hope.\" Before they parted, the stranger gave #hero# #gift#. #hero# walked on with #feeling# and the gift held tight.",
         "Soon the way was blocked by #obstacle#. #hero# tried to force a way through and failed, tried again and failed again. At last #hero# sat down, #friend# beside #heroObj#, and #solution#. The way opened, and they went on.",
         "That night they sheltered in a barn while #weather#. #friend# told stories about #far#, some of them true. #hero# lay awake, thinking about #theme# and about how far they still had to go.",
         "In a market town they found that everyone had heard of #theme#, and everyone had a different story about it. #hero# listened to each one, and from the pieces a map began to form.",
         "At a crossroads #friend# wanted to turn back. \"We could go home,\" #friend# said, \"and nobody would blame us.\" #hero# looked down the long road and said, \"I would.\" So they went on together.",
         "They reached #obstacle2.a#, which nobody had warned them about. It was #friend# who found the answer this time, and #hero# laughed for the first time in days.",
+        "The road climbed into #heights#, where the air was thin and the nights were long. #friend# kept the fire going while #hero# studied the map by its light and turned #gift# over and over in the dark.",
+        "One morning they woke to find the path gone, swallowed by #weather2#. They waited a day, then another. On the third day #hero# #solution#, and they found the path again.",
+        "In a village of weavers an old man told them about the last traveller who had gone to #far#. \"She came back,\" he said, \"but she never said what she found.\" #hero# thought about that for many miles.",
+        "They ran short of food and had to trade. #friend# traded a good knife for bread and cheese; #hero# traded a song. The baker said the song was the better bargain.",
+        "A storm drove them into a cave, and on its walls were drawings older than any town: people, animals and, unmistakably, #theme#. #hero# copied them carefully into a notebook.",
+        "#hero# fell ill with a fever for three days. #friend# sat by the bed, told every story #friend# knew twice, and would not let #hero# give up. On the fourth day #hero# stood again, thinner but certain.",
+        "They met a family whose cart had lost a wheel. Mending it cost them a whole afternoon, and #friend# grumbled the entire time, but that night the family shared their fire and news of the road ahead.",
     ]),
+    ("heights", &["the Glass Mountains", "the high moors", "the Copper Hills", "the Cloud Pass", "the Pine Ridges"]),
+    ("weather2", &["a fog so thick they could not see their own hands", "a snowstorm that buried every landmark", "a flood that came down from the hills overnight", "a sandstorm that turned the day brown"]),
     ("obstacle2", &["river crossing guarded by a ferryman who wanted a riddle for payment", "wall of thorns as high as a house", "hall of mirrors where every path looked the same", "cliff path worn away by the sea"]),
     ("climax", &[
         "At last they came to #far#. It was stranger and quieter than #hero# had imagined. In its heart lay the answer to everything about #theme#, and in front of it stood #obstacle#. #hero# felt #feeling#, took a breath, and #solution#. For a long moment nothing happened. Then, slowly, the way opened.",
@@ -216,26 +232,24 @@ pub fn generate(r: &StoryRequest) -> Story {
             ]
         },
     );
-    // Bind the cast once, so the same characters carry the whole story.
+    // Bind the cast, the places and the gift once, so they carry the whole story.
     let _ = g.expand(
-        "[hero:#name#][friend:#friendname#, #creature.a#,][heroObj:them]",
+        "[hero:#name#][friend:#friendname#][friendKind:#creature#][heroObj:them]\
+         [place:#place#][far:#land#][helper:#helper#][gift:#gift#]",
         &mut rng,
         0,
     );
-    let friend_short = g.bound["friend"]
-        .split(',')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    g.bind("friend", friend_short);
     let title = title_of(&prompt, &keys, &g.bound["hero"], &mut rng);
 
     let words = r.length.words();
     let target = (words.start() + words.end()) / 2;
-    let mut paragraphs = vec![
-        g.expand("#opening#", &mut rng, 0),
-        g.expand("#inciting#", &mut rng, 0),
-    ];
+    // Opening, the call, the companion, the meeting with the helper (the climax remembers
+    // them), then episodes on the road until the story has its length, then the ending.
+    let mut paragraphs: Vec<String> = ["#opening#", "#inciting#", "#companion#", "#meeting#"]
+        .iter()
+        .map(|p| g.expand(p, &mut rng, 0))
+        .collect();
+    let fixed = paragraphs.len();
     let climax = g.expand("#climax#", &mut rng, 0);
     let resolution = g.expand("#resolution#", &mut rng, 0);
     let count = |ps: &[String]| {
@@ -244,35 +258,30 @@ pub fn generate(r: &StoryRequest) -> Story {
             .sum::<usize>()
     };
     let ending = count(&[climax.clone(), resolution.clone()]);
-    let mut used: Vec<usize> = Vec::new();
-    let episodes = RULES
+    let episodes: &[&str] = RULES
         .iter()
         .find(|(k, _)| *k == "episode")
-        .map(|(_, v)| v.len())
-        .unwrap_or(1);
-    while count(&paragraphs) + ending < target {
+        .map(|(_, v)| *v)
+        .unwrap_or(&[]);
+    let mut used: Vec<usize> = Vec::new();
+    while !episodes.is_empty() && count(&paragraphs) + ending < target {
         // Each episode once before any repeats, in an order the prompt decides.
-        if used.len() == episodes {
+        if used.len() == episodes.len() {
             used.clear();
         }
-        let mut i = rng.below(episodes);
+        let mut i = rng.below(episodes.len());
         while used.contains(&i) {
-            i = (i + 1) % episodes;
+            i = (i + 1) % episodes.len();
         }
         used.push(i);
-        let alternatives = &RULES
-            .iter()
-            .find(|(k, _)| *k == "episode")
-            .expect("episode rule")
-            .1;
-        let p = g.expand(alternatives[i], &mut rng, 0);
+        let p = g.expand(episodes[i], &mut rng, 0);
         paragraphs.push(p);
     }
     paragraphs.push(climax);
     paragraphs.push(resolution);
     // Too long (a long episode at the end): drop middle episodes while above the range.
-    while count(&paragraphs) > *words.end() && paragraphs.len() > 4 {
-        paragraphs.remove(2);
+    while count(&paragraphs) > *words.end() && paragraphs.len() > fixed + 2 {
+        paragraphs.remove(fixed);
     }
     Story {
         title,

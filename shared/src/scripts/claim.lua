@@ -68,22 +68,28 @@ end
 local popped = redis.call('ZPOPMIN', queued, n)
 local leased = {}
 local count = 0
+-- A number handed to redis.call is formatted with '%.17g' on every call: format these once.
+local started = string.format('%d', now)
+local deadline = string.format('%d', now + lease_ms)
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = task_prefix .. id
-  if redis.call('EXISTS', key) == 1 then
+  -- One read instead of EXISTS + HINCRBY + HMGET: enqueue writes 'attempts' and nothing
+  -- deletes it, so it is missing only when the hash is.
+  local f = redis.call('HMGET', key, 'max_attempts', 'priority', 'created_at', 'request', 'account_id', 'user_id', 'parent_id', 'attempts')
+  if f[8] then
     count = count + 1
     local token = token_prefix .. ':' .. count
-    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'status', 'processing', 'lease', token, 'started_at', now, 'worker_id', worker_id)
-    local f = redis.call('HMGET', key, 'max_attempts', 'priority', 'created_at', 'request', 'account_id', 'user_id', 'parent_id')
+    local attempts = tonumber(f[8]) + 1
+    local attempt = string.format('%d', attempts)
+    redis.call('HSET', key, 'attempts', attempt, 'status', 'processing', 'lease', token, 'started_at', started, 'worker_id', worker_id)
     out[#out + 1] = id
     out[#out + 1] = token
     out[#out + 1] = attempts
     for j = 1, 7 do out[#out + 1] = f[j] or '' end
-    leased[#leased + 1] = now + lease_ms
+    leased[#leased + 1] = deadline
     leased[#leased + 1] = id
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'processing', 'attempt', attempts)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'processing', 'attempt', attempt)
   end
 end
 if count > 0 then

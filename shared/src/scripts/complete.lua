@@ -15,15 +15,17 @@ local now = tonumber(ARGV[1])
 local maxlen = ARGV[2]
 local out, done, ids = {}, {}, {}
 local busy = 0
+-- A number handed to redis.call is formatted with '%.17g' on every call: format now once.
+local finished = string.format('%d', now)
 for i = 3, #ARGV, 3 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = task_prefix .. id
   local f = redis.call('HMGET', key, 'status', 'lease', 'started_at')
   if f[1] == 'processing' and f[2] == token then
-    redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', now, 'progress', 100)
+    redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', finished, 'progress', '100')
     redis.call('HDEL', key, 'lease')
     busy = busy + (now - (tonumber(f[3]) or now))
-    done[#done + 1] = now
+    done[#done + 1] = finished
     done[#done + 1] = id
     ids[#ids + 1] = id
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'completed')

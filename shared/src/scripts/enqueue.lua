@@ -25,6 +25,11 @@ local maxlen = ARGV[4]
 local STRIDE = 11
 local BANDS = { urgent = 0, high = 1, normal = 2, low = 3 }
 local BAND_WIDTH = 10000000000000
+-- A number handed to redis.call is formatted with '%.17g' on every call: format them once.
+local created = string.format('%d', now)
+local band_scores = {}
+-- Optional fields are written only when set: a small task stays a small listpack hash.
+local OPTIONAL = { 'account_id', 'user_id', 'webhook_url', 'parent_id', 'batch_id' }
 
 local out = {}
 local ready = {}
@@ -53,7 +58,7 @@ for i = 5, #ARGV, STRIDE do
   if not existing then
     local status = 'queued'
     local fields = { 'id', id, 'task_type', task_type, 'priority', priority, 'request', ARGV[i + 4],
-      'attempts', 0, 'max_attempts', ARGV[i + 3], 'created_at', now }
+      'attempts', '0', 'max_attempts', ARGV[i + 3], 'created_at', created }
     if run_at > now then
       status = 'scheduled'
       later[#later + 1] = run_at
@@ -61,23 +66,26 @@ for i = 5, #ARGV, STRIDE do
       fields[#fields + 1] = 'run_at'
       fields[#fields + 1] = run_at
     else
-      ready[#ready + 1] = BANDS[priority] * BAND_WIDTH + now
+      local score = band_scores[priority]
+      if not score then
+        score = string.format('%d', BANDS[priority] * BAND_WIDTH + now)
+        band_scores[priority] = score
+      end
+      ready[#ready + 1] = score
       ready[#ready + 1] = id
     end
     fields[#fields + 1] = 'status'
     fields[#fields + 1] = status
-    -- Optional fields are written only when set: a small task stays a small listpack hash.
-    local optional = { 'account_id', 'user_id', 'webhook_url', 'parent_id', 'batch_id' }
     for j = 1, 5 do
       local v = ARGV[i + 4 + j]
       if v ~= '' then
-        fields[#fields + 1] = optional[j]
+        fields[#fields + 1] = OPTIONAL[j]
         fields[#fields + 1] = v
       end
     end
     redis.call('HSET', task_prefix .. id, unpack(fields))
     if account_id ~= '' then
-      redis.call('ZADD', account_prefix .. account_id, now, id)
+      redis.call('ZADD', account_prefix .. account_id, created, id)
     end
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status)
     written = written + 1

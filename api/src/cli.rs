@@ -32,7 +32,9 @@ pub struct Cli {
     #[arg(long)]
     pub listen: Option<String>,
     /// Also serve the queue `test` of the worker's test processors (end-to-end tests).
-    #[arg(long, env = "TASKFLEET__API__TEST_PROCESSORS")]
+    #[arg(long, env = "TASKFLEET__API__TEST_PROCESSORS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new())]
     pub test_processors: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -170,6 +172,7 @@ pub async fn serve(settings: Settings, options: Options) -> anyhow::Result<()> {
         addr = %listener.local_addr()?,
         redis = %redact(&settings.redis.url),
         prefix = %settings.redis.prefix,
+        test_processors = state.test_processors,
         "taskfleet-api listening"
     );
     if state.admin_key_sha.is_some() {
@@ -235,5 +238,49 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_key_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "taskfleet-api",
+            "--listen",
+            "127.0.0.1:9000",
+            "--test-processors",
+        ])
+        .unwrap();
+        assert!(cli.test_processors);
+        assert_eq!(cli.listen.as_deref(), Some("127.0.0.1:9000"));
+        let cli = Cli::try_parse_from([
+            "taskfleet-api",
+            "keys",
+            "create",
+            "--account",
+            "a",
+            "--user",
+            "u",
+            "--admin",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Keys {
+                action: KeysCommand::Create { admin: true, .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn redis_passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("redis://:hunter2@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6390"), "redis://127.0.0.1:6390");
     }
 }

@@ -211,6 +211,15 @@ pub struct Settings {
     pub artifacts: ArtifactSettings,
     pub retention: RetentionSettings,
     pub task_types: HashMap<String, TaskConfigOverride>,
+    /// The text provider of the processors (`provider`, `url`, `api_key`, `model`,
+    /// `timeout_secs`); read by the worker.
+    pub text: HashMap<String, String>,
+    /// The image provider, same keys as `text`.
+    pub image: HashMap<String, String>,
+    /// Paths of external programs (`espeak`, `ffmpeg`).
+    pub tools: HashMap<String, String>,
+    /// Processor settings (`video_size`, `course_poll_secs`).
+    pub processors: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -351,6 +360,27 @@ impl Settings {
             .map_err(bad)
     }
 
+    /// The processor sections (`[text]`, `[image]`, `[tools]`, `[processors]`) as the
+    /// environment names that stand for them (`TASKFLEET__TEXT__URL`, …), so that a file and
+    /// the environment configure processors alike.
+    pub fn processor_env(&self) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for (section, map) in [
+            ("TEXT", &self.text),
+            ("IMAGE", &self.image),
+            ("TOOLS", &self.tools),
+            ("PROCESSORS", &self.processors),
+        ] {
+            for (k, v) in map {
+                out.insert(
+                    format!("TASKFLEET__{section}__{}", k.to_ascii_uppercase()),
+                    v.clone(),
+                );
+            }
+        }
+        out
+    }
+
     pub fn catalog(&self) -> Result<Catalog> {
         Catalog::from_overrides(&self.task_types)
     }
@@ -409,6 +439,29 @@ mod tests {
         let quiz = s.catalog().unwrap().get(TaskType::Quiz).queue_config();
         assert_eq!(quiz.max_attempts, 7);
         assert_eq!(quiz.default_priority, Priority::Urgent);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn processor_sections_of_the_file_read_like_their_environment_names() {
+        let dir = std::env::temp_dir().join(format!("tf-config-p-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("taskfleet.toml");
+        std::fs::write(
+            &file,
+            "[text]\nprovider = \"openai\"\ntimeout_secs = 30\n[processors]\nvideo_size = \"160x90\"\n",
+        )
+        .unwrap();
+        let env = HashMap::from([(
+            "TASKFLEET__TEXT__MODEL".to_string(),
+            "llama3".to_string(),
+        )]);
+        let s = Settings::load_from(Some(&file), &env).unwrap();
+        let p = s.processor_env();
+        assert_eq!(p["TASKFLEET__TEXT__PROVIDER"], "openai");
+        assert_eq!(p["TASKFLEET__TEXT__TIMEOUT_SECS"], "30");
+        assert_eq!(p["TASKFLEET__TEXT__MODEL"], "llama3");
+        assert_eq!(p["TASKFLEET__PROCESSORS__VIDEO_SIZE"], "160x90");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -65,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let catalog = settings.catalog()?;
     let store = taskfleet::artifacts::from_settings(&settings.artifacts)?;
-    let env: HashMap<String, String> = std::env::vars().collect();
+    // The file's processor sections, then the environment over them.
+    let mut env = settings.processor_env();
+    env.extend(std::env::vars());
     let deps = processors::Deps::from_env(store.clone(), &env).map_err(anyhow::Error::msg)?;
 
     let mut queues: HashMap<String, Queue> = HashMap::new();

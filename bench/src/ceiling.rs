@@ -22,6 +22,8 @@ pub struct Ceiling {
     pub ops_per_sec: f64,
     /// redis-benchmark's own p50 in ms, when it prints one.
     pub p50_ms: Option<f64>,
+    /// Redis CPU microseconds per operation during the run (0 until measured).
+    pub server_us_per_op: f64,
 }
 
 /// SET and EVALSHA ceilings, measured once.
@@ -58,9 +60,22 @@ impl CeilingArgs {
 /// Runs redis-benchmark of SET, then of EVALSHA of [`TRIVIAL_SCRIPT`] (loaded first).
 pub async fn measure(server: &mut Server, args: &CeilingArgs) -> Result<Ceilings> {
     let sha = server.script_load(TRIVIAL_SCRIPT).await?;
-    let set = run(server.port(), args, &["-t", "set"]).await?;
-    let evalsha = run(server.port(), args, &["EVALSHA", &sha, "0"]).await?;
+    let set = run_measured(server, args, &["-t", "set"]).await?;
+    let evalsha = run_measured(server, args, &["EVALSHA", &sha, "0"]).await?;
     Ok(Ceilings { set, evalsha })
+}
+
+/// [`run`], with the server's CPU time per operation.
+pub async fn run_measured(
+    server: &mut Server,
+    args: &CeilingArgs,
+    test: &[&str],
+) -> Result<Ceiling> {
+    let cpu = server.cpu_seconds().await?;
+    let mut c = run(server.port(), args, test).await?;
+    let used = server.cpu_seconds().await? - cpu;
+    c.server_us_per_op = used * 1e6 / args.requests.max(1) as f64;
+    Ok(c)
 }
 
 /// One redis-benchmark run of `test` (either `-t name` or a literal command).
@@ -107,6 +122,7 @@ pub fn parse(output: &str) -> Option<Ceiling> {
         test: test.trim().to_string(),
         ops_per_sec,
         p50_ms,
+        server_us_per_op: 0.0,
     })
 }
 

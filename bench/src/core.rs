@@ -22,6 +22,7 @@ use taskfleet::{Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, Tas
 
 use crate::ceiling::{self, CeilingArgs};
 use crate::machine::{self, Machine};
+use crate::report::ScriptRun;
 use crate::report::{self, CoreReport, Memory};
 use crate::sample::Meter;
 use crate::server::Server;
@@ -186,6 +187,14 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         samples.push(s);
     }
 
+    eprintln!("enqueue.lua through redis-benchmark…");
+    let mut script_runs = Vec::new();
+    for per_call in [1, args.batch] {
+        script_runs.push(
+            enqueue_script_run(&mut server, &ceiling_args, &clock, args.tasks, per_call).await?,
+        );
+    }
+
     eprintln!("ceiling (after)…");
     let ceiling_after = ceiling::measure(&mut server, &ceiling_args).await?;
     Ok(CoreReport {
@@ -199,6 +208,75 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         ceiling_after,
         samples,
         memory,
+        script_runs,
+    })
+}
+
+/// The enqueue script driven by redis-benchmark (50 clients, C, no pool) with real arguments,
+/// `per_call` tasks a call: what the server does with our script when the client costs
+/// nothing, to tell server-side from client-side cost.
+async fn enqueue_script_run(
+    server: &mut Server,
+    ceiling_args: &CeilingArgs,
+    clock: &Arc<RedisClock>,
+    tasks: usize,
+    per_call: usize,
+) -> Result<ScriptRun> {
+    const ENQUEUE_LUA: &str = include_str!("../../shared/src/scripts/enqueue.lua");
+    let sha = server.script_load(ENQUEUE_LUA).await?;
+    let keys = taskfleet::Keys::new(format!("bR{per_call}"));
+    let key_list = [
+        keys.queued(QUEUE),
+        keys.scheduled(QUEUE),
+        keys.stats(QUEUE),
+        keys.events(QUEUE),
+        keys.signal(QUEUE),
+        keys.task_prefix(QUEUE),
+        keys.account_prefix(QUEUE),
+        keys.idem_prefix(QUEUE),
+    ];
+    let mut cmd: Vec<String> = vec!["-r".into(), "1000000000000".into(), "EVALSHA".into(), sha];
+    cmd.push(key_list.len().to_string());
+    cmd.extend(key_list);
+    cmd.extend([
+        clock.now_ms().to_string(),
+        QUEUE.to_string(),
+        taskfleet::broker::IDEMPOTENCY_TTL.as_secs().to_string(),
+        taskfleet::broker::EVENTS_MAXLEN.to_string(),
+    ]);
+    for _ in 0..per_call {
+        // redis-benchmark puts a fresh random number in every __rand_int__ of every request.
+        cmd.extend(
+            [
+                "r-__rand_int__",
+                "normal",
+                "0",
+                "3",
+                r#"{"n":123}"#,
+                "acct1",
+                "user1",
+                "",
+                "",
+                "",
+                "",
+            ]
+            .map(String::from),
+        );
+    }
+    let run_args = CeilingArgs {
+        requests: (tasks / per_call).max(ceiling_args.clients),
+        ..ceiling_args.clone()
+    };
+    let words: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let c = ceiling::run_measured(server, &run_args, &words).await?;
+    Ok(ScriptRun {
+        name: format!(
+            "enqueue.lua via redis-benchmark, {per_call} per call, {} clients",
+            run_args.clients
+        ),
+        tasks_per_call: per_call,
+        ops_per_sec: c.ops_per_sec,
+        server_us_per_job: c.server_us_per_op / per_call as f64,
     })
 }
 

@@ -15,6 +15,8 @@ use crate::sample::Sample;
 pub const GOAL_ENQUEUE_RATIO: f64 = 1.0;
 /// A drain with 4 consumers (claim + complete) must reach this multiple of it.
 pub const GOAL_DRAIN_RATIO: f64 = 0.5;
+/// How far apart the two ceiling runs may be before a run counts as disturbed.
+pub const DISTURBED_SPREAD: f64 = 0.15;
 /// Bytes of Redis memory one small queued task may take.
 pub const GOAL_BYTES_PER_TASK: f64 = 1024.0;
 
@@ -47,6 +49,23 @@ pub struct CoreReport {
     /// Enqueue one by one, enqueue batched, then one drain per `args.consumers`.
     pub samples: Vec<Sample>,
     pub memory: Memory,
+    /// The enqueue script driven by redis-benchmark: the server's side of the cost alone.
+    pub script_runs: Vec<ScriptRun>,
+}
+
+/// A taskfleet script run by redis-benchmark with real arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptRun {
+    pub name: String,
+    pub tasks_per_call: usize,
+    pub ops_per_sec: f64,
+    pub server_us_per_job: f64,
+}
+
+impl ScriptRun {
+    pub fn jobs_per_sec(&self) -> f64 {
+        self.ops_per_sec * self.tasks_per_call as f64
+    }
 }
 
 /// One goal and whether this run met it.
@@ -65,6 +84,32 @@ impl CoreReport {
             .evalsha
             .ops_per_sec
             .max(self.ceiling_after.evalsha.ops_per_sec)
+    }
+
+    /// True when the two EVALSHA ceiling runs differ by more than [`DISTURBED_SPREAD`]: the
+    /// machine's load changed during the run, and its figures should be taken again.
+    pub fn disturbed(&self) -> bool {
+        let (a, b) = (
+            self.ceiling_before.evalsha.ops_per_sec,
+            self.ceiling_after.evalsha.ops_per_sec,
+        );
+        (a - b).abs() > DISTURBED_SPREAD * a.max(b)
+    }
+
+    /// Redis CPU µs per EVALSHA op of the ceiling run the ratios use.
+    pub fn ceiling_us_per_op(&self) -> f64 {
+        let (a, b) = (&self.ceiling_before.evalsha, &self.ceiling_after.evalsha);
+        if a.ops_per_sec >= b.ops_per_sec {
+            a.server_us_per_op
+        } else {
+            b.server_us_per_op
+        }
+    }
+
+    /// The ratio a case reaches when Redis's CPU is the only limit: the ceiling's CPU per op
+    /// over the case's CPU per job. It moves much less with the machine's load than jobs/s.
+    pub fn cpu_bound(&self, us_per_job: f64) -> f64 {
+        self.ceiling_us_per_op() / us_per_job.max(1e-9)
     }
 
     pub fn ratio(&self, s: &Sample) -> f64 {
@@ -124,15 +169,32 @@ pub fn text(r: &CoreReport) -> String {
             c.set.ops_per_sec, c.evalsha.ops_per_sec
         );
     }
+    if r.disturbed() {
+        let _ = writeln!(
+            o,
+            "WARNING: the ceiling moved by more than {:.0}% during the run: the machine's load \
+             changed; run again when it is quieter",
+            DISTURBED_SPREAD * 100.0
+        );
+    }
     let _ = writeln!(
         o,
-        "\n{:<58} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>9}",
-        "case", "jobs/s", "×EVALSHA", "p50 ms", "p99 ms", "max ms", "redis µs", "busy", "client µs"
+        "\n{:<58} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>9} {:>8}",
+        "case",
+        "jobs/s",
+        "×EVALSHA",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "redis µs",
+        "busy",
+        "client µs",
+        "×by CPU"
     );
     for s in &r.samples {
         let _ = writeln!(
             o,
-            "{:<58} {:>9.0} {:>8.2} {:>8} {:>8} {:>8} {:>9.2} {:>5.0}% {:>9.2}",
+            "{:<58} {:>9.0} {:>8.2} {:>8} {:>8} {:>8} {:>9.2} {:>5.0}% {:>9.2} {:>8.2}",
             s.name,
             s.jobs_per_sec(),
             r.ratio(s),
@@ -141,7 +203,37 @@ pub fn text(r: &CoreReport) -> String {
             ms(s.latency.max),
             s.server_us_per_job(),
             s.server_busy() * 100.0,
-            s.client_us_per_job()
+            s.client_us_per_job(),
+            r.cpu_bound(s.server_us_per_job())
+        );
+    }
+    for s in &r.script_runs {
+        let _ = writeln!(
+            o,
+            "{:<58} {:>9.0} {:>8.2} {:>8} {:>8} {:>8} {:>9.2} {:>6} {:>9} {:>8.2}",
+            s.name,
+            s.jobs_per_sec(),
+            s.jobs_per_sec() / r.evalsha().max(1e-9),
+            "",
+            "",
+            "",
+            s.server_us_per_job,
+            "",
+            "",
+            r.cpu_bound(s.server_us_per_job)
+        );
+    }
+    for (when, c) in [("before", &r.ceiling_before), ("after", &r.ceiling_after)] {
+        let _ = writeln!(
+            o,
+            "{:<58} {:>9.0} {:>8.2} {:>8} {:>8} {:>8} {:>9.2}",
+            format!("ceiling {when}: EVALSHA of return 1 (redis µs per op)"),
+            c.evalsha.ops_per_sec,
+            c.evalsha.ops_per_sec / r.evalsha().max(1e-9),
+            "",
+            "",
+            "",
+            c.evalsha.server_us_per_op
         );
     }
     o.push_str("\nwhere the server's time went (INFO commandstats, µs per job; evalsha includes the rest):\n");
@@ -197,7 +289,12 @@ pub fn markdown(r: &CoreReport) -> String {
         "The ceiling is `redis-benchmark` on the same server in the same run, {} clients, no \
          pipelining: `SET` {:.0} / {:.0} ops/s and `EVALSHA` of `return 1` {:.0} / {:.0} ops/s \
          (before / after the cases; `{}`). Every taskfleet call is one EVALSHA, so each case is \
-         also given as a ratio to the higher EVALSHA figure.\n",
+         also given as a ratio to the higher EVALSHA figure. The machine is shared, so the last \
+         column divides the Redis CPU time one ceiling op took by the Redis CPU time one job \
+         took: the ratio the case reaches when Redis's CPU is the only limit, which moves far \
+         less with the load than jobs/s. The `redis-benchmark` rows drive `enqueue.lua` itself \
+         with real arguments from 50 C clients: the server's side of enqueue, without our \
+         client.\n",
         a.ceiling_clients,
         r.ceiling_before.set.ops_per_sec,
         r.ceiling_after.set.ops_per_sec,
@@ -205,20 +302,48 @@ pub fn markdown(r: &CoreReport) -> String {
         r.ceiling_after.evalsha.ops_per_sec,
         r.ceiling_command
     );
-    o.push_str("| case | jobs/s | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job |\n");
-    o.push_str("|---|---:|---:|---:|---:|\n");
+    if r.disturbed() {
+        let _ = writeln!(
+            o,
+            "**This run was disturbed**: the two ceiling runs differ by more than {:.0}%, the \
+             machine's load changed during it.\n",
+            DISTURBED_SPREAD * 100.0
+        );
+    }
+    o.push_str(
+        "| case | jobs/s | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job | × by Redis CPU |\n",
+    );
+    o.push_str("|---|---:|---:|---:|---:|---:|\n");
     for s in &r.samples {
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {:.2} | {} / {} | {:.1} |",
+            "| {} | {:.0} | {:.2} | {} / {} | {:.1} | {:.2} |",
             s.name,
             s.jobs_per_sec(),
             r.ratio(s),
             ms(s.latency.p50),
             ms(s.latency.p99),
-            s.server_us_per_job()
+            s.server_us_per_job(),
+            r.cpu_bound(s.server_us_per_job())
         );
     }
+    for s in &r.script_runs {
+        let _ = writeln!(
+            o,
+            "| {} | {:.0} | {:.2} | | {:.1} | {:.2} |",
+            s.name,
+            s.jobs_per_sec(),
+            s.jobs_per_sec() / r.evalsha().max(1e-9),
+            s.server_us_per_job,
+            r.cpu_bound(s.server_us_per_job)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "| ceiling: `EVALSHA` of `return 1`, redis-benchmark | {:.0} | 1.00 | | {:.1} per op | 1.00 |",
+        r.evalsha(),
+        r.ceiling_us_per_op()
+    );
     let _ = writeln!(
         o,
         "\n{} tasks a case, each a small request (`{{\"n\":123}}`) with an account and a user. \

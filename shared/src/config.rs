@@ -452,10 +452,7 @@ mod tests {
             "[text]\nprovider = \"openai\"\ntimeout_secs = 30\n[processors]\nvideo_size = \"160x90\"\n",
         )
         .unwrap();
-        let env = HashMap::from([(
-            "TASKFLEET__TEXT__MODEL".to_string(),
-            "llama3".to_string(),
-        )]);
+        let env = HashMap::from([("TASKFLEET__TEXT__MODEL".to_string(), "llama3".to_string())]);
         let s = Settings::load_from(Some(&file), &env).unwrap();
         let p = s.processor_env();
         assert_eq!(p["TASKFLEET__TEXT__PROVIDER"], "openai");

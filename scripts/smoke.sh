@@ -49,7 +49,7 @@ call "unknown type is 422" 422 POST /api/tasks "$KEY" '{"task_type": "podcast", 
 call "malformed JSON is 400" 400 POST /api/tasks "$KEY" '{"task_type":'
 
 call "one task" 200 GET "/api/tasks/$story" "$KEY"
-call "non-UUID id is 400" 400 GET /api/tasks/nope "$KEY"
+call "malformed id is 400" 400 GET /api/tasks/not.an.id "$KEY"
 call "missing task is 404" 404 GET /api/tasks/0190f3c2-0000-7000-8000-000000000000 "$KEY"
 call "own tasks" 200 GET "/api/tasks?limit=5" "$KEY"
 call "queue status" 200 GET /api/tasks/queue/status "$KEY"

@@ -28,16 +28,27 @@ async fn a_task_is_shown_with_its_fields_and_without_its_lease() {
 }
 
 #[tokio::test]
-async fn a_missing_task_is_404_and_a_malformed_id_is_400() {
+async fn a_missing_task_is_404_and_an_id_that_cannot_be_one_is_400() {
     let api = setup().await;
     let r = api
         .get("/api/tasks/0190f3c2-0000-7000-8000-000000000000", &api.user)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.code(), "not_found");
-    let r = api.get("/api/tasks/not-a-uuid", &api.user).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.message().starts_with("id"));
+    for bad in ["not.an.id", "x%20y", &"a".repeat(65)] {
+        let r = api.get(&format!("/api/tasks/{bad}"), &api.user).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.message().starts_with("id"));
+    }
+    // A well-formed id that is not a UUID (a course's lesson) is looked up: 404 here.
+    let r = api.get("/api/tasks/0190f3c2-lesson-0", &api.user).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // UUIDs are found in any case.
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    let r = api
+        .get(&format!("/api/tasks/{}", id.to_uppercase()), &api.user)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -13,11 +13,26 @@ use crate::auth::Caller;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// A task id from a path: a UUID (400 otherwise, naming `id`), in its canonical spelling.
+/// A task id from a path (400 naming `id` if it cannot be one). Ids are UUIDs (given in any
+/// case) or ids the engine derives from one, such as a course's lessons
+/// (`<uuid>-lesson-<i>`): 1-64 of a-z, A-Z, 0-9, `-`, `_`.
 pub fn parse_task_id(raw: &str) -> Result<String, AppError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| AppError::invalid("id", "a task id is a UUID"))
+    if let Ok(u) = uuid::Uuid::parse_str(raw) {
+        return Ok(u.hyphenated().to_string());
+    }
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(AppError::invalid(
+            "id",
+            "a task id is a UUID (or 1-64 of a-z, 0-9, '-', '_')",
+        ))
+    }
 }
 
 /// The task if the caller may see it: its own account's, or any for an admin. Another

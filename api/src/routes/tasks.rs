@@ -254,8 +254,8 @@ fn decode_cursor(c: &str) -> Result<(Millis, String), AppError> {
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
     let (ms, id) = s.split_once(':').ok_or_else(bad)?;
     let ms = ms.parse().map_err(|_| bad())?;
-    uuid::Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((ms, id.to_string()))
+    let id = super::parse_task_id(id).map_err(|_| bad())?;
+    Ok((ms, id))
 }
 
 /// The caller's account's tasks, newest first.
@@ -350,7 +350,7 @@ async fn load_entries(
 
 /// One task.
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (UUID)")),
+    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
     responses((status = 200, body = TaskView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -373,7 +373,7 @@ pub struct CancelResponse {
 /// Cancel a task: a waiting one ends at once (200), a running one is stopped by its worker
 /// (202); 409 if it had already finished.
 #[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (UUID)")),
+    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
     responses((status = 200, description = "Cancelled", body = CancelResponse),
         (status = 202, description = "Cancel requested from the worker", body = CancelResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -403,7 +403,7 @@ pub async fn cancel(
 
 /// A file the task produced, with its media type.
 #[utoipa::path(get, path = "/api/tasks/{id}/artifacts/{name}", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (UUID)"),
+    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)"),
         ("name" = String, Path, description = "Artifact name, as in the task's result")),
     responses((status = 200, description = "The file", content_type = "application/octet-stream"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -447,6 +447,6 @@ mod tests {
         let c = encode_cursor(1234, id);
         assert_eq!(decode_cursor(&c).unwrap(), (1234, id.to_string()));
         assert!(decode_cursor("zz").is_err());
-        assert!(decode_cursor(&hex::encode("12:notanid")).is_err());
+        assert!(decode_cursor(&hex::encode("12:not an id")).is_err());
     }
 }

@@ -354,3 +354,16 @@ async fn the_estimate_uses_the_types_measured_average_and_the_queue_ahead() {
     }
     assert_eq!(estimates, vec![(0, 10), (1, 20), (2, 30)]);
 }
+
+#[tokio::test]
+async fn the_body_limit_follows_the_settings() {
+    let (mut s, dir) = common::settings();
+    s.api.max_body_bytes = 2_000;
+    let api = common::setup_with(s, dir).await;
+    let body = |pad: usize| json!({"task_type": TEST_QUEUE, "request": {"pad": "x".repeat(pad)}});
+    let r = api.post("/api/tasks", &api.user, body(1_000)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let r = api.post("/api/tasks", &api.user, body(3_000)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.message().contains("2000"), "{}", r.message());
+}

@@ -263,6 +263,30 @@ async fn tasks_enqueued_over_http_are_run_by_a_real_worker() {
     assert!(names.contains(&"processing"), "{names:?}");
     assert_eq!(names.last(), Some(&"completed"), "{names:?}");
 
+    // A real processor's file, written by the worker, served by the API.
+    let (status, b) = stack
+        .json(
+            "POST",
+            "/api/story/generate",
+            Some(json!({"prompt": "a lighthouse and a storm", "length": "short"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{b}");
+    let story = b["task_id"].as_str().unwrap().to_string();
+    let t = stack.wait_for(&story, "completed").await;
+    assert_eq!(t["result"]["artifacts"][0]["name"], "story.md", "{t}");
+    let (status, md) = stack
+        .http(
+            "GET",
+            &format!("/api/tasks/{story}/artifacts/story.md"),
+            Some(&stack.key),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(md.starts_with("# "), "{md}");
+
     // The queue status sees the worker by its heartbeat.
     let (_, s) = stack.json("GET", "/api/tasks/queue/status", None).await;
     assert!(s["workers"]["live"].as_u64().unwrap() >= 1, "{s}");

@@ -41,6 +41,8 @@ pub enum AppError {
     UnknownTaskType(String),
     /// 503: Redis did not answer.
     Unavailable(String),
+    /// 503: this process holds as many event streams as it may.
+    TooManyStreams,
     /// 500: anything else; the detail is logged, not sent.
     Internal(String),
 }
@@ -126,6 +128,11 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "redis_unavailable",
                 "the queue store is unreachable; try again".into(),
+            ),
+            AppError::TooManyStreams => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "too many open event streams on this server; try again".into(),
             ),
             AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

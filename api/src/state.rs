@@ -8,6 +8,7 @@ use std::time::Duration;
 use taskfleet::artifacts::{self, ArtifactStore};
 use taskfleet::{Broker, Catalog, Clock, Millis, QueueConfig, RedisClock, Settings};
 use taskfleet_worker::processors::testing::TEST_QUEUE;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth;
@@ -16,6 +17,9 @@ use crate::workers::WorkerCache;
 
 /// The longest an events stream stays open; a client reconnects for more.
 pub const DEFAULT_SSE_LIFETIME: Duration = Duration::from_secs(3600);
+/// How many event streams one API process holds open at once: each holds a Redis connection
+/// of its own, so this bounds the connections the API can open.
+pub const MAX_EVENT_STREAMS: usize = 1024;
 
 /// How the state is built beyond the settings.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub workers: Arc<WorkerCache>,
     pub sse_lifetime: Duration,
+    /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
+    pub event_streams: Arc<Semaphore>,
     pub test_processors: bool,
     /// Fires at shutdown: long-lived responses (event streams) end so the server can drain.
     pub shutdown: CancellationToken,
@@ -77,6 +83,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             workers: Arc::new(WorkerCache::default()),
             sse_lifetime: DEFAULT_SSE_LIFETIME,
+            event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             test_processors: options.test_processors,
             shutdown: CancellationToken::new(),
             broker,

@@ -142,3 +142,31 @@ async fn events_of_a_finished_task_send_its_state_once_and_end() {
     assert_eq!(ev.next().await.unwrap().0, "cancelled");
     assert!(ev.next().await.is_none());
 }
+
+#[tokio::test]
+async fn streams_over_the_limit_are_refused_with_503_until_one_ends() {
+    let (s, dir) = common::settings();
+    let mut api = common::setup_with(s, dir).await;
+    api.state.event_streams = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    api.router = taskfleet_api::app(api.state.clone());
+    let waiting = api.enqueue_test(&api.user, json!({})).await;
+    let mut first = open(&api, &waiting, &api.user).await;
+    assert_eq!(first.next().await.unwrap().0, "queued");
+    let r = api
+        .get(&format!("/api/tasks/{waiting}/events"), &api.user)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.code(), "too_many_streams");
+    // The first stream ends with its task; its permit comes back.
+    api.broker.cancel(&waiting, api.now()).await.unwrap();
+    assert_eq!(first.next().await.unwrap().0, "cancelled");
+    assert!(first.next().await.is_none());
+    for _ in 0..100 {
+        if api.state.event_streams.available_permits() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut again = open(&api, &waiting, &api.user).await;
+    assert_eq!(again.next().await.unwrap().0, "cancelled");
+}

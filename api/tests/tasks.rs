@@ -269,3 +269,44 @@ async fn a_completed_task_shows_its_result() {
     assert_eq!(t["status"], "completed");
     assert_eq!(t["result"], json!({"url": "x"}));
 }
+
+#[tokio::test]
+async fn paging_with_a_status_filter_finds_every_match_exactly_once() {
+    let api = setup().await;
+    let now = api.now();
+    let tasks: Vec<NewTask> = (0..250)
+        .map(|i| NewTask::new(TEST_QUEUE, json!({ "i": i })).owner("acme", "alice"))
+        .collect();
+    let ids: Vec<String> = api
+        .broker
+        .enqueue_many(tasks, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut cancelled = HashSet::new();
+    for id in ids.iter().step_by(3) {
+        api.broker.cancel(id, now + 1).await.unwrap();
+        cancelled.insert(id.clone());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let path = match &cursor {
+            Some(c) => format!("/api/tasks?status=cancelled&limit=7&cursor={c}"),
+            None => "/api/tasks?status=cancelled&limit=7".to_string(),
+        };
+        let page = api.get(&path, &api.user).await.json();
+        for t in page["tasks"].as_array().unwrap() {
+            assert_eq!(t["status"], "cancelled");
+            seen.push(t["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), cancelled.len());
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), cancelled);
+}

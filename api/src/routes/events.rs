@@ -56,11 +56,19 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let task = load_owned(&state, &caller, &id).await?;
+    let permit = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::TooManyStreams)?;
     let stream_key = state.broker.keys().events(&task.task_type);
     let mut conn = dedicated_connection(&state.redis_url).await?;
     let last_id = last_entry_id(&mut conn, &stream_key).await?;
     let (tx, rx) = mpsc::channel::<Event>(16);
-    tokio::spawn(follow(state, task.id, stream_key, conn, last_id, tx));
+    tokio::spawn(async move {
+        follow(state, task.id, stream_key, conn, last_id, tx).await;
+        drop(permit); // the stream and its connection are gone
+    });
     let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Event, Infallible>);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -35,6 +35,10 @@ local out = {}
 local ready = {}
 local later = {}
 local written = 0
+-- One HSET argument list, refilled for each task (no table per task): the first 14 entries
+-- keep their places, the rest are overwritten up to n.
+local fields = { 'id', '', 'task_type', task_type, 'priority', '', 'request', '', 'attempts', '0',
+  'max_attempts', '', 'created_at', created }
 for i = 5, #ARGV, STRIDE do
   local id, priority, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local account_id, idem = ARGV[i + 5], ARGV[i + 10]
@@ -57,14 +61,14 @@ for i = 5, #ARGV, STRIDE do
   end
   if not existing then
     local status = 'queued'
-    local fields = { 'id', id, 'task_type', task_type, 'priority', priority, 'request', ARGV[i + 4],
-      'attempts', '0', 'max_attempts', ARGV[i + 3], 'created_at', created }
+    fields[2], fields[6], fields[8], fields[12] = id, priority, ARGV[i + 4], ARGV[i + 3]
+    local n = 14
     if run_at > now then
       status = 'scheduled'
       later[#later + 1] = run_at
       later[#later + 1] = id
-      fields[#fields + 1] = 'run_at'
-      fields[#fields + 1] = run_at
+      fields[15], fields[16] = 'run_at', run_at
+      n = 16
     else
       local score = band_scores[priority]
       if not score then
@@ -74,16 +78,16 @@ for i = 5, #ARGV, STRIDE do
       ready[#ready + 1] = score
       ready[#ready + 1] = id
     end
-    fields[#fields + 1] = 'status'
-    fields[#fields + 1] = status
+    fields[n + 1], fields[n + 2] = 'status', status
+    n = n + 2
     for j = 1, 5 do
       local v = ARGV[i + 4 + j]
       if v ~= '' then
-        fields[#fields + 1] = OPTIONAL[j]
-        fields[#fields + 1] = v
+        fields[n + 1], fields[n + 2] = OPTIONAL[j], v
+        n = n + 2
       end
     end
-    redis.call('HSET', task_prefix .. id, unpack(fields))
+    redis.call('HSET', task_prefix .. id, unpack(fields, 1, n))
     if account_id ~= '' then
       redis.call('ZADD', account_prefix .. account_id, created, id)
     end

@@ -44,6 +44,9 @@ pub struct CoreArgs {
     /// Tasks per claim (each claimed batch is completed in one call).
     #[arg(long, default_value_t = 32)]
     pub claim_batch: usize,
+    /// Accounts the tasks are spread over (round robin; ten users an account).
+    #[arg(long, default_value_t = 100)]
+    pub accounts: usize,
     /// Consumer counts of the drain cases, in order (each drains its own N tasks).
     #[arg(long, value_delimiter = ',', default_value = "1,4")]
     pub consumers: Vec<usize>,
@@ -114,7 +117,16 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     eprintln!("enqueue, one call each…");
     let m0 = server.used_memory().await?;
     let meter = Meter::start(&mut server).await?;
-    let calls = enqueue(&a, &clock, args.tasks, 1, args.in_flight, timeout).await?;
+    let calls = enqueue(
+        &a,
+        &clock,
+        args.tasks,
+        1,
+        args.in_flight,
+        args.accounts,
+        timeout,
+    )
+    .await?;
     let s = meter
         .finish(
             &mut server,
@@ -129,7 +141,16 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     eprintln!("enqueue_many…");
     let b = broker(&url, "bB", "bench-enqueue", args.in_flight)?;
     let meter = Meter::start(&mut server).await?;
-    let calls = enqueue(&b, &clock, args.tasks, args.batch, args.in_flight, timeout).await?;
+    let calls = enqueue(
+        &b,
+        &clock,
+        args.tasks,
+        args.batch,
+        args.in_flight,
+        args.accounts,
+        timeout,
+    )
+    .await?;
     let s = meter
         .finish(
             &mut server,
@@ -158,7 +179,16 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
             _ => {
                 let p = format!("bD{i}");
                 let f = broker(&url, &p, "bench-enqueue", args.in_flight)?;
-                enqueue(&f, &clock, args.tasks, args.batch, args.in_flight, timeout).await?;
+                enqueue(
+                    &f,
+                    &clock,
+                    args.tasks,
+                    args.batch,
+                    args.in_flight,
+                    args.accounts,
+                    timeout,
+                )
+                .await?;
                 p
             }
         };
@@ -235,7 +265,9 @@ async fn enqueue_script_run(
         keys.account_prefix(QUEUE),
         keys.idem_prefix(QUEUE),
     ];
-    let mut cmd: Vec<String> = vec!["-r".into(), "1000000000000".into(), "EVALSHA".into(), sha];
+    // -r is read as a C int: a keyspace over 2^31 wraps and every __rand_int__ becomes 0 (one
+    // task written over and over). 10^9 keeps the ids distinct but for a handful of collisions.
+    let mut cmd: Vec<String> = vec!["-r".into(), "1000000000".into(), "EVALSHA".into(), sha];
     cmd.push(key_list.len().to_string());
     cmd.extend(key_list);
     cmd.extend([
@@ -291,10 +323,13 @@ fn broker(url: &str, prefix: &str, worker_id: &str, pool: usize) -> Result<Broke
         .build()?)
 }
 
-/// A small task: `{"n": i}`, spread over 100 accounts and 1,000 users.
-pub fn bench_task(i: usize) -> NewTask {
-    NewTask::new(QUEUE, json!({ "n": i % 1000 }))
-        .owner(format!("acct{}", i % 100), format!("user{}", i % 1000))
+/// A small task: `{"n": i % 1000}`, of account `i % accounts` and one of its ten users.
+pub fn bench_task(i: usize, accounts: usize) -> NewTask {
+    let a = i % accounts.max(1);
+    NewTask::new(QUEUE, json!({ "n": i % 1000 })).owner(
+        format!("acct{a}"),
+        format!("user{a}-{}", i / accounts.max(1) % 10),
+    )
 }
 
 /// Enqueues `n` tasks, `per_call` a call (1: `enqueue`, more: `enqueue_many`), with
@@ -305,6 +340,7 @@ async fn enqueue(
     n: usize,
     per_call: usize,
     in_flight: usize,
+    accounts: usize,
     timeout: Duration,
 ) -> Result<Vec<Duration>> {
     let next = Arc::new(AtomicUsize::new(0));
@@ -324,9 +360,12 @@ async fn enqueue(
                 }
                 let t0 = Instant::now();
                 if per_call == 1 {
-                    b.enqueue(bench_task(from), clock.now_ms()).await?;
+                    b.enqueue(bench_task(from, accounts), clock.now_ms())
+                        .await?;
                 } else {
-                    let batch = (from..(from + per_call).min(n)).map(bench_task).collect();
+                    let batch = (from..(from + per_call).min(n))
+                        .map(|i| bench_task(i, accounts))
+                        .collect();
                     b.enqueue_many(batch, clock.now_ms()).await?;
                 }
                 calls.push(t0.elapsed());

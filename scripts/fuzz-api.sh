@@ -21,7 +21,7 @@ if [ ! -x "$VENV/bin/st" ]; then
   mkdir -p "$PWD/.dev"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q 'schemathesis>=4.3,<5'
+  "$VENV/bin/pip" install -q 'schemathesis==4.32.5'
 fi
 
 free_port() {
@@ -70,10 +70,13 @@ curl -fsS "$BASE/ready" >/dev/null || { cat "$work/api.log" >&2; exit 1; }
 
 # --- fuzz ------------------------------------------------------------------------------------------
 # An admin key, so admin operations are reached too. No stateful phase: it could open the event
-# stream of a live task, which by design stays open until the task ends.
+# stream of a live task, which by design stays open until the task ends. One worker: with two,
+# Hypothesis 6 sometimes trips over itself describing a strategy (a runtime error in the tool,
+# not a finding). Schemathesis is pinned so a new release cannot change the verdict unseen.
 echo "== schemathesis against $BASE/openapi.json ($EXAMPLES examples per operation, at most ${MAX_TIME}s)"
 status=0
-"$VENV/bin/st" run "$BASE/openapi.json" \
+# From the scratch directory: Schemathesis leaves its own files (.schemathesis/) where it runs.
+(cd "$work" && "$VENV/bin/st" run "$BASE/openapi.json" \
   --header "Authorization: Bearer $ADMIN_KEY" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
@@ -81,8 +84,8 @@ status=0
   --max-time "$MAX_TIME" \
   --request-timeout 10 \
   --generation-database none \
-  --workers 2 \
-  --no-color || status=$?
+  --workers 1 \
+  --no-color) || status=$?
 if grep -q "panicked" "$work/api.log"; then
   echo "the API panicked:" >&2
   grep -A3 "panicked" "$work/api.log" >&2

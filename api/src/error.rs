@@ -213,12 +213,25 @@ pub(crate) fn from_bytes_rejection(b: BytesRejection) -> AppError {
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
         let text = r.body_text();
-        // "Failed to deserialize query string: unknown field `x`, expected ..."
+        // "Failed to deserialize query string: unknown field `x`, expected ..." or
+        // "Failed to deserialize query string: limit: invalid digit found in string".
         if let Some(field) = unknown_field_name(&text) {
             return AppError::UnknownField(field);
         }
-        let field = backticked(&text).unwrap_or_else(|| "query".to_string());
-        AppError::invalid(field, text)
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        match detail.split_once(": ") {
+            Some((field, message))
+                if !field.is_empty()
+                    && field
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                AppError::invalid(field, message)
+            }
+            _ => AppError::invalid("query", detail),
+        }
     }
 }
 
@@ -231,11 +244,6 @@ impl From<PathRejection> for AppError {
 /// The field name in serde's "unknown field `x`, expected ..." message.
 pub(crate) fn unknown_field_name(message: &str) -> Option<String> {
     let rest = &message[message.find("unknown field `")? + "unknown field `".len()..];
-    Some(rest[..rest.find('`')?].to_string())
-}
-
-fn backticked(message: &str) -> Option<String> {
-    let rest = &message[message.find('`')? + 1..];
     Some(rest[..rest.find('`')?].to_string())
 }
 

@@ -310,3 +310,11 @@ async fn paging_with_a_status_filter_finds_every_match_exactly_once() {
     assert_eq!(seen.len(), cancelled.len());
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), cancelled);
 }
+
+#[tokio::test]
+async fn a_bad_query_value_names_its_parameter() {
+    let api = setup().await;
+    let r = api.get("/api/tasks?limit=abc", &api.user).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.message().starts_with("limit"), "{}", r.message());
+}

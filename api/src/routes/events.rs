@@ -191,3 +191,15 @@ fn error_event(e: AppError) -> Event {
             .to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocking_read_that_times_out_is_an_empty_reply_not_an_error() {
+        // XREAD BLOCK answers nil when nothing arrived; the loop relies on that being empty.
+        let r: StreamReadReply = redis::from_redis_value(redis::Value::Nil).unwrap();
+        assert!(r.keys.is_empty());
+    }
+}

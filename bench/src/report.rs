@@ -351,11 +351,13 @@ pub fn markdown(r: &CoreReport) -> String {
     );
     let _ = writeln!(
         o,
-        "\n{} tasks a case, each a small request (`{{\"n\":123}}`) with an account and a user. \
+        "\n{} tasks a case, each a small request (`{{\"n\":123}}`) of one of {} accounts and one \
+         of its ten users. \
          Redis memory (`INFO memory` `used_memory`) grew by {:.0} B per queued task enqueued one \
          by one and {:.0} B batched (task hash, its entries in `queued` and in its account's \
          index, and the capped event stream).\n",
         r.memory.tasks,
+        a.accounts,
         r.memory.one_by_one as f64 / r.memory.tasks.max(1) as f64,
         r.memory.batched as f64 / r.memory.tasks.max(1) as f64
     );
@@ -384,7 +386,45 @@ pub fn markdown(r: &CoreReport) -> String {
             if g.met { "met" } else { "missed" }
         );
     }
-    o
+    wrap_prose(&o, 95)
+}
+
+/// Wraps the prose lines of Markdown at `width` columns (as the rest of the README is);
+/// tables, headings and code stay as they are, list items continue indented.
+pub fn wrap_prose(md: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in md.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        }
+        let keep = fenced || line.starts_with('|') || line.starts_with('#');
+        if keep || line.chars().count() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let indent = if line.starts_with("- ") { "  " } else { "" };
+        let mut current = String::new();
+        // True while `current` holds nothing but the indentation.
+        let mut fresh = true;
+        for word in line.split(' ') {
+            if !fresh && current.chars().count() + 1 + word.chars().count() > width {
+                out.push_str(&current);
+                out.push('\n');
+                current = indent.to_string();
+                fresh = true;
+            }
+            if !fresh {
+                current.push(' ');
+            }
+            current.push_str(word);
+            fresh = false;
+        }
+        out.push_str(&current);
+        out.push('\n');
+    }
+    out
 }
 
 /// Replaces the body of the section that starts with the line `heading` (up to the next
@@ -444,6 +484,15 @@ mod tests {
         assert_eq!(
             replace_section(&out, "## Benchmarks", "| x |\n").unwrap(),
             out
+        );
+    }
+
+    #[test]
+    fn wrap_prose_wraps_paragraphs_and_list_items_but_not_tables() {
+        let md = "one two three four five\n- alpha beta gamma delta\n| a | b | c | d | e | f |\n";
+        assert_eq!(
+            wrap_prose(md, 10),
+            "one two\nthree four\nfive\n- alpha\n  beta\n  gamma\n  delta\n| a | b | c | d | e | f |\n"
         );
     }
 

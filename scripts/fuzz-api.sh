@@ -12,8 +12,24 @@ EXAMPLES="${FUZZ_EXAMPLES:-25}"
 MAX_TIME="${FUZZ_MAX_TIME:-75}"
 VENV="$PWD/.dev/fuzz-venv"
 
-command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 is missing" >&2; exit 1; }
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+# Debian's own python3 makes virtualenvs only with python3-venv (ensurepip).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing: ${need[*]}; install them (sudo apt-get install ${need[*]}) and run again" >&2
+    exit 1
+  fi
+fi
 
 # --- Schemathesis in a virtualenv of our own ---------------------------------------------------
 if [ ! -x "$VENV/bin/st" ]; then

@@ -18,8 +18,6 @@ use crate::workers::{read_live, WorkerInfo};
 
 /// The most tasks one queue list shows.
 pub const MAX_QUEUE_LIST: usize = 500;
-/// How many processing tasks of a type one cleanup looks at.
-pub const CLEANUP_SCAN: usize = 1_000;
 
 /// One type's state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -324,7 +322,7 @@ pub struct CleanupRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CleanupResponse {
-    /// Tasks found processing longer than the limit.
+    /// Tasks taken back: processing longer than the limit (or with an expired lease).
     pub over_limit: usize,
     /// Ids sent back to `queued` (attempts left).
     pub requeued: Vec<String>,
@@ -355,66 +353,13 @@ pub async fn cleanup(
     }
     let now = state.now();
     let cutoff = now - body.max_processing_time_minutes as i64 * 60_000;
-    let k = state.broker.keys();
-    let names = state.broker.queue_names();
-    // The processing ids of every type and when each started.
-    let mut pipe = redis::pipe();
-    for t in &names {
-        pipe.cmd("ZRANGE")
-            .arg(k.processing(t))
-            .arg(0)
-            .arg(CLEANUP_SCAN as i64 - 1);
-    }
-    let per_type: Vec<Vec<String>> = state
-        .broker
-        .with_conn(async |c| pipe.query_async(c).await)
-        .await?;
-    let mut pipe = redis::pipe();
-    let mut candidates = Vec::new();
-    for (t, ids) in names.iter().zip(per_type) {
-        for id in ids {
-            pipe.cmd("HGET").arg(k.task(t, &id)).arg("started_at");
-            candidates.push((*t, id));
-        }
-    }
-    let started: Vec<Option<i64>> = if candidates.is_empty() {
-        Vec::new()
-    } else {
-        state
-            .broker
-            .with_conn(async |c| pipe.query_async(c).await)
-            .await?
-    };
-    let over: Vec<(&str, String)> = candidates
-        .into_iter()
-        .zip(started)
-        .filter(|(_, s)| s.is_some_and(|s| s < cutoff))
-        .map(|(c, _)| c)
-        .collect();
-    if !over.is_empty() {
-        // Declare their leases expired now (XX: only if still processing; LT: never push a
-        // deadline out), then let recover.lua take them back like any expired lease. A worker
-        // that extends in between keeps its task: the race only ever errs towards not
-        // recovering.
-        let mut pipe = redis::pipe();
-        for (t, id) in &over {
-            pipe.cmd("ZADD")
-                .arg(k.processing(t))
-                .arg("XX")
-                .arg("LT")
-                .arg(now)
-                .arg(id)
-                .ignore();
-        }
-        state
-            .broker
-            .with_conn(async |c| pipe.query_async::<()>(c).await)
-            .await?;
-    }
-    let report = state.broker.recover(now, &[]).await?;
+    // One script per type: tasks whose attempt started before the cutoff go back to `queued`
+    // (or `failed` without attempts left) in the same atomic step that voids their lease.
+    let report = state.broker.recover_stuck(now, cutoff).await?;
+    let over_limit = report.requeued.len() + report.failed.len() + report.cancelled.len();
     let ids = |v: Vec<(String, String)>| v.into_iter().map(|(_, id)| id).collect();
     Ok(Json(CleanupResponse {
-        over_limit: over.len(),
+        over_limit,
         requeued: ids(report.requeued),
         failed: ids(report.failed),
         cancelled: ids(report.cancelled),

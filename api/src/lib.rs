@@ -40,7 +40,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::routes::{events, generate, health, queue, tasks};
+use crate::routes::{dashboard, events, generate, health, queue, tasks};
 pub use crate::state::{AppState, Options};
 
 /// The header carrying each request's id (set if the client did not send one, echoed back).
@@ -54,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/dashboard", get(dashboard::dashboard))
         .route("/api/tasks/types", get(tasks::types))
         .route("/api/tasks", post(tasks::create).get(tasks::list))
         .route("/api/tasks/queue/status", get(queue::status))

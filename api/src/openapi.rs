@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{events, generate, health, queue, tasks};
+use crate::routes::{dashboard, events, generate, health, queue, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +39,7 @@ use crate::routes::{events, generate, health, queue, tasks};
         queue::stop,
         queue::cleanup,
         openapi_json,
+        dashboard::dashboard,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth, &CommonErrors),

@@ -118,3 +118,24 @@ async fn unknown_paths_and_methods_get_the_error_envelope() {
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.code(), "method_not_allowed");
 }
+
+#[tokio::test]
+async fn the_dashboard_page_is_served_without_a_key_and_reads_the_api_with_one() {
+    let api = setup().await;
+    let r = api.call(Method::GET, "/dashboard", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers["content-type"].to_str().unwrap(),
+        "text/html; charset=utf-8"
+    );
+    let page = String::from_utf8(r.bytes.clone()).unwrap();
+    assert!(page.contains("<title>taskfleet dashboard</title>"));
+    // The page's data comes from these routes, with the key the user enters.
+    for route in [
+        "/api/tasks/queue/status",
+        "/api/tasks?limit=20",
+        "Authorization",
+    ] {
+        assert!(page.contains(route), "dashboard does not use {route}");
+    }
+}

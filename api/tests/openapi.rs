@@ -7,12 +7,13 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 use common::setup;
 
-/// Every route of DESIGN §9 this API serves (the dashboard is not part of this crate).
+/// Every route of DESIGN §9 this API serves.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("get", "/dashboard"),
     ("get", "/api/tasks/types"),
     ("post", "/api/tasks"),
     ("get", "/api/tasks"),

@@ -138,6 +138,37 @@ fn processor_estimate(state: &AppState, task_type: &str, request: &Value) -> u64
     u64::from(minutes.max(1))
 }
 
+/// Counts this enqueue against the account's per-minute limit (a fixed window in Redis, so
+/// every API replica shares it); 429 past the limit.
+async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), AppError> {
+    let limit = state.rate_limit_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let now = state.now();
+    let window = now.div_euclid(60_000);
+    let key = state.broker.keys().rate(&caller.account_id, window);
+    let (count,): (u64,) = state
+        .broker
+        .with_conn(async |c| {
+            redis::pipe()
+                .incr(&key, 1)
+                .expire(&key, 120)
+                .ignore()
+                .query_async(c)
+                .await
+        })
+        .await?;
+    if count > limit {
+        let retry_after_secs = ((window + 1) * 60_000 - now).div_euclid(1000).max(1) as u64;
+        return Err(AppError::RateLimited {
+            limit,
+            retry_after_secs,
+        });
+    }
+    Ok(())
+}
+
 /// Enqueues for `caller`; 202 with the position and estimate.
 pub async fn enqueue(
     state: &AppState,
@@ -148,6 +179,7 @@ pub async fn enqueue(
     options: EnqueueOptions,
 ) -> Result<Response, AppError> {
     let idem = idempotency_key(headers)?;
+    rate_limit(state, caller).await?;
     if let Some(url) = &options.webhook_url {
         validate_webhook(url)?;
     }

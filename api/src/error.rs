@@ -39,6 +39,8 @@ pub enum AppError {
     UnknownField(String),
     /// 422: a task type the API does not serve.
     UnknownTaskType(String),
+    /// 429: the account made more enqueues this minute than it may; retry after N seconds.
+    RateLimited { limit: u64, retry_after_secs: u64 },
     /// 503: Redis did not answer.
     Unavailable(String),
     /// 503: this process holds as many event streams as it may.
@@ -124,6 +126,16 @@ impl AppError {
                 "unknown_task_type",
                 format!("unknown task type {t:?}; GET /api/tasks/types lists them"),
             ),
+            AppError::RateLimited {
+                limit,
+                retry_after_secs,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this account may enqueue {limit} tasks a minute; retry in {retry_after_secs} s"
+                ),
+            ),
             AppError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "redis_unavailable",
@@ -165,6 +177,13 @@ impl IntoResponse for AppError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if let AppError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Clients and load balancers back off rather than hammer a Redis that is down.
             resp.headers_mut()

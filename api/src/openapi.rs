@@ -110,6 +110,12 @@ impl Modify for CommonErrors {
                 if ADMIN_OPERATIONS.contains(&path.as_str()) {
                     add.push(("403", "The key is not an admin's"));
                 }
+                if path == "/api/tasks" && item_is_post(op) || path.ends_with("/generate") {
+                    add.push((
+                        "429",
+                        "The account made more enqueues this minute than its limit (Retry-After says when to retry)",
+                    ));
+                }
                 for (code, description) in add {
                     op.responses
                         .responses
@@ -119,6 +125,11 @@ impl Modify for CommonErrors {
             }
         }
     }
+}
+
+/// Whether an operation is an enqueue (`POST /api/tasks`): it has a request body.
+fn item_is_post(op: &utoipa::openapi::path::Operation) -> bool {
+    op.request_body.is_some()
 }
 
 /// This document.

@@ -46,6 +46,8 @@ pub struct AppState {
     /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<Semaphore>,
     pub test_processors: bool,
+    /// Enqueues per account and minute; 0 = no limit.
+    pub rate_limit_per_minute: u64,
     /// Fires at shutdown: long-lived responses (event streams) end so the server can drain.
     pub shutdown: CancellationToken,
 }
@@ -85,6 +87,7 @@ impl AppState {
             sse_lifetime: DEFAULT_SSE_LIFETIME,
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             test_processors: options.test_processors,
+            rate_limit_per_minute: settings.api.rate_limit_per_minute,
             shutdown: CancellationToken::new(),
             broker,
             clock,

@@ -367,3 +367,33 @@ async fn the_body_limit_follows_the_settings() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.message().contains("2000"), "{}", r.message());
 }
+
+#[tokio::test]
+async fn an_account_past_its_rate_limit_gets_429_and_writes_nothing() {
+    let (mut s, dir) = common::settings();
+    s.api.rate_limit_per_minute = 3;
+    let api = common::setup_with(s, dir).await;
+    let body = json!({"task_type": TEST_QUEUE, "request": {"op": "echo"}});
+    for _ in 0..3 {
+        assert_eq!(
+            api.post("/api/tasks", &api.user, body.clone()).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    let r = api.post("/api/tasks", &api.user, body.clone()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.code(), "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    let typed = api
+        .post("/api/story/generate", &api.user, json!({"prompt": "a fox"}))
+        .await;
+    assert_eq!(typed.status, StatusCode::TOO_MANY_REQUESTS);
+    // Only the three accepted tasks exist; another account has its own allowance.
+    let listed = api.get("/api/tasks", &api.user).await.json();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        api.post("/api/tasks", &api.other, body).await.status,
+        StatusCode::ACCEPTED
+    );
+}

@@ -247,6 +247,8 @@ impl Default for RedisSettings {
 pub struct ApiSettings {
     pub listen: String,
     pub max_body_bytes: usize,
+    /// Enqueues one account may make per minute (fixed one-minute windows); 0 = no limit.
+    pub rate_limit_per_minute: u64,
 }
 
 impl Default for ApiSettings {
@@ -254,6 +256,7 @@ impl Default for ApiSettings {
         ApiSettings {
             listen: DEFAULT_API_LISTEN.to_string(),
             max_body_bytes: 1 << 20,
+            rate_limit_per_minute: 0,
         }
     }
 }

@@ -108,6 +108,11 @@ impl Keys {
     pub fn apikey(&self, sha256_hex: &str) -> String {
         format!("{}:apikey:{}", self.prefix, sha256_hex)
     }
+    /// STRING + TTL: how many enqueues an account made in one minute window (the API's rate
+    /// limit); `window` is the minute since the epoch.
+    pub fn rate(&self, account_id: &str, window: i64) -> String {
+        format!("{}:rate:{}:{}", self.prefix, account_id, window)
+    }
     /// SET: the SHA-256 hex of every API key (for `keys list`).
     pub fn apikeys(&self) -> String {
         format!("{}:apikeys", self.prefix)

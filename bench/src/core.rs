@@ -132,6 +132,12 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     };
     let timeout = Duration::from_secs(args.case_timeout_secs);
 
+    // Everything the machine's CPUs do during the run, less this process, its waited-for
+    // children (redis-benchmark) and redis-server: what other processes took.
+    let machine_busy = machine::machine_busy_seconds();
+    let ours = crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await?;
+    let started = Instant::now();
+
     eprintln!("ceiling (before)…");
     let ceiling_before = ceiling::measure(&mut server, &ceiling_args).await?;
 
@@ -252,7 +258,11 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
 
     eprintln!("ceiling (after)…");
     let ceiling_after = ceiling::measure(&mut server, &ceiling_args).await?;
+    let others = (machine::machine_busy_seconds() - machine_busy)
+        - (crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await? - ours);
+    let other_load = (others / started.elapsed().as_secs_f64().max(1e-9)).max(0.0);
     Ok(CoreReport {
+        other_load,
         args: args.clone(),
         ceiling_command: ceiling_args.command(&["EVALSHA", "<sha of 'return 1'>", "0"]),
         machine,

@@ -17,6 +17,8 @@ pub const GOAL_ENQUEUE_RATIO: f64 = 1.0;
 pub const GOAL_DRAIN_RATIO: f64 = 0.5;
 /// How far apart the two ceiling runs may be before a run counts as disturbed.
 pub const DISTURBED_SPREAD: f64 = 0.15;
+/// How many cores other processes may use on average before a run counts as disturbed.
+pub const DISTURBED_OTHER_LOAD: f64 = 0.25;
 /// Bytes of Redis memory one small queued task may take.
 pub const GOAL_BYTES_PER_TASK: f64 = 1024.0;
 
@@ -38,6 +40,8 @@ impl Memory {
 /// Everything one `core` run measured.
 #[derive(Debug, Clone)]
 pub struct CoreReport {
+    /// CPU cores other processes of the machine used on average during the run.
+    pub other_load: f64,
     pub args: CoreArgs,
     pub ceiling_command: String,
     pub machine: Machine,
@@ -86,14 +90,15 @@ impl CoreReport {
             .max(self.ceiling_after.evalsha.ops_per_sec)
     }
 
-    /// True when the two EVALSHA ceiling runs differ by more than [`DISTURBED_SPREAD`]: the
-    /// machine's load changed during the run, and its figures should be taken again.
+    /// True when other processes used more than [`DISTURBED_OTHER_LOAD`] cores on average, or
+    /// the two EVALSHA ceiling runs differ by more than [`DISTURBED_SPREAD`]: the figures say
+    /// more about the machine's load than about taskfleet, and should be taken again.
     pub fn disturbed(&self) -> bool {
         let (a, b) = (
             self.ceiling_before.evalsha.ops_per_sec,
             self.ceiling_after.evalsha.ops_per_sec,
         );
-        (a - b).abs() > DISTURBED_SPREAD * a.max(b)
+        (a - b).abs() > DISTURBED_SPREAD * a.max(b) || self.other_load > DISTURBED_OTHER_LOAD
     }
 
     /// Redis CPU µs per EVALSHA op of the ceiling run the ratios use.
@@ -159,8 +164,9 @@ pub fn text(r: &CoreReport) -> String {
     let m = &r.machine;
     let _ = writeln!(
         o,
-        "taskfleet-bench core, {}: {} cores, {}, redis-server {}; load {} → {}",
-        r.date, m.cores, m.cpu_model, m.redis_version, r.load_before, r.load_after
+        "taskfleet-bench core, {}: {} cores, {}, redis-server {}; load {} → {}; other \
+         processes used {:.2} cores during the run",
+        r.date, m.cores, m.cpu_model, m.redis_version, r.load_before, r.load_after, r.other_load
     );
     for (when, c) in [("before", &r.ceiling_before), ("after", &r.ceiling_after)] {
         let _ = writeln!(
@@ -172,8 +178,9 @@ pub fn text(r: &CoreReport) -> String {
     if r.disturbed() {
         let _ = writeln!(
             o,
-            "WARNING: the ceiling moved by more than {:.0}% during the run: the machine's load \
-             changed; run again when it is quieter",
+            "WARNING: disturbed run (other processes used {:.2} cores on average, or the \
+             ceiling moved by more than {:.0}%): run again when the machine is quieter",
+            r.other_load,
             DISTURBED_SPREAD * 100.0
         );
     }
@@ -281,8 +288,16 @@ pub fn markdown(r: &CoreReport) -> String {
     let _ = writeln!(
         o,
         "Measured by `{}` on {}: {} cores ({}), redis-server {} on loopback without \
-         persistence, the bench client on the same cores. Load average {} before, {} after.\n",
-        r.args.command, r.date, m.cores, m.cpu_model, m.redis_version, r.load_before, r.load_after
+         persistence, the bench client on the same cores. Load average {} before, {} after; \
+         other processes used {:.2} cores on average during the run.\n",
+        r.args.command,
+        r.date,
+        m.cores,
+        m.cpu_model,
+        m.redis_version,
+        r.load_before,
+        r.load_after,
+        r.other_load
     );
     let _ = writeln!(
         o,
@@ -307,8 +322,8 @@ pub fn markdown(r: &CoreReport) -> String {
     if r.disturbed() {
         let _ = writeln!(
             o,
-            "**This run was disturbed**: the two ceiling runs differ by more than {:.0}%, the \
-             machine's load changed during it.\n",
+            "**This run was disturbed**: other processes used more than {DISTURBED_OTHER_LOAD} \
+             cores on average, or the two ceiling runs differ by more than {:.0}%.\n",
             DISTURBED_SPREAD * 100.0
         );
     }

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
+use deadpool_redis::{Manager, Pool, Runtime};
 use futures::future::join_all;
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
 use redis::{FromRedisValue, Script};
 use serde_json::Value;
 
@@ -61,6 +63,11 @@ pub struct Broker {
 pub(crate) struct Inner {
     url: String,
     pub(crate) pool: Pool,
+    /// One multiplexed connection taken from the pool and shared by every call: redis-rs
+    /// pipelines concurrent commands on it, and no call pays the pool's recycle PING (a round
+    /// trip). A std mutex, held only to clone it. Dropped on a connection error, so the next
+    /// call takes a fresh one from the pool.
+    shared: std::sync::Mutex<Option<MultiplexedConnection>>,
     pub(crate) keys: Keys,
     pub(crate) queues: HashMap<String, QueueConfig>,
     pub(crate) timeout: Duration,
@@ -123,19 +130,27 @@ impl BrokerBuilder {
         for name in self.queues.keys() {
             validate_queue_name(name)?;
         }
-        let mut cfg = PoolConfig::from_url(self.url.clone());
+        // Connections answer within the broker's timeout (redis-rs would give up after 500 ms,
+        // too soon for a large batch on a busy server).
+        let conn_cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let manager = Manager::new_with_config(self.url.as_str(), conn_cfg)
+            .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
         let mut pc = deadpool_redis::PoolConfig::new(self.pool_size);
         pc.timeouts.wait = Some(self.timeout);
         pc.timeouts.create = Some(self.timeout);
         pc.timeouts.recycle = Some(self.timeout);
-        cfg.pool = Some(pc);
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
+        let pool = Pool::builder(manager)
+            .config(pc)
+            .runtime(Runtime::Tokio1)
+            .build()
             .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
         Ok(Broker {
             inner: Arc::new(Inner {
                 url: self.url,
                 pool,
+                shared: std::sync::Mutex::new(None),
                 keys: Keys::new(self.prefix),
                 queues: self.queues,
                 timeout: self.timeout,
@@ -305,23 +320,49 @@ impl Broker {
         }
     }
 
-    /// Runs `f` on a pooled connection within the broker's timeout.
+    /// Runs `f` on the broker's shared connection within the broker's timeout.
     pub async fn with_conn<T, F>(&self, f: F) -> Result<T>
     where
-        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> redis::RedisResult<T>,
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
         let timeout = self.inner.timeout;
         let work = async {
-            let mut conn = self.inner.pool.get().await?;
-            Ok::<T, Error>(f(&mut conn).await?)
+            let mut conn = self.shared_conn().await?;
+            match f(&mut conn).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.is_timeout()
+                        || e.is_unrecoverable_error()
+                    {
+                        self.inner.shared.lock().expect("connection lock").take();
+                    }
+                    Err(Error::from(e))
+                }
+            }
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Unavailable(format!(
-                "no answer within {} ms",
-                timeout.as_millis()
-            ))),
+            Err(_) => {
+                // A connection that stopped answering may be dead: take a fresh one next time.
+                self.inner.shared.lock().expect("connection lock").take();
+                Err(Error::Unavailable(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )))
+            }
         }
+    }
+
+    async fn shared_conn(&self) -> Result<MultiplexedConnection> {
+        if let Some(c) = self.inner.shared.lock().expect("connection lock").as_ref() {
+            return Ok(c.clone());
+        }
+        let conn = deadpool_redis::Connection::take(self.inner.pool.get().await?);
+        let mut slot = self.inner.shared.lock().expect("connection lock");
+        Ok(slot.get_or_insert(conn).clone())
     }
 
     async fn script<T: FromRedisValue>(

@@ -299,6 +299,12 @@ async fn workers_ride_out_a_redis_restart_and_lose_nothing() {
     redis.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     redis.restart();
+    // The first call on a connection that died with the server fails (503 for an API client);
+    // the next takes a fresh connection.
+    eventually("redis answers again", Duration::from_secs(10), || async {
+        b.server_time_ms().await.ok()
+    })
+    .await;
     let more = enqueue_ids(
         &b,
         (0..100)

@@ -164,8 +164,13 @@ async fn follow(
             for key in reply.keys {
                 for entry in key.ids {
                     got_any = true;
+                    // One task's entry names it in `id`; a batch's (enqueue, claim,
+                    // complete) lists its tasks in `ids`.
                     let about: Option<String> = entry.get("id");
-                    if about.as_deref() == Some(id.as_str()) {
+                    let batch: Option<String> = entry.get("ids");
+                    if about.as_deref() == Some(id.as_str())
+                        || batch.is_some_and(|ids| ids.split(',').any(|i| i == id))
+                    {
                         changed = true;
                     }
                     last_id = entry.id;

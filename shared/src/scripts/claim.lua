@@ -6,7 +6,7 @@
 -- KEYS[4] processing  ZSET  leased ids, score = lease deadline ms
 -- KEYS[5] paused      STRING present while claiming is stopped for this type
 -- KEYS[6] stats       HASH  counters (started)
--- KEYS[7] events      STREAM
+-- KEYS[7] events      STREAM one entry {ids, status = processing} per call; one per promoted id
 -- KEYS[8] signal      LIST  wake-up markers (pushed when promotion makes work ready)
 -- KEYS[9] task key prefix "<p>:{T}:task:"
 -- ARGV[1] now_ms
@@ -67,6 +67,7 @@ if n == 0 or redis.call('EXISTS', paused) == 1 then
 end
 local popped = redis.call('ZPOPMIN', queued, n)
 local leased = {}
+local claimed = {}
 local count = 0
 -- A number handed to redis.call is formatted with '%.17g' on every call: format these once.
 local started = string.format('%d', now)
@@ -89,10 +90,12 @@ for i = 1, #popped, 2 do
     for j = 1, 7 do out[#out + 1] = f[j] or '' end
     leased[#leased + 1] = deadline
     leased[#leased + 1] = id
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'processing', 'attempt', attempt)
+    claimed[#claimed + 1] = id
   end
 end
 if count > 0 then
+  -- One event for the batch: readers follow a task by `id` or by membership in `ids`.
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'ids', table.concat(claimed, ','), 'status', 'processing')
   redis.call('ZADD', processing, unpack(leased))
   redis.call('HINCRBY', stats, 'started', count)
 end

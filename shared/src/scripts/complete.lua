@@ -3,7 +3,7 @@
 -- KEYS[1] processing  ZSET  leased ids
 -- KEYS[2] completed   ZSET  finished ids, score = finish ms
 -- KEYS[3] stats       HASH  counters (completed, busy_ms)
--- KEYS[4] events      STREAM
+-- KEYS[4] events      STREAM one entry {ids, status = completed} per call
 -- KEYS[5] task key prefix "<p>:{T}:task:"
 -- ARGV[1] now_ms
 -- ARGV[2] events stream MAXLEN (approximate)
@@ -22,19 +22,20 @@ for i = 3, #ARGV, 3 do
   local key = task_prefix .. id
   local f = redis.call('HMGET', key, 'status', 'lease', 'started_at')
   if f[1] == 'processing' and f[2] == token then
-    redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', finished, 'progress', '100')
-    redis.call('HDEL', key, 'lease')
+    -- An empty lease matches no token: later calls with the old one are refused.
+    redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', finished, 'progress', '100', 'lease', '')
     busy = busy + (now - (tonumber(f[3]) or now))
     done[#done + 1] = finished
     done[#done + 1] = id
     ids[#ids + 1] = id
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'completed')
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
 if #ids > 0 then
+  -- One event for the batch: readers follow a task by `id` or by membership in `ids`.
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'ids', table.concat(ids, ','), 'status', 'completed')
   redis.call('ZREM', processing, unpack(ids))
   redis.call('ZADD', completed, unpack(done))
   redis.call('HINCRBY', stats, 'completed', #ids)

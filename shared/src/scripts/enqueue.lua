@@ -3,7 +3,7 @@
 -- KEYS[1] queued     ZSET   ready ids, score = band * 1e13 + enqueue ms
 -- KEYS[2] scheduled  ZSET   ids waiting for run_at, score = run_at ms
 -- KEYS[3] stats      HASH   counters (enqueued)
--- KEYS[4] events     STREAM task events, capped
+-- KEYS[4] events     STREAM task events, capped: one entry {ids, status} per status and call
 -- KEYS[5] signal     LIST   wake-up markers that idle workers block on
 -- KEYS[6] task key prefix          "<p>:{T}:task:"     .. id          = the task HASH
 -- KEYS[7] account index prefix     "<p>:{T}:account:"  .. account_id  = ZSET of its ids
@@ -35,6 +35,11 @@ local out = {}
 local ready = {}
 local later = {}
 local written = 0
+-- Per account, the ZADD arguments of its index: one call per account, not one per task.
+local by_account = {}
+local accounts = {}
+-- Per status, the ids written: one event per status and call, not one per task.
+local ids_by_status = { queued = {}, scheduled = {} }
 -- One HSET argument list, refilled for each task (no table per task): the first 14 entries
 -- keep their places, the rest are overwritten up to n.
 local fields = { 'id', '', 'task_type', task_type, 'priority', '', 'request', '', 'attempts', '0',
@@ -89,9 +94,17 @@ for i = 5, #ARGV, STRIDE do
     end
     redis.call('HSET', task_prefix .. id, unpack(fields, 1, n))
     if account_id ~= '' then
-      redis.call('ZADD', account_prefix .. account_id, created, id)
+      local args = by_account[account_id]
+      if not args then
+        args = {}
+        by_account[account_id] = args
+        accounts[#accounts + 1] = account_id
+      end
+      args[#args + 1] = created
+      args[#args + 1] = id
     end
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status)
+    local same = ids_by_status[status]
+    same[#same + 1] = id
     written = written + 1
     out[#out + 1] = id
     out[#out + 1] = status
@@ -109,6 +122,15 @@ if #ready > 0 then
 end
 if #later > 0 then
   redis.call('ZADD', scheduled, unpack(later))
+end
+for _, account_id in ipairs(accounts) do
+  redis.call('ZADD', account_prefix .. account_id, unpack(by_account[account_id]))
+end
+for _, status in ipairs({ 'queued', 'scheduled' }) do
+  local ids = ids_by_status[status]
+  if #ids > 0 then
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'ids', table.concat(ids, ','), 'status', status)
+  end
 end
 if written > 0 then
   redis.call('HINCRBY', stats, 'enqueued', written)

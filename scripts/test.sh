@@ -28,8 +28,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
-# Binaries first: the worker and API tests start real processes of them.
+# Binaries first: the worker and API tests (and the fuzzer) start real processes of them.
 cargo build --workspace --bins
-cargo test --workspace
-scripts/fuzz-api.sh  # the REST API fuzzed from its OpenAPI document: no 5xx, no answer off the document
+echo "== fuzzing the REST API from its OpenAPI document"
+scripts/fuzz-api.sh  # no 5xx, no answer off the document
+echo "== cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

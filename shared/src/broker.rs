@@ -595,8 +595,8 @@ impl Broker {
             EVENTS_MAXLEN.to_string(),
         ];
         let flat: Vec<redis::Value> = self.script(&CLAIM, &keys, &args).await?;
-        let mut out = Vec::with_capacity(flat.len() / 10);
-        for row in flat[1..].chunks_exact(10) {
+        let mut out = Vec::with_capacity(flat.len() / 11);
+        for row in flat[1..].chunks_exact(11) {
             let s = |i: usize| -> Result<String> { Ok(String::from_redis_value(row[i].clone())?) };
             let opt =
                 |i: usize| -> Result<Option<String>> { Ok(Some(s(i)?).filter(|v| !v.is_empty())) };
@@ -614,6 +614,7 @@ impl Broker {
                 account_id: opt(7)?,
                 user_id: opt(8)?,
                 parent_id: opt(9)?,
+                webhook_url: opt(10)?,
             });
         }
         Ok(out)

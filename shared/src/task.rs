@@ -354,6 +354,8 @@ pub struct Claimed {
     pub account_id: Option<String>,
     pub user_id: Option<String>,
     pub parent_id: Option<String>,
+    /// Called when the task finishes (see the worker's `webhook` module).
+    pub webhook_url: Option<String>,
 }
 
 #[cfg(test)]

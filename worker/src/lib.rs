@@ -9,6 +9,7 @@
 //!   key is gone.
 //! - [`scheduler`]: promotes due scheduled and retrying tasks; trims by retention.
 //! - [`metrics`]: Prometheus counters, gauge and histograms.
+//! - [`webhook`]: tells a task's `webhook_url` that the task finished.
 //! - [`processors`]: the work of each task type.
 //!
 //! Every worker runs the recoverer and the scheduler: their scripts are idempotent, so there
@@ -31,6 +32,7 @@ pub mod processors;
 pub mod recoverer;
 pub mod runner;
 pub mod scheduler;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +92,7 @@ pub struct InFlight {
     pub task_type: String,
     pub lease: String,
     pub parent_id: Option<String>,
+    pub webhook_url: Option<String>,
     pub cancel: CancellationToken,
     pub state: TaskState,
 }

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Event;
 use crate::processors::{TaskContext, TaskError};
-use crate::{backoff, InFlight, Shared, TaskState};
+use crate::{backoff, webhook, InFlight, Shared, TaskState};
 
 /// The largest batch one claim asks for.
 pub const MAX_CLAIM: usize = 256;
@@ -156,6 +156,7 @@ impl Runner {
                     task_type: c.task_type.clone(),
                     lease: c.lease.clone(),
                     parent_id: c.parent_id.clone(),
+                    webhook_url: c.webhook_url.clone(),
                     cancel: cancel.clone(),
                     state: TaskState::Running,
                 },
@@ -328,11 +329,16 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
     let mut failures: HashMap<String, Vec<Failure>> = HashMap::new();
     let mut defers = Vec::new();
     let mut dropped = Vec::new();
+    // Where to tell about a task that ends here.
+    let mut hooks: HashMap<String, String> = HashMap::new();
     {
         let map = s.in_flight.lock().expect("in-flight lock");
         for a in batch {
             s.metrics.observe_run(&a.task_type, a.run_secs);
             let Some(f) = map.get(&a.id) else { continue };
+            if let Some(url) = &f.webhook_url {
+                hooks.insert(a.id.clone(), url.clone());
+            }
             let lease = f.lease.clone();
             let failure = |error: String, permanent: bool| Failure {
                 id: a.id.clone(),
@@ -382,20 +388,34 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
         if let Some(flags) = retry(s, "complete", || s.broker.complete(&t, &items, s.now())).await {
             let ok = flags.iter().filter(|f| **f).count() as u64;
             s.metrics.count(Event::Completed, &t, ok);
+            for (c, _) in items.iter().zip(&flags).filter(|(_, ok)| **ok) {
+                if let Some(url) = hooks.get(&c.id) {
+                    webhook::notify(
+                        url,
+                        webhook::finished(&c.id, &t, "completed", Some(&c.result), None),
+                    );
+                }
+            }
         }
         done_ids.extend(ids);
     }
     for (t, items) in failures {
         let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
         if let Some(outcomes) = retry(s, "fail", || s.broker.fail(&t, &items, s.now())).await {
-            for o in outcomes {
-                let e = match o {
-                    taskfleet::FailOutcome::Retrying => Event::Retried,
-                    taskfleet::FailOutcome::Failed => Event::Failed,
-                    taskfleet::FailOutcome::Cancelled => Event::Cancelled,
+            for (f, o) in items.iter().zip(outcomes) {
+                let (e, status) = match o {
+                    taskfleet::FailOutcome::Retrying => (Event::Retried, None),
+                    taskfleet::FailOutcome::Failed => (Event::Failed, Some("failed")),
+                    taskfleet::FailOutcome::Cancelled => (Event::Cancelled, Some("cancelled")),
                     taskfleet::FailOutcome::Stale => continue,
                 };
                 s.metrics.count(e, &t, 1);
+                if let (Some(status), Some(url)) = (status, hooks.get(&f.id)) {
+                    webhook::notify(
+                        url,
+                        webhook::finished(&f.id, &t, status, None, Some(&f.error)),
+                    );
+                }
             }
         }
         done_ids.extend(ids);

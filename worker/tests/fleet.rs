@@ -432,3 +432,75 @@ async fn http_get(addr: &str) -> Option<String> {
     s.read_to_string(&mut out).await.ok()?;
     Some(out)
 }
+
+#[tokio::test]
+async fn a_finished_task_calls_its_webhook_with_the_outcome() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then as many body bytes as Content-Length says.
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= head_end + 4 + len {
+                            let body = &buf[head_end + 4..head_end + 4 + len];
+                            let _ = tx.send(serde_json::from_slice(body).unwrap());
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let url = shared_redis().url();
+    let b = broker(&url);
+    let p = b.keys().prefix().to_string();
+    let mut ok = test_task(json!({"op": "echo"}));
+    ok.webhook_url = Some(hook.clone());
+    let mut bad = test_task(json!({"op": "permanent"}));
+    bad.webhook_url = Some(hook.clone());
+    let ok = b.enqueue(ok, now(&b).await).await.unwrap();
+    let bad = b.enqueue(bad, now(&b).await).await.unwrap();
+    let _w = Worker::start(&url, &p, &[], &[]);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let v = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("a webhook call")
+            .unwrap();
+        got.push(v);
+    }
+    got.sort_by_key(|v| v["status"].as_str().unwrap_or("").to_string());
+    assert_eq!(got[0]["task_id"], ok.id.as_str());
+    assert_eq!(got[0]["status"], "completed");
+    assert_eq!(got[0]["result"]["echo"]["op"], "echo");
+    assert_eq!(got[1]["task_id"], bad.id.as_str());
+    assert_eq!(got[1]["status"], "failed");
+    assert_eq!(got[1]["error"], "planned permanent failure");
+}

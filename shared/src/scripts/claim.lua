@@ -16,8 +16,8 @@
 -- ARGV[5] lease token prefix, unique to this call (the token is prefix .. ":" .. i)
 -- ARGV[6] promote limit: how many due ids to move per set and call
 -- ARGV[7] events stream MAXLEN (approximate)
--- Returns: {promoted, then 10 values per leased task: id, lease, attempts, max_attempts,
---           priority, created_at, request, account_id, user_id, parent_id}
+-- Returns: {promoted, then 11 values per leased task: id, lease, attempts, max_attempts,
+--           priority, created_at, request, account_id, user_id, parent_id, webhook_url}
 local queued, scheduled, retrying, processing = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local paused, stats, events, signal, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local now = tonumber(ARGV[1])
@@ -77,17 +77,17 @@ for i = 1, #popped, 2 do
   local key = task_prefix .. id
   -- One read instead of EXISTS + HINCRBY + HMGET: enqueue writes 'attempts' and nothing
   -- deletes it, so it is missing only when the hash is.
-  local f = redis.call('HMGET', key, 'max_attempts', 'priority', 'created_at', 'request', 'account_id', 'user_id', 'parent_id', 'attempts')
-  if f[8] then
+  local f = redis.call('HMGET', key, 'max_attempts', 'priority', 'created_at', 'request', 'account_id', 'user_id', 'parent_id', 'webhook_url', 'attempts')
+  if f[9] then
     count = count + 1
     local token = token_prefix .. ':' .. count
-    local attempts = tonumber(f[8]) + 1
+    local attempts = tonumber(f[9]) + 1
     local attempt = string.format('%d', attempts)
     redis.call('HSET', key, 'attempts', attempt, 'status', 'processing', 'lease', token, 'started_at', started, 'worker_id', worker_id)
     out[#out + 1] = id
     out[#out + 1] = token
     out[#out + 1] = attempts
-    for j = 1, 7 do out[#out + 1] = f[j] or '' end
+    for j = 1, 8 do out[#out + 1] = f[j] or '' end
     leased[#leased + 1] = deadline
     leased[#leased + 1] = id
     claimed[#claimed + 1] = id

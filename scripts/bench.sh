@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The benchmark (DESIGN §11): builds taskfleet-bench in release mode and runs its `core` case on
-# a redis-server it starts itself on a free loopback port (never 6379), next to redis-benchmark
-# on the same server. Prints the figures and writes them into README.md's `## Benchmarks`.
+# The benchmark (DESIGN §11): builds taskfleet-bench, taskfleet-worker and taskfleet-api in
+# release mode and runs `taskfleet-bench core` on a redis-server it starts itself on a free
+# loopback port (never 6379), next to redis-benchmark on the same server: the library cases,
+# then one worker process draining, enqueue → start latency with idle workers, an idle
+# worker's CPU and HTTP enqueue through one API process, all in one run. Prints the figures and
+# writes them into README.md's `## Benchmarks`.
 #
 #   scripts/bench.sh                   # the default run: 100,000 tasks a case
 #   scripts/bench.sh --tasks 10000     # any `taskfleet-bench core` flag passes through
+#   scripts/bench.sh --skip-fleet      # the library cases only
 #   BENCH_README=0 scripts/bench.sh    # print only, leave README.md as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +23,6 @@ done
 readme=(--readme README.md)
 [ "${BENCH_README:-1}" = 0 ] && readme=()
 
-cargo build -p taskfleet-bench --release
+cargo build -p taskfleet-bench -p taskfleet-worker -p taskfleet-api --release
 cargo run -q -p taskfleet-bench --release -- core \
   --command "scripts/bench.sh${*:+ $*}" "${readme[@]}" "$@"

@@ -8,6 +8,10 @@
 //! 3. drain A with 1 consumer, 4. drain B with 4 consumers: each consumer claims
 //!    `claim_batch`, then completes the whole batch in one call.
 //!
+//! 5. unless `--skip-fleet`, the real binaries ([`crate::fleet`]): one `taskfleet-worker`
+//!    draining no-op tasks, enqueue → processor start latency at a steady rate with idle
+//!    workers, an idle worker's CPU, and HTTP enqueue through one `taskfleet-api`.
+//!
 //! The ceiling (SET and EVALSHA) runs before and after the cases; ratios use the higher
 //! EVALSHA figure, so a disturbed ceiling run cannot flatter the ratios.
 
@@ -21,6 +25,7 @@ use serde_json::json;
 use taskfleet::{Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, TaskStatus};
 
 use crate::ceiling::{self, CeilingArgs};
+use crate::fleet::{self, FleetArgs};
 use crate::machine::{self, Machine};
 use crate::report::ScriptRun;
 use crate::report::{self, CoreReport, Memory};
@@ -72,6 +77,8 @@ pub struct CoreArgs {
     /// Write the README even when every run was disturbed.
     #[arg(long)]
     pub readme_even_if_disturbed: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// The command line to print in the report (scripts/bench.sh passes its own).
     #[arg(long, default_value = "taskfleet-bench core")]
     pub command: String,
@@ -256,6 +263,12 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         );
     }
 
+    let fleet = if args.fleet.skip_fleet {
+        None
+    } else {
+        Some(fleet::run(&mut server, &args.fleet, args.accounts, timeout).await?)
+    };
+
     eprintln!("ceiling (after)…");
     let ceiling_after = ceiling::measure(&mut server, &ceiling_args).await?;
     let others = (machine::machine_busy_seconds() - machine_busy)
@@ -274,6 +287,7 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         samples,
         memory,
         script_runs,
+        fleet,
     })
 }
 

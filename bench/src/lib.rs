@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //! - [`core`]: the `core` subcommand: enqueue and drain cases through the library.
+//! - [`fleet`]: the real worker and API binaries: worker drain, enqueue → start latency,
+//!   idle CPU, HTTP enqueue.
 //! - [`server`]: the redis-server the run starts, and what it tells (INFO memory, CPU).
 //! - [`ceiling`]: `redis-benchmark` of `SET` and of `EVALSHA` of `return 1`.
 //! - [`sample`]: one measured case: jobs, wall time, per-call latencies, CPU spent.
@@ -12,6 +14,7 @@
 
 pub mod ceiling;
 pub mod core;
+pub mod fleet;
 pub mod machine;
 pub mod report;
 pub mod sample;

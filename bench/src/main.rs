@@ -1,4 +1,4 @@
-//! `taskfleet-bench`: thin entry point; the cases live in the library (`core`, later `worker`).
+//! `taskfleet-bench`: thin entry point; the cases live in the library (`core`, `fleet`).
 
 use clap::{Parser, Subcommand};
 
@@ -14,11 +14,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The queue engine alone: enqueue (one call each, batched) and drain (claim + complete)
-    /// through the library, next to redis-benchmark's SET and EVALSHA on the same server.
+    /// Every case in one run: enqueue (one call each, batched) and drain (claim + complete)
+    /// through the library, then (unless --skip-fleet) a real taskfleet-worker draining,
+    /// enqueue → start latency, idle CPU and HTTP enqueue through taskfleet-api, next to
+    /// redis-benchmark's SET and EVALSHA on the same server.
     Core(taskfleet_bench::core::CoreArgs),
-    // A later `Worker` case drains through real `taskfleet-worker` processes; it reuses
-    // `server`, `ceiling` and `report` as they are.
 }
 
 fn main() -> anyhow::Result<()> {

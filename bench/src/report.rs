@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::ceiling::Ceilings;
 use crate::core::CoreArgs;
+use crate::fleet::FleetReport;
 use crate::machine::Machine;
 use crate::sample::Sample;
 
@@ -21,6 +22,15 @@ pub const DISTURBED_SPREAD: f64 = 0.15;
 pub const DISTURBED_OTHER_LOAD: f64 = 0.25;
 /// Bytes of Redis memory one small queued task may take.
 pub const GOAL_BYTES_PER_TASK: f64 = 1024.0;
+/// One worker process draining no-op tasks must reach this multiple of the EVALSHA ceiling.
+pub const GOAL_WORKER_DRAIN_RATIO: f64 = 0.5;
+/// Enqueue → processor start at the latency case's rate: p50 and p99 under these, in µs.
+pub const GOAL_START_P50_US: i64 = 500;
+pub const GOAL_START_P99_US: i64 = 2_000;
+/// An idle worker may use less than this share of one core.
+pub const GOAL_IDLE_CPU: f64 = 0.01;
+/// HTTP enqueue must reach this multiple of the library's one-call-each enqueue.
+pub const GOAL_HTTP_RATIO: f64 = 0.5;
 
 /// Redis memory (`used_memory`) the enqueue cases added.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +65,8 @@ pub struct CoreReport {
     pub memory: Memory,
     /// The enqueue script driven by redis-benchmark: the server's side of the cost alone.
     pub script_runs: Vec<ScriptRun>,
+    /// The worker and HTTP cases (`None` with `--skip-fleet`).
+    pub fleet: Option<FleetReport>,
 }
 
 /// A taskfleet script run by redis-benchmark with real arguments.
@@ -150,12 +162,80 @@ impl CoreReport {
             measured: format!("{b:.0} B"),
             met: b < GOAL_BYTES_PER_TASK,
         });
+        if let Some(f) = &self.fleet {
+            let r = self.ratio(&f.drain);
+            goals.push(Goal {
+                what: "worker drain, 1 process".into(),
+                target: format!("≥ {GOAL_WORKER_DRAIN_RATIO:.1}× EVALSHA"),
+                measured: format!("{r:.2}×"),
+                met: r >= GOAL_WORKER_DRAIN_RATIO,
+            });
+            let l = &f.latency;
+            let rate = f.args.latency_rate;
+            goals.push(Goal {
+                what: format!("enqueue → start p50 at {rate}/s"),
+                target: format!("< {} ms", ms_of_us(GOAL_START_P50_US)),
+                measured: format!("{} ms", ms_of_us(l.p50_us)),
+                met: l.p50_us < GOAL_START_P50_US,
+            });
+            goals.push(Goal {
+                what: format!("enqueue → start p99 at {rate}/s"),
+                target: format!("< {} ms", ms_of_us(GOAL_START_P99_US)),
+                measured: format!("{} ms", ms_of_us(l.p99_us)),
+                met: l.p99_us < GOAL_START_P99_US,
+            });
+            goals.push(Goal {
+                what: "idle worker CPU".into(),
+                target: format!("< {:.0}% of a core", GOAL_IDLE_CPU * 100.0),
+                measured: format!("{:.2}%", f.idle_cpu * 100.0),
+                met: f.idle_cpu < GOAL_IDLE_CPU,
+            });
+            if let Some(r) = self.http_ratio() {
+                goals.push(Goal {
+                    what: "HTTP enqueue, 1 API process".into(),
+                    target: format!("≥ {GOAL_HTTP_RATIO:.1}× library enqueue, 1 per call"),
+                    measured: format!("{r:.2}×"),
+                    met: r >= GOAL_HTTP_RATIO,
+                });
+            }
+        }
         goals
+    }
+
+    /// HTTP enqueue over the library's one-call-each enqueue of the same run.
+    pub fn http_ratio(&self) -> Option<f64> {
+        let f = self.fleet.as_ref()?;
+        let lib = self.samples.first()?;
+        Some(f.http.jobs_per_sec() / lib.jobs_per_sec().max(1e-9))
+    }
+
+    /// The measured samples, the fleet's after the library's.
+    pub fn all_samples(&self) -> Vec<&Sample> {
+        let mut v: Vec<&Sample> = self.samples.iter().collect();
+        if let Some(f) = &self.fleet {
+            v.push(&f.drain);
+            v.push(&f.http);
+        }
+        v
     }
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// Microseconds as milliseconds with three decimals (`480` → `0.480`).
+pub fn ms_of_us(us: i64) -> String {
+    format!("{:.3}", us as f64 / 1e3)
+}
+
+/// A per-call latency cell: blank for a case without calls of its own (the worker drain).
+fn per_call(s: &Sample, sep: &str) -> String {
+    if s.latency.calls == 0 {
+        String::new()
+    } else {
+        format!("{}{sep}{}", ms(s.latency.p50), ms(s.latency.p99))
+    }
 }
 
 /// The report as plain text for the terminal.
@@ -198,7 +278,7 @@ pub fn text(r: &CoreReport) -> String {
         "client µs",
         "×by CPU"
     );
-    for s in &r.samples {
+    for s in r.all_samples() {
         let _ = writeln!(
             o,
             "{:<58} {:>9.0} {:>8.2} {:>8} {:>8} {:>8} {:>9.2} {:>5.0}% {:>9.2} {:>8.2}",
@@ -243,8 +323,11 @@ pub fn text(r: &CoreReport) -> String {
             c.evalsha.server_us_per_op
         );
     }
+    if let Some(f) = &r.fleet {
+        let _ = writeln!(o, "\n{}", fleet_text(r, f));
+    }
     o.push_str("\nwhere the server's time went (INFO commandstats, µs per job; evalsha includes the rest):\n");
-    for s in &r.samples {
+    for s in r.all_samples() {
         let parts: Vec<String> = s
             .commands
             .iter()
@@ -331,15 +414,14 @@ pub fn markdown(r: &CoreReport) -> String {
         "| case | jobs/s | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job | Redis busy | × by Redis CPU |\n",
     );
     o.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    for s in &r.samples {
+    for s in r.all_samples() {
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {:.2} | {} / {} | {:.1} | {:.0}% | {:.2} |",
+            "| {} | {:.0} | {:.2} | {} | {:.1} | {:.0}% | {:.2} |",
             s.name,
             s.jobs_per_sec(),
             r.ratio(s),
-            ms(s.latency.p50),
-            ms(s.latency.p99),
+            per_call(s, " / "),
             s.server_us_per_job(),
             s.server_busy() * 100.0,
             r.cpu_bound(s.server_us_per_job())
@@ -376,11 +458,14 @@ pub fn markdown(r: &CoreReport) -> String {
         r.memory.one_by_one as f64 / r.memory.tasks.max(1) as f64,
         r.memory.batched as f64 / r.memory.tasks.max(1) as f64
     );
+    if let Some(f) = &r.fleet {
+        let _ = writeln!(o, "{}\n", fleet_markdown(r, f));
+    }
     o.push_str(
         "Where Redis's time went (`INFO commandstats`, µs per job; `evalsha` includes the \
          commands its script ran):\n\n",
     );
-    for s in &r.samples {
+    for s in r.all_samples() {
         let parts: Vec<String> = s
             .commands
             .iter()
@@ -402,6 +487,82 @@ pub fn markdown(r: &CoreReport) -> String {
         );
     }
     wrap_prose(&o, 95)
+}
+
+/// The worker and HTTP figures beyond the table, for the terminal.
+fn fleet_text(r: &CoreReport, f: &FleetReport) -> String {
+    let l = &f.latency;
+    format!(
+        "worker drain: {} tasks in {:.2} s from the process start ({:.0} ms until the first \
+         claim), worker CPU {:.1} µs per task\n\
+         enqueue → start, {} idle workers, {:.0}/s for {} s ({} tasks): p50 {} ms, p99 {} ms, \
+         max {} ms\n\
+         idle worker: {:.3}% of a core over {} s (the busier of {})\n\
+         HTTP: {:.0} requests/s = {:.2}× the library's enqueue, 1 per call ({:.0}/s); API CPU \
+         {:.1} µs per request",
+        f.drain.jobs,
+        f.drain.elapsed.as_secs_f64(),
+        f.drain_startup.as_secs_f64() * 1e3,
+        f.drain_worker_cpu * 1e6 / f.drain.jobs.max(1) as f64,
+        f.args.latency_workers,
+        l.rate,
+        f.args.latency_secs,
+        l.tasks,
+        ms_of_us(l.p50_us),
+        ms_of_us(l.p99_us),
+        ms_of_us(l.max_us),
+        f.idle_cpu * 100.0,
+        f.args.idle_secs,
+        f.args.latency_workers,
+        f.http.jobs_per_sec(),
+        r.http_ratio().unwrap_or(0.0),
+        r.samples.first().map_or(0.0, Sample::jobs_per_sec),
+        f.http_api_cpu * 1e6 / f.http.jobs.max(1) as f64,
+    )
+}
+
+/// The worker and HTTP figures beyond the table, as README prose.
+fn fleet_markdown(r: &CoreReport, f: &FleetReport) -> String {
+    let l = &f.latency;
+    let a = &f.args;
+    format!(
+        "The worker and HTTP cases run the release binaries on the same server. **Worker \
+         drain**: {} no-op tasks (`{{\"op\":\"noop\"}}`, queue `test`) enqueued first, then one \
+         `taskfleet-worker --test-processors --concurrency {}` started and timed from its \
+         start to the last completion (status polled every 10 ms): {:.2} s, {:.0} ms of it \
+         before the first claim; the worker used {:.1} µs of CPU per task. **Enqueue → \
+         processor start**: {} idle workers (concurrency {} each) waiting, then `{{\"op\":\"stamp\"}}` \
+         tasks enqueued one call each, evenly paced at {:.0}/s for {} s ({} tasks); the \
+         processor subtracts the enqueue's µs timestamp from its own at start (one machine, \
+         one clock): p50 {} ms, p99 {} ms, max {} ms. **Idle worker**: {:.2}% of a core over \
+         {} s (`/proc/<pid>/stat`, the busier of the {} workers, before the latency case). \
+         **HTTP enqueue**: `POST /api/tasks` (`{{\"task_type\":\"test\",\"request\":{{\"op\":\"noop\"}}}}`, 202) \
+         to one `taskfleet-api` from {} keep-alive HTTP/1.1 connections of the bench's own \
+         client, one request in flight on each, {} requests: {:.0}/s, {:.2}× the library's \
+         enqueue one call each of this run ({:.0}/s); the API used {:.1} µs of CPU per request.",
+        f.drain.jobs,
+        a.worker_concurrency,
+        f.drain.elapsed.as_secs_f64(),
+        f.drain_startup.as_secs_f64() * 1e3,
+        f.drain_worker_cpu * 1e6 / f.drain.jobs.max(1) as f64,
+        a.latency_workers,
+        a.worker_concurrency,
+        l.rate,
+        a.latency_secs,
+        l.tasks,
+        ms_of_us(l.p50_us),
+        ms_of_us(l.p99_us),
+        ms_of_us(l.max_us),
+        f.idle_cpu * 100.0,
+        a.idle_secs,
+        a.latency_workers,
+        a.http_connections,
+        f.http.jobs,
+        f.http.jobs_per_sec(),
+        r.http_ratio().unwrap_or(0.0),
+        r.samples.first().map_or(0.0, Sample::jobs_per_sec),
+        f.http_api_cpu * 1e6 / f.http.jobs.max(1) as f64,
+    )
 }
 
 /// Wraps the prose lines of Markdown at `width` columns (as the rest of the README is);

@@ -124,11 +124,24 @@ pub fn own_and_children_cpu_seconds() -> f64 {
 }
 
 fn self_stat_seconds(children: bool) -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .map(|s| stat_cpu_seconds(&s, children))
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) another process has used, from `/proc/<pid>/stat`; `None`
+/// once it is gone or where there is no procfs.
+pub fn pid_cpu_seconds(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .map(|s| stat_cpu_seconds(&s, false))
+}
+
+/// utime + stime (and cutime + cstime with `children`) of a `/proc/<pid>/stat` line, in
+/// seconds; 0 when the line cannot be read.
+pub fn stat_cpu_seconds(stat: &str, children: bool) -> f64 {
     // USER_HZ, the unit of utime and stime, is 100 on every Linux architecture we run on.
     const TICKS_PER_SEC: f64 = 100.0;
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
     // Fields after the ")" that closes the command name: state is the first (field 3), utime
     // and stime are fields 14 and 15.
     let Some((_, rest)) = stat.rsplit_once(") ") else {
@@ -158,6 +171,15 @@ mod tests {
     #[test]
     fn no_calls_give_zero_latencies() {
         assert_eq!(Latency::of(Vec::new()), Latency::default());
+    }
+
+    #[test]
+    fn stat_lines_give_user_plus_system_seconds() {
+        // A command name with spaces and a ")" in it, then state and fields 4-17.
+        let line = "42 (taskfleet (x) w) S 1 2 3 4 5 6 7 8 9 10 250 50 7 3 20 0";
+        assert!((stat_cpu_seconds(line, false) - 3.0).abs() < 1e-9);
+        assert!((stat_cpu_seconds(line, true) - 3.1).abs() < 1e-9);
+        assert_eq!(stat_cpu_seconds("garbage", false), 0.0);
     }
 
     #[test]

@@ -1,0 +1,643 @@
+//! The cases that run the real binaries on the run's redis-server: one `taskfleet-worker`
+//! process draining pre-enqueued no-op tasks, the latency from enqueue to processor start at
+//! a steady rate with idle workers waiting, an idle worker's CPU, and HTTP enqueue through one
+//! `taskfleet-api` process (a keep-alive HTTP/1.1 load generator of our own, so the client
+//! costs next to nothing).
+//!
+//! Every process started here is killed by its pid (and reaped) when its case ends, also when
+//! the case fails; every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::json;
+use taskfleet::{Broker, Clock, NewTask, QueueConfig, RedisClock, TaskStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::sample::{pid_cpu_seconds, Meter, Sample};
+use crate::server::Server;
+
+/// The queue of the worker's test processors (`--test-processors`).
+pub const TEST_QUEUE: &str = "test";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// Leave out the worker and HTTP cases (the queue engine alone).
+    #[arg(long)]
+    pub skip_fleet: bool,
+    /// The taskfleet-worker binary (default: next to this program).
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+    /// The taskfleet-api binary (default: next to this program).
+    #[arg(long)]
+    pub api_bin: Option<PathBuf>,
+    /// No-op tasks the worker drain case pre-enqueues.
+    #[arg(long, default_value_t = 100_000)]
+    pub worker_tasks: usize,
+    /// `--concurrency` of every worker started.
+    #[arg(long, default_value_t = 64)]
+    pub worker_concurrency: usize,
+    /// Idle workers waiting during the latency case.
+    #[arg(long, default_value_t = 2)]
+    pub latency_workers: usize,
+    /// Tasks a second of the latency case, one enqueue call each, evenly paced.
+    #[arg(long, default_value_t = 500)]
+    pub latency_rate: u32,
+    /// Seconds the latency case enqueues for.
+    #[arg(long, default_value_t = 20)]
+    pub latency_secs: u64,
+    /// Seconds an idle worker's CPU is measured over.
+    #[arg(long, default_value_t = 10)]
+    pub idle_secs: u64,
+    /// POST /api/tasks requests of the HTTP case.
+    #[arg(long, default_value_t = 50_000)]
+    pub http_requests: usize,
+    /// Keep-alive connections of the HTTP case, one request in flight on each.
+    #[arg(long, default_value_t = 64)]
+    pub http_connections: usize,
+}
+
+/// What the worker and HTTP cases measured.
+#[derive(Debug, Clone)]
+pub struct FleetReport {
+    pub args: FleetArgs,
+    /// One worker process draining `worker_tasks` no-op tasks, timed from its start (process
+    /// start included) to the last completion seen (status polled every 10 ms).
+    pub drain: Sample,
+    /// From the worker's start until the first task left `queued`.
+    pub drain_startup: Duration,
+    /// CPU seconds the worker process used during the drain.
+    pub drain_worker_cpu: f64,
+    pub latency: StartLatency,
+    /// The busiest idle worker's CPU as a share of one core, over `idle_secs`.
+    pub idle_cpu: f64,
+    /// POST /api/tasks through one API process; latency per request.
+    pub http: Sample,
+    /// CPU seconds the API process used during the HTTP case.
+    pub http_api_cpu: f64,
+}
+
+/// Enqueue → processor start, as the `stamp` processor measured it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StartLatency {
+    pub tasks: usize,
+    /// The rate reached: tasks over the enqueue phase's length.
+    pub rate: f64,
+    pub p50_us: i64,
+    pub p99_us: i64,
+    pub max_us: i64,
+}
+
+/// The value at quantile `q` (0-1) of sorted `v`, nearest rank; 0 for an empty slice.
+pub fn quantile(v: &[i64], q: f64) -> i64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v[((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
+}
+
+impl StartLatency {
+    pub fn of(mut us: Vec<i64>, elapsed: Duration) -> StartLatency {
+        us.sort_unstable();
+        StartLatency {
+            tasks: us.len(),
+            rate: us.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_us: quantile(&us, 0.50),
+            p99_us: quantile(&us, 0.99),
+            max_us: us.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// A process this run started: killed by its pid and reaped when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    pid: u32,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command) -> Result<Proc> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let pid = child.id().context("a started process has a pid")?;
+        Ok(Proc { name, child, pid })
+    }
+
+    fn cpu_seconds(&self) -> Result<f64> {
+        pid_cpu_seconds(self.pid)
+            .with_context(|| format!("{} (pid {}) is gone", self.name, self.pid))
+    }
+
+    /// Fails when the process has already exited.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} (pid {}) exited: {status}", self.name, self.pid);
+        }
+        Ok(())
+    }
+
+    /// Kills it (SIGKILL, by pid) and waits for it, at most 10 s.
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// A binary next to this program (target/release/…), unless given.
+fn sibling(given: &Option<PathBuf>, name: &str) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name(name);
+    ensure!(
+        p.exists(),
+        "{} not found: build it (cargo build --release -p {name}) or pass its path",
+        p.display()
+    );
+    Ok(p)
+}
+
+fn worker(bin: &Path, url: &str, prefix: &str, concurrency: usize) -> Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--redis-url",
+        url,
+        "--test-processors",
+        "--types",
+        TEST_QUEUE,
+    ])
+    .args(["--concurrency", &concurrency.to_string()])
+    .env("TASKFLEET__REDIS__PREFIX", prefix)
+    .env("RUST_LOG", "warn");
+    Proc::spawn("taskfleet-worker", cmd)
+}
+
+fn broker(url: &str, prefix: &str, pool: usize) -> Result<Broker> {
+    Ok(Broker::builder(url)
+        .prefix(prefix)
+        .queue(TEST_QUEUE, QueueConfig::default())
+        .worker_id("bench-fleet")
+        .pool_size(pool.max(1))
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+async fn counts(b: &Broker) -> Result<(u64, u64)> {
+    let status = b.status().await?;
+    let q = status
+        .iter()
+        .find(|s| s.task_type == TEST_QUEUE)
+        .context("test queue status")?;
+    Ok((q.count(TaskStatus::Queued), q.count(TaskStatus::Completed)))
+}
+
+/// Polls every 10 ms until `n` tasks are completed; returns when the first left `queued`
+/// (relative to `from`) and when the last completed.
+async fn wait_completed(
+    b: &Broker,
+    n: u64,
+    from: Instant,
+    timeout: Duration,
+    proc: &mut Proc,
+) -> Result<(Duration, Duration)> {
+    let mut first = None;
+    loop {
+        let (queued, completed) = counts(b).await?;
+        let at = from.elapsed();
+        if first.is_none() && queued < n {
+            first = Some(at);
+        }
+        if completed >= n {
+            return Ok((first.unwrap_or(at), at));
+        }
+        if at > timeout {
+            bail!("{completed} of {n} tasks completed after {timeout:?}");
+        }
+        proc.check_alive()?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs the worker and HTTP cases. `timeout` bounds each case.
+pub async fn run(
+    server: &mut Server,
+    args: &FleetArgs,
+    accounts: usize,
+    timeout: Duration,
+) -> Result<FleetReport> {
+    let worker_bin = sibling(&args.worker_bin, "taskfleet-worker")?;
+    let api_bin = sibling(&args.api_bin, "taskfleet-api")?;
+    let url = server.url();
+
+    eprintln!(
+        "worker drain: one taskfleet-worker, {} no-op tasks…",
+        args.worker_tasks
+    );
+    let (drain, drain_startup, drain_worker_cpu) =
+        drain_case(server, &worker_bin, &url, args, accounts, timeout).await?;
+
+    eprintln!(
+        "idle CPU and enqueue → start latency: {} idle workers, {}/s for {} s…",
+        args.latency_workers, args.latency_rate, args.latency_secs
+    );
+    let (idle_cpu, latency) = latency_case(&worker_bin, &url, args, timeout).await?;
+
+    eprintln!(
+        "HTTP enqueue: one taskfleet-api, {} connections…",
+        args.http_connections
+    );
+    let (http, http_api_cpu) = http_case(server, &api_bin, &url, args, timeout).await?;
+    Ok(FleetReport {
+        args: args.clone(),
+        drain,
+        drain_startup,
+        drain_worker_cpu,
+        latency,
+        idle_cpu,
+        http,
+        http_api_cpu,
+    })
+}
+
+async fn drain_case(
+    server: &mut Server,
+    bin: &Path,
+    url: &str,
+    args: &FleetArgs,
+    accounts: usize,
+    timeout: Duration,
+) -> Result<(Sample, Duration, f64)> {
+    let prefix = "bW";
+    let b = broker(url, prefix, 16)?;
+    let now = b.server_time_ms().await?;
+    let n = args.worker_tasks;
+    let mut from = 0;
+    while from < n {
+        let batch: Vec<NewTask> = (from..(from + 100).min(n))
+            .map(|i| {
+                let a = i % accounts.max(1);
+                NewTask::new(TEST_QUEUE, json!({"op": "noop"}))
+                    .owner(format!("acct{a}"), format!("user{a}-0"))
+            })
+            .collect();
+        from += batch.len();
+        b.enqueue_many(batch, now).await?;
+    }
+    let meter = Meter::start(server).await?;
+    let started = Instant::now();
+    let mut w = worker(bin, url, prefix, args.worker_concurrency)?;
+    let waited = wait_completed(&b, n as u64, started, timeout, &mut w).await;
+    let cpu = w.cpu_seconds();
+    w.stop().await;
+    let (startup, _) = waited?;
+    let sample = meter
+        .finish(
+            server,
+            &format!(
+                "worker drain, 1 process, concurrency {}, no-op tasks",
+                args.worker_concurrency
+            ),
+            n,
+            Vec::new(),
+        )
+        .await?;
+    let (queued, completed) = counts(&b).await?;
+    ensure!(
+        queued == 0 && completed == n as u64,
+        "after the worker drain: {queued} queued, {completed} completed"
+    );
+    Ok((sample, startup, cpu?))
+}
+
+async fn latency_case(
+    bin: &Path,
+    url: &str,
+    args: &FleetArgs,
+    timeout: Duration,
+) -> Result<(f64, StartLatency)> {
+    let prefix = "bL";
+    let b = broker(url, prefix, 4)?;
+    let mut workers = Vec::new();
+    for _ in 0..args.latency_workers.max(1) {
+        match worker(bin, url, prefix, args.worker_concurrency) {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                stop_all(workers).await;
+                return Err(e);
+            }
+        }
+    }
+    let r = latency_with(&b, &mut workers, args, timeout).await;
+    stop_all(workers).await;
+    r
+}
+
+async fn stop_all(workers: Vec<Proc>) {
+    for w in workers {
+        w.stop().await;
+    }
+}
+
+async fn latency_with(
+    b: &Broker,
+    workers: &mut [Proc],
+    args: &FleetArgs,
+    timeout: Duration,
+) -> Result<(f64, StartLatency)> {
+    // Warm up: every worker is connected and has run a task, then all go idle.
+    let warm = workers.len() * 4;
+    for _ in 0..warm {
+        b.enqueue(
+            NewTask::new(TEST_QUEUE, json!({"op": "noop"})).owner("acct0", "user0-0"),
+            b.server_time_ms().await?,
+        )
+        .await?;
+    }
+    wait_completed(b, warm as u64, Instant::now(), timeout, &mut workers[0]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Idle: no task for `idle_secs`; the busiest worker counts.
+    let before: Vec<f64> = workers
+        .iter()
+        .map(Proc::cpu_seconds)
+        .collect::<Result<_>>()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut idle_cpu: f64 = 0.0;
+    for (w, b0) in workers.iter().zip(before) {
+        idle_cpu = idle_cpu.max((w.cpu_seconds()? - b0) / secs);
+    }
+
+    // A steady rate, one enqueue call per tick, each on its own tokio task so that a slow
+    // call does not delay the next tick.
+    let total = (u64::from(args.latency_rate) * args.latency_secs) as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / args.latency_rate.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let clock = RedisClock::new(b).await?;
+    let started = Instant::now();
+    let mut calls = Vec::with_capacity(total);
+    for _ in 0..total {
+        tick.tick().await;
+        let (b, clock) = (b.clone(), clock.clone());
+        calls.push(tokio::spawn(async move {
+            let sent = now_us();
+            let t = NewTask::new(TEST_QUEUE, json!({"op": "stamp", "sent_us": sent}))
+                .owner("acct0", "user0-0");
+            b.enqueue(t, clock.now_ms()).await
+        }));
+    }
+    let mut ids = Vec::with_capacity(total);
+    for c in calls {
+        ids.push(c.await??.id);
+    }
+    let elapsed = started.elapsed();
+    wait_completed(
+        b,
+        (warm + total) as u64,
+        Instant::now(),
+        timeout,
+        &mut workers[0],
+    )
+    .await?;
+    let mut us = Vec::with_capacity(total);
+    for chunk in ids.chunks(1000) {
+        for t in b.get_many(TEST_QUEUE, chunk).await? {
+            let l = t
+                .result
+                .as_ref()
+                .and_then(|r| r.get("latency_us"))
+                .and_then(|v| v.as_i64())
+                .with_context(|| format!("task {} has no latency_us", t.id))?;
+            us.push(l);
+        }
+    }
+    ensure!(us.len() == total, "read {} of {total} results", us.len());
+    Ok((idle_cpu, StartLatency::of(us, elapsed)))
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn http_case(
+    server: &mut Server,
+    bin: &Path,
+    url: &str,
+    args: &FleetArgs,
+    timeout: Duration,
+) -> Result<(Sample, f64)> {
+    let prefix = "bH";
+    let key = format!("bench-{:x}", now_us());
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", &addr, "--redis-url", url, "--test-processors"])
+        .env("TASKFLEET__REDIS__PREFIX", prefix)
+        .env("TASKFLEET__AUTH__ADMIN_KEY", &key)
+        .env("RUST_LOG", "warn");
+    let mut api = Proc::spawn("taskfleet-api", cmd)?;
+    let r = http_with(server, &mut api, &addr, &key, url, prefix, args, timeout).await;
+    api.stop().await;
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn http_with(
+    server: &mut Server,
+    api: &mut Proc,
+    addr: &str,
+    key: &str,
+    url: &str,
+    prefix: &str,
+    args: &FleetArgs,
+    timeout: Duration,
+) -> Result<(Sample, f64)> {
+    // Ready when /health answers, within 10 s.
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        api.check_alive()?;
+        if let Ok(mut c) = TcpStream::connect(addr).await {
+            let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            if c.write_all(req.as_bytes()).await.is_ok() {
+                if let Ok(Ok((200, _))) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    read_response(&mut c, &mut Vec::new()),
+                )
+                .await
+                {
+                    break;
+                }
+            }
+        }
+        ensure!(
+            Instant::now() < ready_by,
+            "taskfleet-api did not answer /health in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = r#"{"task_type":"test","request":{"op":"noop"}}"#;
+    let request = format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let request: Arc<[u8]> = request.into_bytes().into();
+    let n = args.http_requests;
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + timeout;
+    let cpu_before = api.cpu_seconds()?;
+    let meter = Meter::start(server).await?;
+    let mut conns = Vec::new();
+    for _ in 0..args.http_connections.max(1) {
+        let (next, request, addr) = (next.clone(), request.clone(), addr.to_string());
+        conns.push(tokio::spawn(async move {
+            let mut c = TcpStream::connect(&addr).await?;
+            c.set_nodelay(true)?;
+            let mut buf = Vec::with_capacity(4096);
+            let mut calls = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                if Instant::now() > deadline {
+                    bail!("HTTP enqueue ran past its {timeout:?} limit");
+                }
+                let t0 = Instant::now();
+                c.write_all(&request).await?;
+                let (status, body) = read_response(&mut c, &mut buf).await?;
+                ensure!(
+                    status == 202,
+                    "POST /api/tasks answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                calls.push(t0.elapsed());
+            }
+            Ok::<_, anyhow::Error>(calls)
+        }));
+    }
+    let mut calls = Vec::with_capacity(n);
+    for c in conns {
+        calls.extend(c.await??);
+    }
+    let sample = meter
+        .finish(
+            server,
+            &format!(
+                "HTTP POST /api/tasks, 1 API process, {} keep-alive connections",
+                args.http_connections
+            ),
+            n,
+            calls,
+        )
+        .await?;
+    let cpu = api.cpu_seconds()? - cpu_before;
+    let (queued, _) = counts(&broker(url, prefix, 1)?).await?;
+    ensure!(
+        queued == n as u64,
+        "after HTTP enqueue: {queued} of {n} queued"
+    );
+    Ok((sample, cpu))
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body from `c`; `buf` keeps what was
+/// read past it (nothing, one request at a time). Returns the status and the body.
+async fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, Vec<u8>)> {
+    loop {
+        if let Some((status, head_len, body_len)) = parse_head(buf)? {
+            while buf.len() < head_len + body_len {
+                read_more(c, buf).await?;
+            }
+            let body = buf[head_len..head_len + body_len].to_vec();
+            buf.drain(..head_len + body_len);
+            return Ok((status, body));
+        }
+        read_more(c, buf).await?;
+    }
+}
+
+async fn read_more(c: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
+    let mut chunk = [0u8; 4096];
+    let k = c.read(&mut chunk).await?;
+    ensure!(k > 0, "the API closed the connection");
+    buf.extend_from_slice(&chunk[..k]);
+    Ok(())
+}
+
+/// The status, head length and `Content-Length` of a response whose head is complete in
+/// `buf`; `None` while it is not.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize)>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).context("a response head that is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let mut len = None;
+    for l in lines {
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("content-length") {
+            len = Some(v.trim().parse::<usize>()?);
+        } else if k.trim().eq_ignore_ascii_case("transfer-encoding") {
+            bail!("a chunked response: only Content-Length bodies are read");
+        }
+    }
+    Ok(Some((status, end + 4, len.unwrap_or(0))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank_of_sorted_values() {
+        let v: Vec<i64> = (1..=1000).collect();
+        assert_eq!(quantile(&v, 0.5), 501);
+        assert_eq!(quantile(&v, 0.99), 990);
+        assert_eq!(quantile(&v, 1.0), 1000);
+        assert_eq!(quantile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn start_latency_sorts_and_counts_the_rate() {
+        let l = StartLatency::of(vec![300, 100, 200, 900], Duration::from_secs(2));
+        assert_eq!((l.tasks, l.p50_us, l.max_us), (4, 300, 900));
+        assert_eq!(l.p99_us, 900);
+        assert!((l.rate - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_response_head_gives_status_and_body_length() {
+        let r = b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}";
+        let (status, head, body) = parse_head(r).unwrap().unwrap();
+        assert_eq!((status, body), (202, 7));
+        assert_eq!(&r[head..], b"{\"a\":1}");
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le").unwrap(), None);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_head(b"nonsense\r\n\r\n").is_err());
+    }
+}

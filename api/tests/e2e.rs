@@ -117,6 +117,9 @@ async fn start() -> Stack {
                 "--concurrency",
                 "4",
             ])
+            // Small slides and a quick course poll keep the real processors fast.
+            .env("TASKFLEET__PROCESSORS__VIDEO_SIZE", "160x90")
+            .env("TASKFLEET__PROCESSORS__COURSE_POLL_SECS", "1")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -203,6 +206,44 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("task {id} did not reach {status}");
+    }
+}
+
+impl Stack {
+    /// GET with the key; the status, Content-Type and the body's bytes (artifacts are binary).
+    async fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.key
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
+            .await
+            .expect("an answer within 60 s")
+            .unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head");
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-type")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "artifacts are sent with a length"
+        );
+        (status, content_type, raw[split + 4..].to_vec())
     }
 }
 
@@ -356,4 +397,94 @@ async fn the_api_exits_cleanly_on_sigterm_even_with_an_event_stream_open() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the API did not exit after SIGTERM");
+}
+
+#[tokio::test]
+async fn one_task_of_each_type_completes_and_its_artifacts_download() {
+    let stack = start().await;
+    let slides = json!([{"title": "Tides", "text": "The moon pulls the sea."}]);
+    let requests = [
+        (
+            "/api/story/generate",
+            json!({"prompt": "a fox and a lantern", "length": "short"}),
+        ),
+        (
+            "/api/image/generate",
+            json!({"prompt": "a red kite", "width": 96, "height": 64}),
+        ),
+        (
+            "/api/voice-generation/generate",
+            json!({"text": "Hello from taskfleet.", "speed": 200}),
+        ),
+        (
+            "/api/documentation/generate",
+            json!({"source": "/// Adds two numbers.\npub fn add(a: i32, b: i32) -> i32 { a + b }", "format": "markdown"}),
+        ),
+        (
+            "/api/quiz/generate",
+            json!({"source_text": "Paris is the capital of France. The Seine flows through Paris. France is in Europe.", "num_questions": 2}),
+        ),
+        (
+            "/api/video/generate",
+            json!({"title": "Sea", "slides": slides}),
+        ),
+        (
+            "/api/animated-lesson/generate",
+            json!({"title": "Leaves", "steps": [{"text": "Leaves take in light."}]}),
+        ),
+        (
+            "/api/course-video/generate",
+            json!({"title": "Water", "lessons": [{"title": "Seas", "slides": slides}]}),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (path, body) in requests {
+        let (status, b) = stack.json("POST", path, Some(body)).await;
+        assert_eq!(status, 202, "{path}: {b}");
+        ids.push((path, b["task_id"].as_str().unwrap().to_string()));
+    }
+    for (path, id) in ids {
+        let mut task = Value::Null;
+        for _ in 0..1200 {
+            let (_, t) = stack.json("GET", &format!("/api/tasks/{id}"), None).await;
+            if ["completed", "failed", "cancelled"].contains(&t["status"].as_str().unwrap_or("")) {
+                task = t;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(task["status"], "completed", "{path}: {task}");
+        let artifacts = task["result"]["artifacts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!artifacts.is_empty(), "{path} produced no artifact: {task}");
+        for a in artifacts {
+            let name = a["name"].as_str().unwrap();
+            let (status, content_type, bytes) = stack
+                .get_bytes(&format!("/api/tasks/{id}/artifacts/{name}"))
+                .await;
+            assert_eq!(status, 200, "{path} {name}");
+            assert_eq!(
+                bytes.len() as u64,
+                a["size"].as_u64().unwrap(),
+                "{path} {name}"
+            );
+            assert_eq!(
+                content_type,
+                a["media_type"].as_str().unwrap(),
+                "{path} {name}"
+            );
+            let magic_ok = match name.rsplit('.').next().unwrap() {
+                "png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "wav" => bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WAVE",
+                "mp4" => bytes.len() > 12 && &bytes[4..8] == b"ftyp",
+                "html" => String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    .to_ascii_lowercase()
+                    .contains("<html"),
+                _ => !bytes.is_empty() && std::str::from_utf8(&bytes).is_ok(),
+            };
+            assert!(magic_ok, "{path}: {name} is not what its name says");
+        }
+    }
 }

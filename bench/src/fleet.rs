@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::sample::{pid_cpu_seconds, Meter, Sample};
+use crate::sample::{pid_cpu_seconds, pid_run_seconds, Meter, Sample};
 use crate::server::Server;
 
 /// The queue of the worker's test processors (`--test-processors`).
@@ -131,6 +131,12 @@ impl Proc {
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let pid = child.id().context("a started process has a pid")?;
         Ok(Proc { name, child, pid })
+    }
+
+    /// CPU time of its live threads to the ns (`schedstat`): for the idle measurement.
+    fn run_seconds(&self) -> Result<f64> {
+        pid_run_seconds(self.pid)
+            .with_context(|| format!("{} (pid {}) is gone", self.name, self.pid))
     }
 
     fn cpu_seconds(&self) -> Result<f64> {
@@ -376,14 +382,14 @@ async fn latency_with(
     // Idle: no task for `idle_secs`; the busiest worker counts.
     let before: Vec<f64> = workers
         .iter()
-        .map(Proc::cpu_seconds)
+        .map(Proc::run_seconds)
         .collect::<Result<_>>()?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let secs = t0.elapsed().as_secs_f64();
     let mut idle_cpu: f64 = 0.0;
     for (w, b0) in workers.iter().zip(before) {
-        idle_cpu = idle_cpu.max((w.cpu_seconds()? - b0) / secs);
+        idle_cpu = idle_cpu.max((w.run_seconds()? - b0).max(0.0) / secs);
     }
 
     // A steady rate, one enqueue call per tick, each on its own tokio task so that a slow

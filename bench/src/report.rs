@@ -187,7 +187,7 @@ impl CoreReport {
             goals.push(Goal {
                 what: "idle worker CPU".into(),
                 target: format!("< {:.0}% of a core", GOAL_IDLE_CPU * 100.0),
-                measured: format!("{:.2}%", f.idle_cpu * 100.0),
+                measured: format!("{:.3}%", f.idle_cpu * 100.0),
                 met: f.idle_cpu < GOAL_IDLE_CPU,
             });
             if let Some(r) = self.http_ratio() {
@@ -534,8 +534,9 @@ fn fleet_markdown(r: &CoreReport, f: &FleetReport) -> String {
          processor start**: {} idle workers (concurrency {} each) waiting, then `{{\"op\":\"stamp\"}}` \
          tasks enqueued one call each, evenly paced at {:.0}/s for {} s ({} tasks); the \
          processor subtracts the enqueue's µs timestamp from its own at start (one machine, \
-         one clock): p50 {} ms, p99 {} ms, max {} ms. **Idle worker**: {:.2}% of a core over \
-         {} s (`/proc/<pid>/stat`, the busier of the {} workers, before the latency case). \
+         one clock): p50 {} ms, p99 {} ms, max {} ms. **Idle worker**: {:.3}% of a core over \
+         {} s (its threads' `/proc/<pid>/task/*/schedstat`, the busier of the {} workers, before \
+         the latency case). \
          **HTTP enqueue**: `POST /api/tasks` (`{{\"task_type\":\"test\",\"request\":{{\"op\":\"noop\"}}}}`, 202) \
          to one `taskfleet-api` from {} keep-alive HTTP/1.1 connections of the bench's own \
          client, one request in flight on each, {} requests: {:.0}/s, {:.2}× the library's \

@@ -199,12 +199,12 @@ pub async fn enqueue(
     };
     let e = state.broker.enqueue(task, now).await?;
     let (queue_position, minutes) =
-        match position_and_estimate(state, task_type, &e.id, e.status, estimate_one, now).await {
+        match estimate(state, task_type, &e, run_at, estimate_one, now).await {
             Ok(v) => v,
             Err(err) => {
                 // The task is written; a failed estimate must not turn that into an error.
-                tracing::warn!(error = %err, task_id = %e.id, "no queue position or estimate");
-                (None, estimate_one)
+                tracing::warn!(error = %err, task_id = %e.id, "no estimate");
+                (e.queue_position, estimate_one)
             }
         };
     let body = EnqueueResponse {
@@ -226,47 +226,26 @@ pub async fn enqueue(
 /// Queue position (if queued), and minutes to completion: the wait for the tasks ahead spread
 /// over the live workers' slots for this type, plus one run. A run takes the type's measured
 /// average (`busy_ms / completed`) once some have completed, else the processor's estimate.
-async fn position_and_estimate(
+/// The position and the average come back from the enqueue script itself, and the workers'
+/// slots from a short-lived cache: no extra round trip for most enqueues.
+async fn estimate(
     state: &AppState,
     task_type: &str,
-    id: &str,
-    status: TaskStatus,
+    e: &taskfleet::Enqueued,
+    run_at: Option<Millis>,
     estimate_one: u64,
     now: Millis,
 ) -> taskfleet::Result<(Option<u64>, u64)> {
-    let k = state.broker.keys();
-    let (queued, stats, task) = (
-        k.queued(task_type),
-        k.stats(task_type),
-        k.task(task_type, id),
-    );
-    let mut pipe = redis::pipe();
-    pipe.cmd("ZRANK").arg(&queued).arg(id);
-    pipe.cmd("HMGET")
-        .arg(&stats)
-        .arg("busy_ms")
-        .arg("completed");
-    pipe.cmd("HGET").arg(&task).arg("run_at");
-    type Reply = (Option<u64>, (Option<u64>, Option<u64>), Option<i64>);
-    let (rank, counters, run_at): Reply = state
-        .broker
-        .with_conn(async |c| pipe.query_async(c).await)
-        .await?;
-    let one_ms = match counters {
-        (Some(busy), Some(done)) if done > 0 => (busy / done).max(1),
-        _ => estimate_one * 60_000,
-    };
+    let one_ms = e.average_run_ms.unwrap_or(estimate_one * 60_000).max(1);
     let slots = state.workers.capacity(&state.broker, task_type).await?;
-    let ahead = rank.unwrap_or(0);
+    let ahead = e.queue_position.unwrap_or(0);
     let mut total_ms = ahead.div_ceil(slots) * one_ms + one_ms;
-    if status == TaskStatus::Scheduled {
+    if e.status == TaskStatus::Scheduled {
         total_ms += run_at.map(|at| (at - now).max(0) as u64).unwrap_or(0);
     }
-    let position = if status == TaskStatus::Queued {
-        rank
-    } else {
-        None
-    };
+    let position = (e.status == TaskStatus::Queued)
+        .then_some(e.queue_position)
+        .flatten();
     Ok((position, total_ms.div_ceil(60_000).max(1)))
 }
 

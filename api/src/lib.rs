@@ -95,11 +95,13 @@ pub fn app(state: AppState) -> Router {
                         .get(REQUEST_ID_HEADER)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    // Debug level: a line per request is a write per request, which at
+                    // thousands a second costs more than the request (RUST_LOG=debug shows them).
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
                 .on_response(
                     |resp: &HttpResponse<_>, latency: Duration, _span: &tracing::Span| {
-                        tracing::info!(status = resp.status().as_u16(), ms = latency.as_millis() as u64, "served");
+                        tracing::debug!(status = resp.status().as_u16(), ms = latency.as_millis() as u64, "served");
                     },
                 ),
         )

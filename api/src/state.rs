@@ -34,12 +34,14 @@ pub struct AppState {
     pub broker: Broker,
     pub clock: Arc<ServerClock>,
     pub artifacts: Arc<dyn ArtifactStore>,
-    pub catalog: Catalog,
+    /// Behind an `Arc`, like every field that is not one already: axum clones the state for
+    /// each request that extracts it, and that clone should cost nothing.
+    pub catalog: Arc<Catalog>,
     /// For the events stream's own connection (a blocking XREAD must not hold a pooled one).
-    pub redis_url: String,
+    pub redis_url: Arc<str>,
     pub max_body_bytes: usize,
     /// SHA-256 hex of `TASKFLEET__AUTH__ADMIN_KEY`, if set: the key itself is not kept.
-    pub admin_key_sha: Option<String>,
+    pub admin_key_sha: Option<Arc<str>>,
     pub metrics: Arc<Metrics>,
     pub workers: Arc<WorkerCache>,
     pub sse_lifetime: Duration,
@@ -73,15 +75,15 @@ impl AppState {
         clock.try_sync(&broker).await;
         Ok(AppState {
             artifacts: artifacts::from_settings(&settings.artifacts)?,
-            catalog,
-            redis_url: settings.redis.url.clone(),
+            catalog: Arc::new(catalog),
+            redis_url: settings.redis.url.as_str().into(),
             max_body_bytes: settings.api.max_body_bytes,
             admin_key_sha: settings
                 .auth
                 .admin_key
                 .as_deref()
                 .filter(|k| !k.is_empty())
-                .map(auth::sha256_hex),
+                .map(|k| auth::sha256_hex(k).into()),
             metrics: Arc::new(Metrics::default()),
             workers: Arc::new(WorkerCache::default()),
             sse_lifetime: DEFAULT_SSE_LIFETIME,

@@ -492,20 +492,33 @@ impl Broker {
             for (_, a) in chunk {
                 args.extend(a);
             }
-            let flat: Vec<(String, String, i64)> = self.script(&ENQUEUE, &keys, &args).await?;
+            let flat: Vec<redis::Value> = self.script(&ENQUEUE, &keys, &args).await?;
             Ok::<_, Error>((task_type, order, flat))
         }))
         .await;
         let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
         for r in results {
             let (task_type, order, flat) = r?;
-            for (i, (id, status, created)) in order.into_iter().zip(flat) {
+            // A call of one task also returns its position and the type's counters.
+            let single = (order.len() == 1 && flat.len() == 6).then(|| {
+                let n = |i: usize| i64::from_redis_value(flat[i].clone()).unwrap_or(-1);
+                let (busy, done) = (n(4), n(5));
+                (
+                    u64::try_from(n(3)).ok(),
+                    (done > 0).then(|| (busy / done).max(0) as u64),
+                )
+            });
+            for (k, i) in order.into_iter().enumerate() {
+                let row = &flat[k * 3..k * 3 + 3];
+                let s = |j: usize| String::from_redis_value(row[j].clone());
                 out[i] = Some(Enqueued {
-                    id,
+                    id: s(0)?,
                     task_type: task_type.to_string(),
-                    status: status.parse()?,
+                    status: s(1)?.parse()?,
                     priority: priorities[i],
-                    created: created == 1,
+                    created: i64::from_redis_value(row[2].clone())? == 1,
+                    queue_position: single.and_then(|(p, _)| p),
+                    average_run_ms: single.and_then(|(_, a)| a),
                 });
             }
         }

@@ -336,6 +336,12 @@ pub struct Enqueued {
     pub priority: Priority,
     /// False when an Idempotency-Key found an earlier task: `id` and `status` are that task's.
     pub created: bool,
+    /// How many tasks of its type run before it (0 = next), if it is queued; given when one
+    /// task is enqueued (not by batches).
+    pub queue_position: Option<u64>,
+    /// The type's measured average run time (busy_ms / completed) when the task was enqueued,
+    /// once one has completed; given when one task is enqueued.
+    pub average_run_ms: Option<u64>,
 }
 
 /// A task leased to a worker by claim.

@@ -637,3 +637,36 @@ async fn recover_stuck_takes_back_tasks_running_longer_than_the_limit() {
         TaskStatus::Processing
     );
 }
+
+#[tokio::test]
+async fn a_single_enqueue_answers_its_queue_position_and_the_measured_run_time() {
+    let b = setup();
+    let first = b.enqueue(new_task(1), T0).await.unwrap();
+    let second = b.enqueue(new_task(2), T0).await.unwrap();
+    let urgent = b
+        .enqueue(new_task(3).priority(Priority::Urgent), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first.queue_position,
+            second.queue_position,
+            urgent.queue_position
+        ),
+        (Some(0), Some(1), Some(0))
+    );
+    assert_eq!(first.average_run_ms, None, "nothing has completed yet");
+    let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
+    b.complete_one("q", &c.id, &c.lease, json!({}), T0 + 400)
+        .await
+        .unwrap();
+    let later = b
+        .enqueue(new_task(4).run_at(T0 + 60_000), T0 + 500)
+        .await
+        .unwrap();
+    assert_eq!(
+        later.queue_position, None,
+        "a scheduled task has no place in the queue yet"
+    );
+    assert_eq!(later.average_run_ms, Some(400));
+}

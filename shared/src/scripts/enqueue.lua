@@ -15,7 +15,10 @@
 -- ARGV[5..] 11 values per task: id, priority, run_at_ms (0 = now), max_attempts, request (JSON),
 --           account_id, user_id, webhook_url, parent_id, batch_id, idempotency_key ("" = none)
 -- Returns: a flat array, 3 values per task: id, status, 1 if written now or 0 if an
---          Idempotency-Key found an earlier task (whose id and status are returned).
+--          Idempotency-Key found an earlier task (whose id and status are returned). A call
+--          of one task also gets, after those, its queue position (ZRANK; -1 if not queued)
+--          and the type's counters busy_ms and completed (for a run-time estimate), so the
+--          API answers an enqueue in one round trip.
 local queued, scheduled, stats, events, signal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_prefix, account_prefix, idem_prefix = KEYS[6], KEYS[7], KEYS[8]
 local now = tonumber(ARGV[1])
@@ -134,5 +137,11 @@ for _, status in ipairs({ 'queued', 'scheduled' }) do
 end
 if written > 0 then
   redis.call('HINCRBY', stats, 'enqueued', written)
+end
+if #out == 3 then
+  out[4] = redis.call('ZRANK', queued, out[1]) or -1
+  local c = redis.call('HMGET', stats, 'busy_ms', 'completed')
+  out[5] = tonumber(c[1]) or 0
+  out[6] = tonumber(c[2]) or 0
 end
 return out

@@ -84,6 +84,9 @@ pub struct Shared {
     pub in_flight: Mutex<HashMap<String, InFlight>>,
     /// Notified whenever a slot frees up.
     pub slot_freed: Notify,
+    /// Processors running now (≤ concurrency). A task whose processor has returned but whose
+    /// result is not yet written no longer holds a slot, so the next claim overlaps that write.
+    pub running: std::sync::atomic::AtomicUsize,
     pub health: Health,
 }
 
@@ -112,6 +115,15 @@ pub enum TaskState {
 impl Shared {
     pub fn now(&self) -> taskfleet::Millis {
         self.clock.now_ms()
+    }
+
+    /// How many more tasks may be claimed now: free processor slots, while no more than
+    /// `concurrency` results wait to be written (a bound on what a Redis outage piles up).
+    pub fn free_slots(&self) -> usize {
+        let running = self.running.load(std::sync::atomic::Ordering::Acquire);
+        let c = self.config.concurrency;
+        c.saturating_sub(running)
+            .min((2 * c).saturating_sub(self.in_flight_count()))
     }
 
     pub fn in_flight_count(&self) -> usize {

@@ -184,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         in_flight: Default::default(),
         slot_freed: Default::default(),
+        running: Default::default(),
         health: Default::default(),
     });
     tracing::info!(worker_id = %worker_id, types = ?types, concurrency = settings.worker.concurrency, "worker started");

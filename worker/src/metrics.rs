@@ -35,6 +35,21 @@ impl Histogram {
     }
 }
 
+fn observe(hists: &Mutex<BTreeMap<String, Histogram>>, task_type: &str, secs: f64) {
+    let mut m = hists.lock().expect("metrics lock");
+    match m.get_mut(task_type) {
+        Some(h) => h.observe(secs),
+        None => {
+            let mut h = Histogram::default();
+            h.observe(secs);
+            m.insert(task_type.to_string(), h);
+        }
+    }
+}
+
+/// How many kinds of [`Event`] there are.
+const EVENTS: usize = 6;
+
 /// The events the worker counts, per task type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Event {
@@ -47,6 +62,15 @@ pub enum Event {
 }
 
 impl Event {
+    const ALL: [Event; EVENTS] = [
+        Event::Claimed,
+        Event::Completed,
+        Event::Failed,
+        Event::Retried,
+        Event::Recovered,
+        Event::Cancelled,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Event::Claimed => "taskfleet_worker_claimed_total",
@@ -63,7 +87,8 @@ impl Event {
 /// instructions.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(Event, String), u64>>,
+    /// Per task type, one count per [`Event`].
+    counters: Mutex<BTreeMap<String, [u64; EVENTS]>>,
     wait: Mutex<BTreeMap<String, Histogram>>,
     run: Mutex<BTreeMap<String, Histogram>>,
     in_flight: AtomicI64,
@@ -72,31 +97,33 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn count(&self, e: Event, task_type: &str, n: u64) {
-        *self
-            .counters
-            .lock()
-            .expect("metrics lock")
-            .entry((e, task_type.to_string()))
-            .or_default() += n;
+        let mut m = self.counters.lock().expect("metrics lock");
+        // Look up by &str first: no String allocated per count on the hot path.
+        match m.get_mut(task_type) {
+            Some(row) => row[e as usize] += n,
+            None => {
+                let mut row = [0; EVENTS];
+                row[e as usize] = n;
+                m.insert(task_type.to_string(), row);
+            }
+        }
     }
 
     pub fn get(&self, e: Event, task_type: &str) -> u64 {
         self.counters
             .lock()
             .expect("metrics lock")
-            .get(&(e, task_type.to_string()))
-            .copied()
+            .get(task_type)
+            .map(|row| row[e as usize])
             .unwrap_or(0)
     }
 
     pub fn observe_wait(&self, task_type: &str, secs: f64) {
-        let mut m = self.wait.lock().expect("metrics lock");
-        m.entry(task_type.to_string()).or_default().observe(secs);
+        observe(&self.wait, task_type, secs);
     }
 
     pub fn observe_run(&self, task_type: &str, secs: f64) {
-        let mut m = self.run.lock().expect("metrics lock");
-        m.entry(task_type.to_string()).or_default().observe(secs);
+        observe(&self.run, task_type, secs);
     }
 
     pub fn set_in_flight(&self, n: usize) {
@@ -111,13 +138,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().expect("metrics lock");
-        let mut last = "";
-        for ((e, t), v) in counters.iter() {
-            if e.name() != last {
-                let _ = writeln!(out, "# TYPE {} counter", e.name());
-                last = e.name();
+        for e in Event::ALL {
+            let _ = writeln!(out, "# TYPE {} counter", e.name());
+            for (t, row) in counters.iter() {
+                let _ = writeln!(out, "{}{{task_type=\"{t}\"}} {}", e.name(), row[e as usize]);
             }
-            let _ = writeln!(out, "{}{{task_type=\"{t}\"}} {v}", e.name());
         }
         drop(counters);
         let _ = writeln!(out, "# TYPE taskfleet_worker_in_flight gauge");

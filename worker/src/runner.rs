@@ -74,7 +74,7 @@ impl Runner {
             if stop.is_cancelled() {
                 return;
             }
-            let free = s.config.concurrency.saturating_sub(s.in_flight_count());
+            let free = s.free_slots();
             if free == 0 {
                 tokio::select! {
                     _ = s.slot_freed.notified() => {}
@@ -185,6 +185,8 @@ impl Runner {
         };
         let acks = self.acks.clone();
         let timeout = queue.config.timeout;
+        s.running.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let shared = s.clone();
         self.tasks.spawn(async move {
             let started = Instant::now();
             let request = c.request;
@@ -215,6 +217,11 @@ impl Runner {
                     }
                 }
             };
+            // The processor is done: its slot is free while its result is being written.
+            shared
+                .running
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            shared.slot_freed.notify_one();
             let _ = acks.send(Ack {
                 id: c.id,
                 task_type: c.task_type,

@@ -46,6 +46,7 @@ fn shared(worker_id: &str, store: Arc<dyn ArtifactStore>) -> Arc<Shared> {
         metrics: Default::default(),
         in_flight: Default::default(),
         slot_freed: Default::default(),
+        running: Default::default(),
         health: Default::default(),
     })
 }

@@ -71,6 +71,42 @@ if [ "$status" = completed ]; then
   call "story artifact" 200 GET "/api/tasks/$story/artifacts/story.md" "$KEY"
 fi
 
+echo "--   one task of each of the eight types, run to the end, every artifact downloaded:"
+slides='[{"title": "Tides", "text": "The moon pulls the sea twice a day."}]'
+declare -A requests=(
+  [story]='{"prompt": "a fox and a lantern", "length": "short"}'
+  [image]='{"prompt": "a red kite over hills", "width": 320, "height": 200}'
+  [voice-generation]='{"text": "Hello from taskfleet.", "speed": 170}'
+  [documentation]='{"source": "/// Adds two numbers.\npub fn add(a: i32, b: i32) -> i32 { a + b }"}'
+  [quiz]='{"source_text": "Paris is the capital of France. The Seine flows through Paris.", "num_questions": 2}'
+  [video]="{\"title\": \"Sea\", \"slides\": $slides}"
+  [animated-lesson]='{"title": "Leaves", "steps": [{"text": "Leaves take in light."}, {"text": "They make sugar."}]}'
+  [course-video]="{\"title\": \"Water\", \"lessons\": [{\"title\": \"Seas\", \"slides\": $slides}]}"
+)
+declare -A ids=()
+for kind in "${!requests[@]}"; do
+  call "enqueue $kind" 202 POST "/api/$kind/generate" "$KEY" "${requests[$kind]}"
+  ids[$kind]="$(field task_id)"
+done
+for kind in "${!ids[@]}"; do
+  id="${ids[$kind]}"
+  for _ in $(seq 1 300); do
+    curl -sS -o "$body" -H "Authorization: Bearer $KEY" "$BASE/api/tasks/$id"
+    status="$(field status)"
+    case "$status" in completed|failed|cancelled) break ;; esac
+    sleep 1
+  done
+  if [ "$status" != completed ]; then
+    echo "FAIL $kind ended $status:" >&2
+    cat "$body" >&2
+    exit 1
+  fi
+  names="$(grep -o '"artifacts":\[[^]]*\]' "$body" | grep -o '"name":"[^"]*"' | cut -d'"' -f4)"
+  for name in $names; do
+    call "$kind: artifact $name" 200 GET "/api/tasks/$id/artifacts/$name" "$KEY"
+  done
+done
+
 if [ -n "$ADMIN_KEY" ]; then
   call "user cannot stop the queue" 403 POST /api/tasks/queue/stop "$KEY"
   call "admin stops quiz" 200 POST /api/tasks/queue/stop "$ADMIN_KEY" '{"task_type": "quiz"}'

@@ -489,36 +489,72 @@ impl Broker {
                 EVENTS_MAXLEN.to_string(),
             ];
             let order: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
+            // What each task becomes unless an Idempotency-Key finds an earlier one.
+            let expected: Vec<(String, TaskStatus)> = chunk
+                .iter()
+                .map(|(_, a)| {
+                    let later = a[2].parse::<i64>().unwrap_or(0) > now;
+                    let status = if later {
+                        TaskStatus::Scheduled
+                    } else {
+                        TaskStatus::Queued
+                    };
+                    (a[0].clone(), status)
+                })
+                .collect();
             for (_, a) in chunk {
                 args.extend(a);
             }
             let flat: Vec<redis::Value> = self.script(&ENQUEUE, &keys, &args).await?;
-            Ok::<_, Error>((task_type, order, flat))
+            Ok::<_, Error>((task_type, order, expected, flat))
         }))
         .await;
         let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
         for r in results {
-            let (task_type, order, flat) = r?;
-            // A call of one task also returns its position and the type's counters.
-            let single = (order.len() == 1 && flat.len() == 6).then(|| {
-                let n = |i: usize| i64::from_redis_value(flat[i].clone()).unwrap_or(-1);
-                let (busy, done) = (n(4), n(5));
-                (
-                    u64::try_from(n(3)).ok(),
-                    (done > 0).then(|| (busy / done).max(0) as u64),
-                )
-            });
-            for (k, i) in order.into_iter().enumerate() {
-                let row = &flat[k * 3..k * 3 + 3];
-                let s = |j: usize| String::from_redis_value(row[j].clone());
+            let (task_type, order, expected, flat) = r?;
+            let n = |v: &redis::Value| i64::from_redis_value(v.clone());
+            if order.len() == 1 {
+                // One task: its id, status, whether written, position and the counters.
+                let s = |j: usize| String::from_redis_value(flat[j].clone());
+                let (busy, done) = (n(&flat[4])?, n(&flat[5])?);
+                let i = order[0];
                 out[i] = Some(Enqueued {
                     id: s(0)?,
                     task_type: task_type.to_string(),
                     status: s(1)?.parse()?,
                     priority: priorities[i],
-                    created: i64::from_redis_value(row[2].clone())? == 1,
-                    queue_position: single.and_then(|(p, _)| p),
-                    average_run_ms: single.and_then(|(_, a)| a),
+                    created: n(&flat[2])? == 1,
+                    queue_position: u64::try_from(n(&flat[3])?).ok(),
+                    average_run_ms: (done > 0).then(|| (busy / done).max(0) as u64),
+                });
+                continue;
+            }
+            // A batch: every task as asked, but for the ones an Idempotency-Key found.
+            let mut found: HashMap<usize, (String, String)> = HashMap::new();
+            for row in flat.chunks_exact(3) {
+                let at = usize::try_from(n(&row[0])? - 1)
+                    .map_err(|_| Error::Redis("enqueue returned a bad position".into()))?;
+                found.insert(
+                    at,
+                    (
+                        String::from_redis_value(row[1].clone())?,
+                        String::from_redis_value(row[2].clone())?,
+                    ),
+                );
+            }
+            for (k, (i, (id, status))) in order.into_iter().zip(expected).enumerate() {
+                let (id, status, created) = match found.remove(&k) {
+                    Some((earlier, s)) => (earlier, s.parse()?, false),
+                    None => (id, status, true),
+                };
+                out[i] = Some(Enqueued {
+                    id,
+                    task_type: task_type.to_string(),
+                    status,
+                    priority: priorities[i],
+                    created,
+                    queue_position: None,
+                    average_run_ms: None,
                 });
             }
         }

@@ -670,3 +670,35 @@ async fn a_single_enqueue_answers_its_queue_position_and_the_measured_run_time()
     );
     assert_eq!(later.average_run_ms, Some(400));
 }
+
+#[tokio::test]
+async fn a_batch_reports_each_task_including_those_an_idempotency_key_found() {
+    let b = setup();
+    let first = b
+        .enqueue(new_task(0).idempotency_key("k-9"), T0)
+        .await
+        .unwrap();
+    let batch = vec![
+        new_task(1),
+        new_task(2).idempotency_key("k-9"),
+        new_task(3).run_at(T0 + 1_000),
+        new_task(4).idempotency_key("k-10"),
+    ];
+    let got = b.enqueue_many(batch, T0 + 1).await.unwrap();
+    let summary: Vec<(bool, TaskStatus)> = got.iter().map(|e| (e.created, e.status)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (true, TaskStatus::Queued),
+            (false, TaskStatus::Queued),
+            (true, TaskStatus::Scheduled),
+            (true, TaskStatus::Queued),
+        ]
+    );
+    assert_eq!(got[1].id, first.id);
+    for e in [&got[0], &got[2], &got[3]] {
+        assert_eq!(b.get(&e.id).await.unwrap().unwrap().status, e.status);
+    }
+    // Four distinct tasks exist: the first and the three the batch wrote.
+    assert_eq!(b.status().await.unwrap()[0].stats["enqueued"], 4);
+}

@@ -14,11 +14,14 @@
 -- ARGV[4] events stream MAXLEN (approximate)
 -- ARGV[5..] 11 values per task: id, priority, run_at_ms (0 = now), max_attempts, request (JSON),
 --           account_id, user_id, webhook_url, parent_id, batch_id, idempotency_key ("" = none)
--- Returns: a flat array, 3 values per task: id, status, 1 if written now or 0 if an
---          Idempotency-Key found an earlier task (whose id and status are returned). A call
---          of one task also gets, after those, its queue position (ZRANK; -1 if not queued)
---          and the type's counters busy_ms and completed (for a run-time estimate), so the
---          API answers an enqueue in one round trip.
+-- Returns: for a call of one task, {id, status, 1 if written now or 0 if an Idempotency-Key
+--          found an earlier task (whose id and status these are), its queue position (ZRANK;
+--          -1 if not queued), the type's counters busy_ms and completed} (the API answers an
+--          enqueue in one round trip). For a batch, only the exceptions, 3 values each:
+--          {position in the batch (from 1), earlier id, its status} for every task an
+--          Idempotency-Key found; every other task was written as asked (`scheduled` if its
+--          run_at is after now, else `queued`), which the caller knows, so a large batch
+--          costs no reply per task.
 local queued, scheduled, stats, events, signal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_prefix, account_prefix, idem_prefix = KEYS[6], KEYS[7], KEYS[8]
 local now = tonumber(ARGV[1])
@@ -35,6 +38,7 @@ local band_scores = {}
 local OPTIONAL = { 'account_id', 'user_id', 'webhook_url', 'parent_id', 'batch_id' }
 
 local out = {}
+local single = #ARGV - 4 == STRIDE
 local ready = {}
 local later = {}
 local written = 0
@@ -57,9 +61,13 @@ for i = 5, #ARGV, STRIDE do
     if earlier then
       local status = redis.call('HGET', task_prefix .. earlier, 'status')
       if status then
-        out[#out + 1] = earlier
-        out[#out + 1] = status
-        out[#out + 1] = 0
+        if single then
+          out[1], out[2], out[3] = earlier, status, 0
+        else
+          out[#out + 1] = (i - 5) / STRIDE + 1
+          out[#out + 1] = earlier
+          out[#out + 1] = status
+        end
         existing = true
       end
     end
@@ -109,9 +117,9 @@ for i = 5, #ARGV, STRIDE do
     local same = ids_by_status[status]
     same[#same + 1] = id
     written = written + 1
-    out[#out + 1] = id
-    out[#out + 1] = status
-    out[#out + 1] = 1
+    if single then
+      out[1], out[2], out[3] = id, status, 1
+    end
   end
 end
 if #ready > 0 then
@@ -138,7 +146,7 @@ end
 if written > 0 then
   redis.call('HINCRBY', stats, 'enqueued', written)
 end
-if #out == 3 then
+if single then
   out[4] = redis.call('ZRANK', queued, out[1]) or -1
   local c = redis.call('HMGET', stats, 'busy_ms', 'completed')
   out[5] = tonumber(c[1]) or 0

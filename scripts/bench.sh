@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark (DESIGN §11): builds taskfleet-bench, taskfleet-worker and taskfleet-api in
 # release mode and runs `taskfleet-bench core` on a redis-server it starts itself on a free
-# loopback port (never 6379), next to redis-benchmark on the same server: the library cases,
-# then one worker process draining, enqueue → start latency with idle workers, an idle
-# worker's CPU and HTTP enqueue through one API process, all in one run. Prints the figures and
-# writes them into README.md's `## Benchmarks`.
+# loopback port (never 6379), next to redis-benchmark on the same server: the EVALSHA ceiling
+# and the library cases in interleaved rounds on fresh keys (--rounds, default 3; each case
+# reported as the median of its rounds with the min–max beside it, every ratio over the median
+# ceiling), then once each: one worker process draining, enqueue → start latency with idle
+# workers, an idle worker's CPU and HTTP enqueue through one API process, all in one run.
+# Prints the figures and writes them into README.md's `## Benchmarks`.
 #
-#   scripts/bench.sh                   # the default run: 100,000 tasks a case
+#   scripts/bench.sh                   # the default run: 3 rounds, 100,000 tasks a case and round
+#   scripts/bench.sh --rounds 5        # more rounds: a steadier median, a longer run
 #   scripts/bench.sh --tasks 10000     # any `taskfleet-bench core` flag passes through
 #   scripts/bench.sh --skip-fleet      # the library cases only
 #   BENCH_README=0 scripts/bench.sh    # print only, leave README.md as it is

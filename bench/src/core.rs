@@ -1,19 +1,24 @@
 //! `taskfleet-bench core`: the queue engine through the library, on a redis-server this run
 //! starts, next to redis-benchmark on the same server.
 //!
-//! Cases, in order, each under its own key prefix:
+//! A single measurement on a small shared machine moves by ±10% from run to run, so the ceiling
+//! and the library cases run `--rounds` times, interleaved, each round on fresh keys (the
+//! keyspace is flushed between rounds). One round, each case under its own key prefix:
+//! 0. the ceiling: redis-benchmark of SET and of EVALSHA of `return 1`;
 //! 1. enqueue N tasks one call each, `in_flight` calls at a time (prefix A; memory measured);
 //! 2. enqueue N tasks with `enqueue_many`, `batch` a call, `in_flight` at a time (prefix B;
 //!    memory measured);
 //! 3. drain A with 1 consumer, 4. drain B with 4 consumers: each consumer claims
 //!    `claim_batch`, then completes the whole batch in one call.
 //!
-//! 5. unless `--skip-fleet`, the real binaries ([`crate::fleet`]): one `taskfleet-worker`
-//!    draining no-op tasks, enqueue → processor start latency at a steady rate with idle
-//!    workers, an idle worker's CPU, and HTTP enqueue through one `taskfleet-api`.
+//! The report gives each case's median jobs/s over the rounds with the min–max beside it, and
+//! every ratio is the median case over the median EVALSHA ceiling.
 //!
-//! The ceiling (SET and EVALSHA) runs before and after the cases; ratios use the higher
-//! EVALSHA figure, so a disturbed ceiling run cannot flatter the ratios.
+//! After the rounds, once each: the enqueue script driven by redis-benchmark, then unless
+//! `--skip-fleet` the real binaries ([`crate::fleet`]): one `taskfleet-worker` draining no-op
+//! tasks, enqueue → processor start latency at a steady rate with idle workers, an idle
+//! worker's CPU, and HTTP enqueue through one `taskfleet-api`; their ratios use the median
+//! ceiling too.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +33,7 @@ use crate::ceiling::{self, CeilingArgs};
 use crate::fleet::{self, FleetArgs};
 use crate::machine::{self, Machine};
 use crate::report::ScriptRun;
-use crate::report::{self, CoreReport, Memory};
+use crate::report::{self, CoreReport, Memory, Round};
 use crate::sample::Meter;
 use crate::server::Server;
 
@@ -37,7 +42,11 @@ pub const QUEUE: &str = "bench";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoreArgs {
-    /// Tasks per case.
+    /// Rounds of the ceiling and the library cases, interleaved; each case is reported as the
+    /// median of its rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Tasks per case and round.
     #[arg(long, default_value_t = 100_000)]
     pub tasks: usize,
     /// Enqueue calls in flight at once.
@@ -70,8 +79,8 @@ pub struct CoreArgs {
     /// Replace the body of this Markdown file's `## Benchmarks` section with the results.
     #[arg(long)]
     pub readme: Option<PathBuf>,
-    /// Runs again, up to this many times, while the ceiling moved during a run (the machine's
-    /// load changed).
+    /// Runs again, up to this many times, while a run was disturbed: the rounds' ceilings
+    /// differ by more than 15%, or other processes took CPU (the machine's load changed).
     #[arg(long, default_value_t = 2)]
     pub retries: usize,
     /// Write the README even when every run was disturbed.
@@ -86,8 +95,8 @@ pub struct CoreArgs {
 
 pub async fn main(args: CoreArgs) -> Result<()> {
     ensure!(
-        args.tasks > 0 && args.in_flight > 0,
-        "--tasks and --in-flight must be > 0"
+        args.tasks > 0 && args.in_flight > 0 && args.rounds > 0,
+        "--tasks, --in-flight and --rounds must be > 0"
     );
     ensure!(
         (1..=taskfleet::broker::MAX_BATCH).contains(&args.batch)
@@ -145,19 +154,70 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     let ours = crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await?;
     let started = Instant::now();
 
-    eprintln!("ceiling (before)…");
-    let ceiling_before = ceiling::measure(&mut server, &ceiling_args).await?;
+    let clock = RedisClock::new(&broker(&url, "bC", "bench-clock", 1)?).await?;
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for r in 0..args.rounds {
+        eprintln!("round {} of {}…", r + 1, args.rounds);
+        rounds.push(round(&mut server, args, &ceiling_args, &clock, r, timeout).await?);
+        // The next round starts from an empty keyspace, as this one did.
+        server.flush().await?;
+    }
 
-    let a = broker(&url, "bA", "bench-enqueue", args.in_flight)?;
-    let clock = RedisClock::new(&a).await?;
+    eprintln!("enqueue.lua through redis-benchmark…");
+    let mut script_runs = Vec::new();
+    for per_call in [1, args.batch] {
+        script_runs.push(
+            enqueue_script_run(&mut server, &ceiling_args, &clock, args.tasks, per_call).await?,
+        );
+    }
+
+    let fleet = if args.fleet.skip_fleet {
+        None
+    } else {
+        Some(fleet::run(&mut server, &args.fleet, args.accounts, timeout).await?)
+    };
+
+    let others = (machine::machine_busy_seconds() - machine_busy)
+        - (crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await? - ours);
+    let other_load = (others / started.elapsed().as_secs_f64().max(1e-9)).max(0.0);
+    Ok(CoreReport {
+        other_load,
+        args: args.clone(),
+        ceiling_command: ceiling_args.command(&["EVALSHA", "<sha of 'return 1'>", "0"]),
+        machine,
+        date: machine::utc_now(),
+        load_before,
+        load_after: machine::load_average(),
+        rounds,
+        script_runs,
+        fleet,
+    })
+}
+
+/// One round on fresh keys (prefixes `bA<r>`, `bB<r>`, `bD<r>-<i>`): the ceiling, enqueue one
+/// call each (A), enqueue_many (B), then the drains: the first drains A, the next B, any
+/// further ones fresh prefixes filled by enqueue_many first.
+async fn round(
+    server: &mut Server,
+    args: &CoreArgs,
+    ceiling_args: &CeilingArgs,
+    clock: &Arc<RedisClock>,
+    r: usize,
+    timeout: Duration,
+) -> Result<Round> {
+    let url = server.url();
+    eprintln!("  ceiling…");
+    let ceiling = ceiling::measure(server, ceiling_args).await?;
     let mut samples = Vec::new();
 
-    eprintln!("enqueue, one call each…");
+    eprintln!("  enqueue, one call each…");
+    let (pa, pb) = (format!("bA{r}"), format!("bB{r}"));
+    let a = broker(&url, &pa, "bench-enqueue", args.in_flight)?;
     let m0 = server.used_memory().await?;
-    let meter = Meter::start(&mut server).await?;
+    let meter = Meter::start(server).await?;
     let calls = enqueue(
         &a,
-        &clock,
+        clock,
         args.tasks,
         1,
         args.in_flight,
@@ -167,7 +227,7 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     .await?;
     let s = meter
         .finish(
-            &mut server,
+            server,
             &format!("enqueue, 1 per call, {} in flight", args.in_flight),
             args.tasks,
             calls,
@@ -176,12 +236,12 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     let m1 = server.used_memory().await?;
     samples.push(s);
 
-    eprintln!("enqueue_many…");
-    let b = broker(&url, "bB", "bench-enqueue", args.in_flight)?;
-    let meter = Meter::start(&mut server).await?;
+    eprintln!("  enqueue_many…");
+    let b = broker(&url, &pb, "bench-enqueue", args.in_flight)?;
+    let meter = Meter::start(server).await?;
     let calls = enqueue(
         &b,
-        &clock,
+        clock,
         args.tasks,
         args.batch,
         args.in_flight,
@@ -191,7 +251,7 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     .await?;
     let s = meter
         .finish(
-            &mut server,
+            server,
             &format!(
                 "enqueue_many, {} per call, {} in flight",
                 args.batch, args.in_flight
@@ -208,18 +268,16 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         batched: m2.saturating_sub(m1),
     };
 
-    // The drains take the tasks the enqueue cases left: the first drains A, the next B, any
-    // further ones fresh prefixes filled by enqueue_many.
     for (i, &consumers) in args.consumers.iter().enumerate() {
         let prefix = match i {
-            0 => "bA".to_string(),
-            1 => "bB".to_string(),
+            0 => pa.clone(),
+            1 => pb.clone(),
             _ => {
-                let p = format!("bD{i}");
+                let p = format!("bD{r}-{i}");
                 let f = broker(&url, &p, "bench-enqueue", args.in_flight)?;
                 enqueue(
                     &f,
-                    &clock,
+                    clock,
                     args.tasks,
                     args.batch,
                     args.in_flight,
@@ -230,13 +288,13 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
                 p
             }
         };
-        eprintln!("drain with {consumers} consumer(s)…");
-        let meter = Meter::start(&mut server).await?;
+        eprintln!("  drain with {consumers} consumer(s)…");
+        let meter = Meter::start(server).await?;
         let (jobs, calls) =
-            drain(&url, &prefix, consumers, args.claim_batch, &clock, timeout).await?;
+            drain(&url, &prefix, consumers, args.claim_batch, clock, timeout).await?;
         let s = meter
             .finish(
-                &mut server,
+                server,
                 &format!(
                     "drain, {consumers} consumer{}, claim {} + complete in 1 call",
                     if consumers == 1 { "" } else { "s" },
@@ -254,40 +312,10 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         check_drained(&broker(&url, &prefix, "bench-check", 1)?, args.tasks).await?;
         samples.push(s);
     }
-
-    eprintln!("enqueue.lua through redis-benchmark…");
-    let mut script_runs = Vec::new();
-    for per_call in [1, args.batch] {
-        script_runs.push(
-            enqueue_script_run(&mut server, &ceiling_args, &clock, args.tasks, per_call).await?,
-        );
-    }
-
-    let fleet = if args.fleet.skip_fleet {
-        None
-    } else {
-        Some(fleet::run(&mut server, &args.fleet, args.accounts, timeout).await?)
-    };
-
-    eprintln!("ceiling (after)…");
-    let ceiling_after = ceiling::measure(&mut server, &ceiling_args).await?;
-    let others = (machine::machine_busy_seconds() - machine_busy)
-        - (crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await? - ours);
-    let other_load = (others / started.elapsed().as_secs_f64().max(1e-9)).max(0.0);
-    Ok(CoreReport {
-        other_load,
-        args: args.clone(),
-        ceiling_command: ceiling_args.command(&["EVALSHA", "<sha of 'return 1'>", "0"]),
-        machine,
-        date: machine::utc_now(),
-        load_before,
-        load_after: machine::load_average(),
-        ceiling_before,
-        ceiling_after,
+    Ok(Round {
+        ceiling,
         samples,
         memory,
-        script_runs,
-        fleet,
     })
 }
 

@@ -44,6 +44,57 @@ impl Sample {
     }
 }
 
+/// The median of several rounds' figures, with the lowest and highest beside it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spread {
+    /// How many figures (rounds).
+    pub n: usize,
+    /// The middle figure; with an even count, the mean of the two middle ones.
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (in any order); all zero for none.
+    pub fn of(values: &[f64]) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            n,
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+
+    /// max − min as a share of the median (0 for a single figure).
+    pub fn relative(&self) -> f64 {
+        (self.max - self.min) / self.median.max(1e-9)
+    }
+}
+
+/// The index in `values` of the median round: the middle one, or with an even count the
+/// lower of the two middle ones (a round that was actually run, for its other columns).
+/// `None` for no values.
+pub fn median_index(values: &[f64]) -> Option<usize> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
+    Some(idx[(values.len() - 1) / 2])
+}
+
 /// Latency percentiles of the calls of a case.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Latency {
@@ -185,6 +236,38 @@ mod tests {
         assert_eq!(l.p50, Duration::from_millis(51));
         assert_eq!(l.p99, Duration::from_millis(99));
         assert_eq!(l.max, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn spread_of_an_odd_count_is_its_middle_figure() {
+        let s = Spread::of(&[105.0, 93.0, 97.0]);
+        assert_eq!((s.n, s.median, s.min, s.max), (3, 97.0, 93.0, 105.0));
+        assert!((s.relative() - 12.0 / 97.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spread_of_an_even_count_averages_the_two_middle_figures() {
+        let s = Spread::of(&[4.0, 1.0, 3.0, 2.0]);
+        assert_eq!((s.n, s.median, s.min, s.max), (4, 2.5, 1.0, 4.0));
+    }
+
+    #[test]
+    fn spread_of_one_figure_and_of_none() {
+        let one = Spread::of(&[42.0]);
+        assert_eq!((one.median, one.min, one.max), (42.0, 42.0, 42.0));
+        assert_eq!(one.relative(), 0.0);
+        assert_eq!(Spread::of(&[]), Spread::default());
+    }
+
+    #[test]
+    fn the_median_round_is_one_that_was_run() {
+        assert_eq!(median_index(&[105.0, 93.0, 97.0]), Some(2));
+        assert_eq!(median_index(&[1.0, 2.0, 3.0]), Some(1));
+        // Even count: the lower of the two middle rounds; ties go to the earlier round.
+        assert_eq!(median_index(&[4.0, 1.0, 3.0, 2.0]), Some(3));
+        assert_eq!(median_index(&[5.0, 5.0, 5.0]), Some(1));
+        assert_eq!(median_index(&[7.0]), Some(0));
+        assert_eq!(median_index(&[]), None);
     }
 
     #[test]

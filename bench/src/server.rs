@@ -66,6 +66,16 @@ impl Server {
             .await?)
     }
 
+    /// Deletes every key (`FLUSHALL SYNC`; the script cache stays): between rounds, so that
+    /// each round starts from the same empty keyspace.
+    pub async fn flush(&mut self) -> Result<()> {
+        let _: () = redis::cmd("FLUSHALL")
+            .arg("SYNC")
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
     /// Zeroes the per-command counters (`CONFIG RESETSTAT`).
     pub async fn reset_stats(&mut self) -> Result<()> {
         let _: () = redis::cmd("CONFIG")

@@ -3,7 +3,7 @@
 //!
 //! A single measurement on a small shared machine moves by ±10% from run to run, so the ceiling
 //! and the library cases run `--rounds` times, interleaved, each round on fresh keys (the
-//! keyspace is flushed between rounds). One round, each case under its own key prefix:
+//! keyspace is flushed between rounds), after an untimed redis-benchmark warm-up. One round, each case under its own key prefix:
 //! 0. the ceiling: redis-benchmark of SET and of EVALSHA of `return 1`;
 //! 1. enqueue N tasks one call each, `in_flight` calls at a time (prefix A; memory measured);
 //! 2. enqueue N tasks with `enqueue_many`, `batch` a call, `in_flight` at a time (prefix B;
@@ -153,6 +153,15 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     let machine_busy = machine::machine_busy_seconds();
     let ours = crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await?;
     let started = Instant::now();
+
+    // An untimed redis-benchmark run first: on a fresh server the first ceiling came out 15-20%
+    // below the next ones (two runs out of three), which flagged runs as disturbed for nothing.
+    eprintln!("warm-up (untimed)…");
+    let warm_up = CeilingArgs {
+        requests: (args.ceiling_requests / 4).max(args.ceiling_clients),
+        ..ceiling_args.clone()
+    };
+    ceiling::measure(&mut server, &warm_up).await?;
 
     let clock = RedisClock::new(&broker(&url, "bC", "bench-clock", 1)?).await?;
     let mut rounds = Vec::with_capacity(args.rounds);

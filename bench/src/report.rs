@@ -507,7 +507,8 @@ pub fn markdown(r: &CoreReport) -> String {
         "A single measurement on this machine moves by about ±10% from run to run, so the \
          ceiling and the library cases ran in **{} interleaved rounds** (each round: the \
          ceiling, enqueue one call each, enqueue_many, {}), each round on fresh keys (the \
-         keyspace is flushed between rounds). The jobs/s of those cases is the **median of the \
+         keyspace is flushed between rounds), after an untimed `redis-benchmark` warm-up of the \
+         fresh server (without it the first ceiling often came out 15-20% low). The jobs/s of those cases is the **median of the \
          {} rounds**, with the lowest and highest round beside it, and every ratio is a median \
          case over the median EVALSHA ceiling. The other columns (latency per call, Redis CPU, \
          Redis busy) and the `INFO commandstats` figures below come from each case's median \

@@ -26,17 +26,9 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v curl >/dev/null || need+=(curl)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "missing: ${need[*]}; install them (sudo apt-get install ${need[*]}) and run again" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=scripts/lib/install-missing.sh
+source scripts/lib/install-missing.sh  # the scripts run from the repository root
+install_missing "${need[@]}"
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup)" >&2; exit 1; }
 
 mkdir -p "$DEV/redis" "$DEV/artifacts" "$DEV/logs"

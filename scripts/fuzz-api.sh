@@ -19,17 +19,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 # Debian's own python3 makes virtualenvs only with python3-venv (ensurepip).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "missing: ${need[*]}; install them (sudo apt-get install ${need[*]}) and run again" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=scripts/lib/install-missing.sh
+source scripts/lib/install-missing.sh  # the scripts run from the repository root
+install_missing "${need[@]}"
 
 # --- Schemathesis in a virtualenv of our own ---------------------------------------------------
 if [ ! -x "$VENV/bin/st" ]; then

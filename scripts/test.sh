@@ -12,17 +12,9 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "missing: ${need[*]}; install them (sudo apt-get install ${need[*]}) and run again" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=scripts/lib/install-missing.sh
+source scripts/lib/install-missing.sh  # the scripts run from the repository root
+install_missing "${need[@]}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,7 +2,6 @@
 //! (a worker is live while its hash exists: it expires when the worker stops beating). Cached
 //! for a moment, because every enqueue's estimate wants the fleet's capacity.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -68,31 +67,10 @@ impl WorkerCache {
 
 /// Reads the live workers, newest heartbeat first.
 pub async fn read_live(broker: &Broker) -> taskfleet::Result<Vec<WorkerInfo>> {
-    let k = broker.keys();
-    let set = k.workers();
-    let ids: Vec<String> = broker
-        .with_conn(async |c| {
-            redis::cmd("ZREVRANGE")
-                .arg(&set)
-                .arg(0)
-                .arg(MAX_WORKERS as i64 - 1)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("HGETALL").arg(k.worker(id));
-    }
-    let hashes: Vec<HashMap<String, String>> = broker
-        .with_conn(async |c| pipe.query_async(c).await)
-        .await?;
-    Ok(ids
+    Ok(broker
+        .workers(true, MAX_WORKERS)
+        .await?
         .into_iter()
-        .zip(hashes)
         .filter(|(_, h)| !h.is_empty())
         .map(|(id, mut h)| {
             let num = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());

@@ -197,6 +197,61 @@ impl Broker {
         Ok(all)
     }
 
+    /// Registered workers (`tf:workers`, at most `limit`: the newest heartbeats first, or the
+    /// oldest first where dead ones are wanted) with their heartbeat hash, in two round trips.
+    /// An empty hash means the worker's key expired or was deleted: it is gone.
+    pub async fn workers(
+        &self,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let set = self.keys().workers();
+        let range = if newest_first { "ZREVRANGE" } else { "ZRANGE" };
+        let ids: Vec<String> = self
+            .with_conn(async |c| {
+                redis::cmd(range)
+                    .arg(&set)
+                    .arg(0)
+                    .arg(limit as i64 - 1)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.keys().worker(id));
+        }
+        let hashes: Vec<HashMap<String, String>> =
+            self.with_conn(async |c| pipe.query_async(c).await).await?;
+        Ok(ids.into_iter().zip(hashes).collect())
+    }
+
+    /// The status of each task id that exists, looked up in every queue in one round trip.
+    pub async fn statuses(&self, ids: &[String]) -> Result<HashMap<String, TaskStatus>> {
+        let names = self.queue_names();
+        if ids.is_empty() || names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            for t in &names {
+                pipe.cmd("HGET").arg(self.keys().task(t, id)).arg("status");
+            }
+        }
+        let found: Vec<Option<String>> =
+            self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let mut out = HashMap::new();
+        for (id, row) in ids.iter().zip(found.chunks(names.len())) {
+            if let Some(s) = row.iter().flatten().next() {
+                out.insert(id.clone(), s.parse()?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Fails with [`Error::NotFound`] unless the task exists.
     pub async fn get_required(&self, id: &str) -> Result<Task> {
         self.get(id)

@@ -702,3 +702,20 @@ async fn a_batch_reports_each_task_including_those_an_idempotency_key_found() {
     // Four distinct tasks exist: the first and the three the batch wrote.
     assert_eq!(b.status().await.unwrap()[0].stats["enqueued"], 4);
 }
+
+#[tokio::test]
+async fn statuses_reads_many_tasks_across_queues_in_one_call() {
+    let b = testing::broker(&[("a", queue(3)), ("b", queue(3))]);
+    let x = b.enqueue(NewTask::new("a", json!({})), T0).await.unwrap();
+    let y = b
+        .enqueue(NewTask::new("b", json!({})).run_at(T0 + 5), T0)
+        .await
+        .unwrap();
+    let got = b
+        .statuses(&[x.id.clone(), y.id.clone(), "missing".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[&x.id], TaskStatus::Queued);
+    assert_eq!(got[&y.id], TaskStatus::Scheduled);
+}

@@ -89,8 +89,16 @@ impl Heartbeat {
             .filter(|(_, f)| f.state == TaskState::Running)
             .filter_map(|(id, f)| f.parent_id.clone().map(|p| (id.clone(), p)))
             .collect();
+        if children.is_empty() {
+            return Ok(());
+        }
+        // Every parent's status in one round trip.
+        let mut parents: Vec<String> = children.iter().map(|(_, p)| p.clone()).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        let statuses = s.broker.statuses(&parents).await?;
         for (child, parent) in children {
-            let parent_status = s.broker.get(&parent).await?.map(|t| t.status);
+            let parent_status = statuses.get(&parent).copied();
             if matches!(
                 parent_status,
                 Some(TaskStatus::Cancelled | TaskStatus::Failed) | None

@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Event;
 use crate::Shared;
 
+/// The most registered workers one pass looks at: bounded work per tick.
+pub const MAX_WORKERS: usize = 1_000;
+
 pub struct Recoverer {
     shared: Arc<Shared>,
 }
@@ -69,35 +72,13 @@ impl Recoverer {
 
     /// Workers listed in `tf:workers` whose heartbeat key no longer exists.
     async fn dead_workers(&self) -> taskfleet::Result<Vec<String>> {
-        let s = &self.shared;
-        let k = s.broker.keys();
-        let workers = k.workers();
-        let ids: Vec<String> = s
+        Ok(self
+            .shared
             .broker
-            .with_conn(async |c| {
-                redis::cmd("ZRANGE")
-                    .arg(&workers)
-                    .arg(0)
-                    .arg(999)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.exists(k.worker(id));
-        }
-        let alive: Vec<bool> = s
-            .broker
-            .with_conn(async |c| pipe.query_async(c).await)
-            .await?;
-        Ok(ids
+            .workers(false, MAX_WORKERS)
+            .await?
             .into_iter()
-            .zip(alive)
-            .filter(|(_, a)| !a)
+            .filter(|(_, beat)| beat.is_empty())
             .map(|(id, _)| id)
             .collect())
     }

@@ -17,7 +17,7 @@ use taskfleet::{NewTask, Task, TaskStatus, TaskType};
 
 use super::requests::{self, CourseVideoRequest};
 use super::tools::{self, Scratch, Tools};
-use super::video::{concat, VIDEO_ARTIFACT};
+use super::video::{concat_and_store, VIDEO_ARTIFACT};
 use super::voice::round2;
 use super::{broker_error, invalid, store_error, Processor, TaskContext, TaskError};
 
@@ -180,14 +180,15 @@ impl CourseVideoProcessor {
                 json!({"task_id": id, "title": r.lessons[i].title, "duration_seconds": seconds}),
             );
         }
-        let out = scratch.join(COURSE_ARTIFACT);
-        concat(&ctx.cancel, &self.tools, &parts, scratch.path(), &out).await?;
-        let artifact = self
-            .store
-            .put_file(&ctx.task_id, COURSE_ARTIFACT, &out)
-            .await
-            .map_err(store_error)?;
-        ctx.progress(100, "done").await;
+        let artifact = concat_and_store(
+            ctx,
+            &self.tools,
+            self.store.as_ref(),
+            &parts,
+            scratch.path(),
+            COURSE_ARTIFACT,
+        )
+        .await?;
         Ok(json!({
             "title": r.title,
             "artifacts": [artifact],

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use taskfleet::artifacts::ArtifactStore;
+use taskfleet::artifacts::{Artifact, ArtifactStore};
 use tokio_util::sync::CancellationToken;
 
 use super::image::ImageProvider;
@@ -93,14 +93,15 @@ impl Processor for VideoProcessor {
             ctx.progress(pct, &format!("slide {} of {n} done", i + 1))
                 .await;
         }
-        let out = scratch.join(VIDEO_ARTIFACT);
-        concat(&ctx.cancel, &self.tools, &segments, scratch.path(), &out).await?;
-        let artifact = self
-            .store
-            .put_file(&ctx.task_id, VIDEO_ARTIFACT, &out)
-            .await
-            .map_err(store_error)?;
-        ctx.progress(100, "done").await;
+        let artifact = concat_and_store(
+            ctx,
+            &self.tools,
+            self.store.as_ref(),
+            &segments,
+            scratch.path(),
+            VIDEO_ARTIFACT,
+        )
+        .await?;
         Ok(json!({
             "title": r.title,
             "artifacts": [artifact],
@@ -176,9 +177,29 @@ async fn encode_slide(
     Ok(())
 }
 
+/// The last step of a video and of a course: joins the parts into `name` in `dir`, stores it
+/// as the task's artifact, and reports 100%.
+pub(crate) async fn concat_and_store(
+    ctx: &TaskContext,
+    tools: &Tools,
+    store: &dyn ArtifactStore,
+    parts: &[std::path::PathBuf],
+    dir: &Path,
+    name: &str,
+) -> Result<Artifact, TaskError> {
+    let out = dir.join(name);
+    concat(&ctx.cancel, tools, parts, dir, &out).await?;
+    let artifact = store
+        .put_file(&ctx.task_id, name, &out)
+        .await
+        .map_err(store_error)?;
+    ctx.progress(100, "done").await;
+    Ok(artifact)
+}
+
 /// Joins MP4 files of the same encoding into one, without re-encoding (ffmpeg's concat
 /// demuxer).
-pub(crate) async fn concat(
+async fn concat(
     cancel: &CancellationToken,
     tools: &Tools,
     parts: &[std::path::PathBuf],

@@ -203,7 +203,7 @@ impl From<taskfleet::Error> for AppError {
             }
             E::InvalidInput { field, message } => AppError::Invalid { field, message },
             E::UnknownTaskType(t) => AppError::UnknownTaskType(t),
-            E::Unavailable(m) => AppError::Unavailable(m),
+            E::Unavailable(m) | E::NoScript(m) => AppError::Unavailable(m),
             E::StaleLease(m) | E::Redis(m) => AppError::Internal(m),
         }
     }

@@ -378,7 +378,16 @@ impl Broker {
         for a in args {
             inv.arg(a);
         }
-        self.with_conn(async |c| inv.invoke_async(c).await).await
+        // redis-rs loads the script and retries once on NOSCRIPT; a second flush between its
+        // load and its retry (a restart, an operator's SCRIPT FLUSH) gets two more chances.
+        // A script that never ran changed nothing, so running it again is safe.
+        let mut tries = 0;
+        loop {
+            match self.with_conn(async |c| inv.invoke_async(c).await).await {
+                Err(Error::NoScript(_)) if tries < 2 => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Milliseconds since the epoch by the Redis server's `TIME`.

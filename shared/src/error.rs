@@ -17,6 +17,9 @@ pub enum Error {
     /// Redis did not answer in time or could not be reached.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
+    /// Redis did not know a script even after loading it (it was flushed again meanwhile).
+    #[error("redis script missing: {0}")]
+    NoScript(String),
     /// Redis answered with an error (a script bug, a wrong type).
     #[error("redis error: {0}")]
     Redis(String),
@@ -40,6 +43,8 @@ impl From<redis::RedisError> for Error {
             || e.is_unrecoverable_error()
         {
             Error::Unavailable(e.to_string())
+        } else if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
+            Error::NoScript(e.to_string())
         } else {
             Error::Redis(e.to_string())
         }

@@ -400,7 +400,10 @@ async fn trim_removes_finished_tasks_past_retention_with_their_index_entries() {
 
 #[tokio::test]
 async fn every_call_still_works_after_script_flush() {
-    let b = setup();
+    // SCRIPT FLUSH empties the whole server's script cache: a server of its own, so the other
+    // tests running in parallel are not part of this one.
+    let server = testing::RedisServer::start();
+    let b = testing::broker_on(&server.url(), &[("q", queue(3))]);
     let e = b.enqueue(new_task(1), T0).await.unwrap();
     b.with_conn(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(c).await)
         .await

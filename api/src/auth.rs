@@ -7,6 +7,7 @@
 //! The one key kept in memory (the admin key from the settings) is compared in constant time.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
@@ -87,10 +88,57 @@ impl FromRequestParts<AppState> for Caller {
                 });
             }
         }
-        lookup(&state.broker, &sha)
+        let now = Instant::now();
+        if let Some(caller) = state.key_cache.get(&sha, now) {
+            return Ok(caller);
+        }
+        let caller = lookup(&state.broker, &sha)
             .await?
             .map(|k| k.caller)
-            .ok_or(AppError::Unauthorized)
+            .ok_or(AppError::Unauthorized)?;
+        state.key_cache.put(sha, caller.clone(), now);
+        Ok(caller)
+    }
+}
+
+/// The most keys the cache holds; past it, it starts over (bounded memory whatever the load).
+pub const KEY_CACHE_MAX: usize = 10_000;
+
+/// Known keys' callers by SHA-256, each for a TTL (`api.key_cache_ms`, default 5 s): a
+/// revoked key stops working within the TTL on every API replica, and a busy client's
+/// requests skip a Redis round trip. Only keys that exist are cached: a new key works at
+/// once, and an unknown one is always looked up.
+pub struct KeyCache {
+    ttl: Duration,
+    // A std mutex: held for one map operation, never across an await.
+    entries: std::sync::Mutex<HashMap<String, (Instant, Caller)>>,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> KeyCache {
+        KeyCache {
+            ttl,
+            entries: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached caller of a key, if looked up less than the TTL before `now`.
+    pub fn get(&self, sha: &str, now: Instant) -> Option<Caller> {
+        let map = self.entries.lock().expect("key cache lock");
+        map.get(sha)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < self.ttl)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub fn put(&self, sha: String, caller: Caller, now: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = self.entries.lock().expect("key cache lock");
+        if map.len() >= KEY_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(sha, (now, caller));
     }
 }
 
@@ -254,6 +302,36 @@ mod tests {
         assert_eq!(a.len(), KEY_PREFIX.len() + 64);
         assert_eq!(sha256_hex(&a).len(), 64);
         assert_ne!(sha256_hex(&a), a);
+    }
+
+    #[test]
+    fn a_cached_key_is_reused_only_within_its_ttl() {
+        let cache = KeyCache::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        let caller = Caller {
+            account_id: "acme".into(),
+            user_id: "ann".into(),
+            role: Role::User,
+        };
+        assert_eq!(cache.get("k", t0), None);
+        cache.put("k".into(), caller.clone(), t0);
+        assert_eq!(
+            cache.get("k", t0 + Duration::from_millis(4_999)),
+            Some(caller)
+        );
+        // Past the TTL it is looked up again: a revocation has taken effect.
+        assert_eq!(cache.get("k", t0 + Duration::from_secs(5)), None);
+        let off = KeyCache::new(Duration::ZERO);
+        off.put("k".into(), cache_caller(), t0);
+        assert_eq!(off.get("k", t0), None);
+    }
+
+    fn cache_caller() -> Caller {
+        Caller {
+            account_id: "a".into(),
+            user_id: "u".into(),
+            role: Role::User,
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use taskfleet::{Millis, NewTask, Priority, TaskStatus, TaskType};
+use sha2::{Digest, Sha256};
+use taskfleet::{Millis, NewTask, Priority, RateOutcome, TaskStatus, TaskType};
 use taskfleet_worker::processors::{self, testing::TestProcessor, Processor};
 use utoipa::ToSchema;
 
@@ -138,36 +139,43 @@ fn processor_estimate(state: &AppState, task_type: &str, request: &Value) -> u64
     u64::from(minutes.max(1))
 }
 
-/// Counts this enqueue against the account's per-minute limit (a fixed window in Redis, so
-/// every API replica shares it); 429 past the limit.
+/// Counts this enqueue against the account's per-minute limit (the library's, shared through
+/// Redis by every API replica and worker); 429 past the limit.
 async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), AppError> {
-    let limit = state.rate_limit_per_minute;
-    if limit == 0 {
-        return Ok(());
-    }
-    let now = state.now();
-    let window = now.div_euclid(60_000);
-    let key = state.broker.keys().rate(&caller.account_id, window);
-    let (count,): (u64,) = state
+    match state
         .broker
-        .with_conn(async |c| {
-            redis::pipe()
-                .incr(&key, 1)
-                .expire(&key, 120)
-                .ignore()
-                .query_async(c)
-                .await
-        })
-        .await?;
-    if count > limit {
-        let retry_after_secs = ((window + 1) * 60_000 - now).div_euclid(1000).max(1) as u64;
-        return Err(AppError::RateLimited {
+        .take_rate(&caller.account_id, 1, state.now())
+        .await?
+    {
+        RateOutcome::Allowed => Ok(()),
+        RateOutcome::Limited {
             limit,
             retry_after_secs,
-        });
+        } => Err(AppError::RateLimited {
+            limit,
+            retry_after_secs,
+        }),
     }
-    Ok(())
 }
+
+/// What the caller asked for, hashed: the same Idempotency-Key with another request is a 422.
+/// The time a delay counts from is left out, so a retry of a delayed enqueue matches.
+fn fingerprint(task_type: &str, request: &Value, options: &EnqueueOptions) -> String {
+    let canonical = serde_json::json!([
+        task_type,
+        request,
+        options.priority,
+        options.run_at,
+        options.delay_seconds,
+        options.webhook_url,
+    ]);
+    hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16])
+}
+
+/// How many times an enqueue whose answer was lost (Redis did not answer in time) is sent
+/// again, with the same task id: the id makes the retry find the task if the first call did
+/// write it, so the caller gets one task and a true answer either way.
+const ENQUEUE_RETRIES: u32 = 2;
 
 /// Enqueues for `caller`; 202 with the position and estimate.
 pub async fn enqueue(
@@ -179,15 +187,19 @@ pub async fn enqueue(
     options: EnqueueOptions,
 ) -> Result<Response, AppError> {
     let idem = idempotency_key(headers)?;
-    rate_limit(state, caller).await?;
     if let Some(url) = &options.webhook_url {
         validate_webhook(url)?;
     }
     let now = state.now();
     let run_at = run_at(&options, now)?;
+    rate_limit(state, caller).await?;
     let estimate_one = processor_estimate(state, task_type, &request);
+    let id = uuid::Uuid::now_v7().to_string();
     let task = NewTask {
         task_type: task_type.to_string(),
+        fingerprint: idem
+            .is_some()
+            .then(|| fingerprint(task_type, &request, &options)),
         request,
         priority: options.priority.map(Priority::from),
         run_at,
@@ -195,9 +207,24 @@ pub async fn enqueue(
         user_id: caller.user_id.clone(),
         webhook_url: options.webhook_url,
         idempotency_key: idem,
+        id: Some(id.clone()),
         ..Default::default()
     };
-    let e = state.broker.enqueue(task, now).await?;
+    let mut tries = 0;
+    let mut e = loop {
+        match state.broker.enqueue(task.clone(), state.at()).await {
+            Err(taskfleet::Error::Unavailable(m)) if tries < ENQUEUE_RETRIES => {
+                tries += 1;
+                tracing::debug!(error = %m, task_id = %id, "enqueue unanswered; sending it again with the same id");
+                tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
+            }
+            other => break other?,
+        }
+    };
+    if e.id == id {
+        // Our own id: written by this request (perhaps by a try whose answer was lost).
+        e.created = true;
+    }
     let (queue_position, minutes) =
         match estimate(state, task_type, &e, run_at, estimate_one, now).await {
             Ok(v) => v,

@@ -41,6 +41,13 @@ pub enum AppError {
     UnknownTaskType(String),
     /// 429: the account made more enqueues this minute than it may; retry after N seconds.
     RateLimited { limit: u64, retry_after_secs: u64 },
+    /// 429: the account holds as many tasks of the type as it may (until some finish and are
+    /// trimmed by retention).
+    TaskQuota { task_type: String, limit: u64 },
+    /// 413: the account's stored requests of the type would pass its byte quota.
+    StorageQuota { task_type: String, limit: u64 },
+    /// 422: an Idempotency-Key came again with a different request.
+    IdempotencyKeyReused { earlier: String },
     /// 503: Redis did not answer.
     Unavailable(String),
     /// 503: this process holds as many event streams as it may.
@@ -136,6 +143,27 @@ impl AppError {
                     "this account may enqueue {limit} tasks a minute; retry in {retry_after_secs} s"
                 ),
             ),
+            AppError::TaskQuota { task_type, limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "task_quota_exceeded",
+                format!(
+                    "this account holds its most {task_type} tasks ({limit}); finished tasks count until retention trims them"
+                ),
+            ),
+            AppError::StorageQuota { task_type, limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "storage_quota_exceeded",
+                format!(
+                    "this account's stored {task_type} requests would pass its quota of {limit} bytes"
+                ),
+            ),
+            AppError::IdempotencyKeyReused { earlier } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!(
+                    "this Idempotency-Key was used for a different request (task {earlier}); use a new key for a new request"
+                ),
+            ),
             AppError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "redis_unavailable",
@@ -204,6 +232,16 @@ impl From<taskfleet::Error> for AppError {
             E::InvalidInput { field, message } => AppError::Invalid { field, message },
             E::UnknownTaskType(t) => AppError::UnknownTaskType(t),
             E::Unavailable(m) | E::NoScript(m) => AppError::Unavailable(m),
+            E::QuotaExceeded {
+                task_type,
+                what: "bytes",
+                limit,
+                ..
+            } => AppError::StorageQuota { task_type, limit },
+            E::QuotaExceeded {
+                task_type, limit, ..
+            } => AppError::TaskQuota { task_type, limit },
+            E::IdempotencyMismatch { earlier, .. } => AppError::IdempotencyKeyReused { earlier },
             E::StaleLease(m) | E::Redis(m) => AppError::Internal(m),
         }
     }

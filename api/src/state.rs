@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use taskfleet::artifacts::{self, ArtifactStore};
-use taskfleet::{Broker, Catalog, Clock, Millis, QueueConfig, RedisClock, Settings};
+use taskfleet::{At, Broker, Catalog, Clock, Millis, QueueConfig, RedisClock, Settings};
 use taskfleet_worker::processors::testing::TEST_QUEUE;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -44,12 +44,12 @@ pub struct AppState {
     pub admin_key_sha: Option<Arc<str>>,
     pub metrics: Arc<Metrics>,
     pub workers: Arc<WorkerCache>,
+    /// Recently looked-up API keys (for `api.key_cache_ms`).
+    pub key_cache: Arc<auth::KeyCache>,
     pub sse_lifetime: Duration,
     /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<Semaphore>,
     pub test_processors: bool,
-    /// Enqueues per account and minute; 0 = no limit.
-    pub rate_limit_per_minute: u64,
     /// Fires at shutdown: long-lived responses (event streams) end so the server can drain.
     pub shutdown: CancellationToken,
 }
@@ -65,6 +65,7 @@ impl AppState {
             .pool_size(settings.redis.pool_size)
             .lease(Duration::from_secs(settings.worker.lease_seconds))
             .retention(settings.retention.clone())
+            .limits(settings.limits.clone())
             .worker_id(format!("api-{}", std::process::id()))
             .queues(catalog.queues());
         if options.test_processors {
@@ -86,18 +87,26 @@ impl AppState {
                 .map(|k| auth::sha256_hex(k).into()),
             metrics: Arc::new(Metrics::default()),
             workers: Arc::new(WorkerCache::default()),
+            key_cache: Arc::new(auth::KeyCache::new(Duration::from_millis(
+                settings.api.key_cache_ms,
+            ))),
             sse_lifetime: DEFAULT_SSE_LIFETIME,
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             test_processors: options.test_processors,
-            rate_limit_per_minute: settings.api.rate_limit_per_minute,
             shutdown: CancellationToken::new(),
             broker,
             clock,
         })
     }
 
+    /// The estimate of the server's time, for what is shown or bounded (a `run_at` check).
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
+    }
+
+    /// The time script calls act at: always the server's own clock.
+    pub fn at(&self) -> At {
+        self.clock.at()
     }
 }
 
@@ -133,10 +142,11 @@ impl Clock for ServerClock {
     fn now_ms(&self) -> Millis {
         match self.redis.get() {
             Some(c) => c.now_ms(),
-            None => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as Millis)
-                .unwrap_or(0),
+            None => taskfleet::clock::wall_clock_ms(),
         }
+    }
+
+    fn at(&self) -> At {
+        At::Server
     }
 }

@@ -1,5 +1,4 @@
-//! The live workers, read from `tf:workers` (ZSET) and their `tf:worker:<id>` heartbeat HASHes
-//! (a worker is live while its hash exists: it expires when the worker stops beating). Cached
+//! The live workers, read through the library's registry ([`taskfleet::registry`]) and cached
 //! for a moment, because every enqueue's estimate wants the fleet's capacity.
 
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ pub const WORKER_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The most workers read: bounded work per request.
 pub const MAX_WORKERS: usize = 1_000;
 
-/// One live worker, from its heartbeat hash.
+/// One live worker, from its heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerInfo {
     pub id: String,
@@ -25,6 +24,20 @@ pub struct WorkerInfo {
     pub concurrency: u32,
     pub started_at: Option<i64>,
     pub in_flight: u32,
+}
+
+impl From<taskfleet::WorkerInfo> for WorkerInfo {
+    fn from(w: taskfleet::WorkerInfo) -> WorkerInfo {
+        WorkerInfo {
+            id: w.id,
+            host: w.host,
+            pid: w.pid,
+            types: w.types,
+            concurrency: w.concurrency,
+            started_at: w.started_at,
+            in_flight: w.in_flight,
+        }
+    }
 }
 
 impl WorkerInfo {
@@ -68,28 +81,9 @@ impl WorkerCache {
 /// Reads the live workers, newest heartbeat first.
 pub async fn read_live(broker: &Broker) -> taskfleet::Result<Vec<WorkerInfo>> {
     Ok(broker
-        .workers(true, MAX_WORKERS)
+        .live_workers(MAX_WORKERS)
         .await?
         .into_iter()
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(id, mut h)| {
-            let num = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
-            WorkerInfo {
-                id,
-                host: h.remove("host").unwrap_or_default(),
-                pid: num(h.remove("pid")).map(|p| p as u32),
-                types: h
-                    .remove("types")
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(String::from)
-                    .collect(),
-                concurrency: num(h.remove("concurrency")).unwrap_or(1).max(0) as u32,
-                started_at: num(h.remove("started_at")),
-                in_flight: num(h.remove("in_flight")).unwrap_or(0).max(0) as u32,
-            }
-        })
+        .map(WorkerInfo::from)
         .collect())
 }

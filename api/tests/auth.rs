@@ -174,7 +174,11 @@ async fn keys_are_stored_only_as_their_sha256() {
 
 #[tokio::test]
 async fn a_revoked_key_stops_working() {
-    let api = setup().await;
+    // Without the key cache, at once (with it, within `api.key_cache_ms`: see the cache's
+    // own test).
+    let (mut s, dir) = common::settings();
+    s.api.key_cache_ms = 0;
+    let api = common::setup_with(s, dir).await;
     assert_eq!(
         api.get("/api/tasks", &api.other).await.status,
         StatusCode::OK

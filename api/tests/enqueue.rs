@@ -6,7 +6,9 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{setup, valid_typed_requests, TEST_QUEUE};
-use serde_json::json;
+use std::time::Duration;
+
+use serde_json::{json, Value};
 use taskfleet::{Completion, TaskStatus};
 
 #[tokio::test]
@@ -371,7 +373,7 @@ async fn the_body_limit_follows_the_settings() {
 #[tokio::test]
 async fn an_account_past_its_rate_limit_gets_429_and_writes_nothing() {
     let (mut s, dir) = common::settings();
-    s.api.rate_limit_per_minute = 3;
+    s.limits.rate_per_minute = 3;
     let api = common::setup_with(s, dir).await;
     let body = json!({"task_type": TEST_QUEUE, "request": {"op": "echo"}});
     for _ in 0..3 {
@@ -396,4 +398,156 @@ async fn an_account_past_its_rate_limit_gets_429_and_writes_nothing() {
         api.post("/api/tasks", &api.other, body).await.status,
         StatusCode::ACCEPTED
     );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_sent_again_with_another_body_is_a_422_and_writes_nothing() {
+    let api = setup().await;
+    let send = |body: Value| {
+        let api = &api;
+        async move {
+            let req = Request::post("/api/tasks")
+                .header("authorization", format!("Bearer {}", api.user))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "order-43")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            api.send(req).await
+        }
+    };
+    let first = send(json!({"task_type": TEST_QUEUE, "request": {"op": "echo", "n": 1}})).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let other = send(json!({"task_type": TEST_QUEUE, "request": {"op": "echo", "n": 2}})).await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.code(), "idempotency_key_reused");
+    let urgent = send(
+        json!({"task_type": TEST_QUEUE, "request": {"op": "echo", "n": 1}, "priority": "urgent"}),
+    )
+    .await;
+    assert_eq!(urgent.code(), "idempotency_key_reused");
+    let listed = api.get("/api/tasks", &api.user).await.json();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+    // The same body again is the first task.
+    let again = send(json!({"task_type": TEST_QUEUE, "request": {"op": "echo", "n": 1}})).await;
+    assert_eq!(again.json()["task_id"], first.json()["task_id"]);
+}
+
+#[tokio::test]
+async fn an_enqueue_whose_answer_was_lost_is_sent_again_and_answers_202_for_one_task() {
+    let proxy =
+        taskfleet::testing::LossyProxy::start(taskfleet::testing::shared_redis().port()).await;
+    let (mut s, dir) = common::settings();
+    s.redis.url = proxy.url();
+    s.redis.timeout_ms = 300;
+    // The request's only Redis call is then the enqueue (its key is cached after the first).
+    s.limits.rate_per_minute = 0;
+    let api = common::setup_with(s, dir).await;
+    // Scripts loaded first (a lost NOSCRIPT would run nothing).
+    api.enqueue_test(&api.user, json!({"op": "echo"})).await;
+    proxy.drop_replies(true);
+    let send = tokio::spawn({
+        let router = api.router.clone();
+        let key = api.user.clone();
+        async move {
+            let req = Request::post("/api/tasks")
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"task_type": TEST_QUEUE, "request": {"op": "echo", "n": 2}}).to_string(),
+                ))
+                .unwrap();
+            tower::ServiceExt::oneshot(router, req).await.unwrap()
+        }
+    });
+    // The first try's answer is lost (it wrote the task); then the network heals.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    proxy.drop_replies(false);
+    let resp = send.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(resp.headers().get("idempotent-replayed").is_none());
+    let listed = api.get("/api/tasks", &api.user).await.json();
+    assert_eq!(
+        listed["tasks"].as_array().unwrap().len(),
+        2,
+        "one task for the request, not two: {listed}"
+    );
+}
+
+#[tokio::test]
+async fn an_account_past_its_quotas_gets_429_or_413_and_writes_nothing() {
+    let (mut s, dir) = common::settings();
+    s.limits.max_tasks = 2;
+    let api = common::setup_with(s, dir).await;
+    api.enqueue_test(&api.user, json!({"op": "echo"})).await;
+    api.enqueue_test(&api.user, json!({"op": "echo"})).await;
+    let r = api
+        .post(
+            "/api/tasks",
+            &api.user,
+            json!({"task_type": TEST_QUEUE, "request": {"op": "echo"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.code(), "task_quota_exceeded");
+    assert_eq!(
+        api.get("/api/tasks", &api.user).await.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Another account is not held back by acme's tasks.
+    api.enqueue_test(&api.other, json!({"op": "echo"})).await;
+
+    let (mut s, dir) = common::settings();
+    s.limits.max_bytes = 200;
+    let api = common::setup_with(s, dir).await;
+    let r = api
+        .post(
+            "/api/tasks",
+            &api.user,
+            json!({"task_type": TEST_QUEUE, "request": {"op": "echo", "pad": "x".repeat(300)}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.code(), "storage_quota_exceeded");
+    assert!(api.get("/api/tasks", &api.user).await.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_account_kept_from_urgent_gets_400_naming_priority() {
+    let (mut s, dir) = common::settings();
+    s.limits.accounts.insert(
+        "acme".into(),
+        taskfleet::config::AccountLimits {
+            max_priority: Some(taskfleet::Priority::Normal),
+            ..Default::default()
+        },
+    );
+    let api = common::setup_with(s, dir).await;
+    for p in ["urgent", "high"] {
+        let r = api
+            .post(
+                "/api/tasks",
+                &api.user,
+                json!({"task_type": TEST_QUEUE, "request": {}, "priority": p}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}");
+        assert!(r.message().starts_with("priority"), "{}", r.message());
+    }
+    api.enqueue_with(
+        &api.user,
+        json!({"task_type": TEST_QUEUE, "request": {}, "priority": "normal"}),
+    )
+    .await;
+    // Every band stays open to others, as the seed's API has it.
+    api.enqueue_with(
+        &api.other,
+        json!({"task_type": TEST_QUEUE, "request": {}, "priority": "urgent"}),
+    )
+    .await;
 }

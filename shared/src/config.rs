@@ -37,6 +37,19 @@ pub const DEFAULT_RETENTION_CANCELLED_DAYS: u64 = 1;
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 5_000;
 /// Default artifact directory.
 pub const DEFAULT_ARTIFACTS_DIR: &str = "artifacts";
+/// Default time an API key's lookup is reused: a revoked key stops working within 5 s on
+/// every API replica, and a busy client's requests skip a Redis round trip.
+pub const DEFAULT_KEY_CACHE_MS: u64 = 5_000;
+/// Default enqueues one account may make per minute through the API: a hundred a second is
+/// far beyond what content generation needs, and keeps one tenant from flooding the queue.
+pub const DEFAULT_RATE_PER_MINUTE: u64 = 6_000;
+/// Default tasks of one type one account may hold (until retention trims them): with the
+/// 1 KiB or so a small task costs Redis, all eight types of one account stay under 400 MiB.
+pub const DEFAULT_MAX_TASKS: u64 = 50_000;
+/// Default request bytes of one type one account may hold: 64 MiB, so one tenant cannot fill
+/// a single-machine Redis with large requests (Redis runs `noeviction`: a full Redis stops
+/// everyone).
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 /// A task type's settings (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +223,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub artifacts: ArtifactSettings,
     pub retention: RetentionSettings,
+    /// Per-account limits of the service (the API's enqueues and the flows it starts).
+    pub limits: Limits,
     pub task_types: HashMap<String, TaskConfigOverride>,
     /// The text provider of the processors (`provider`, `url`, `api_key`, `model`,
     /// `timeout_secs`); read by the worker.
@@ -247,8 +262,9 @@ impl Default for RedisSettings {
 pub struct ApiSettings {
     pub listen: String,
     pub max_body_bytes: usize,
-    /// Enqueues one account may make per minute (fixed one-minute windows); 0 = no limit.
-    pub rate_limit_per_minute: u64,
+    /// How long an API key's lookup is reused (ms): a revoked key stops working within this
+    /// long. 0 = every request looks its key up.
+    pub key_cache_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -256,7 +272,82 @@ impl Default for ApiSettings {
         ApiSettings {
             listen: DEFAULT_API_LISTEN.to_string(),
             max_body_bytes: 1 << 20,
-            rate_limit_per_minute: 0,
+            key_cache_ms: DEFAULT_KEY_CACHE_MS,
+        }
+    }
+}
+
+/// Per-account limits (DESIGN §6): defaults for every account, and overrides by account id
+/// (`[limits.accounts.<id>]` in the settings file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Enqueues one account may make per minute (fixed one-minute windows, shared by every
+    /// API replica through Redis); a course's lesson videos count too. 0 = no limit.
+    pub rate_per_minute: u64,
+    /// Tasks of one type one account may hold until retention trims them; 0 = no limit.
+    pub max_tasks: u64,
+    /// Request bytes (JSON) of one type one account may hold; 0 = no limit.
+    pub max_bytes: u64,
+    /// The highest band the account may ask for (`urgent` keeps every band open).
+    pub max_priority: Priority,
+    /// Overrides by account id; a field left out keeps the default.
+    pub accounts: HashMap<String, AccountLimits>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate_per_minute: DEFAULT_RATE_PER_MINUTE,
+            max_tasks: DEFAULT_MAX_TASKS,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_priority: Priority::Urgent,
+            accounts: HashMap::new(),
+        }
+    }
+}
+
+/// One account's overrides of [`Limits`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLimits {
+    pub rate_per_minute: Option<u64>,
+    pub max_tasks: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_priority: Option<Priority>,
+}
+
+/// The limits that hold for one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AccountLimit {
+    pub rate_per_minute: u64,
+    pub max_tasks: u64,
+    pub max_bytes: u64,
+    pub max_priority: Priority,
+}
+
+impl Limits {
+    /// No limit at all: what a library user's own broker gets unless it asks for limits.
+    pub fn unlimited() -> Limits {
+        Limits {
+            rate_per_minute: 0,
+            max_tasks: 0,
+            max_bytes: 0,
+            max_priority: Priority::Urgent,
+            accounts: HashMap::new(),
+        }
+    }
+
+    /// The limits of one account: its overrides over the defaults.
+    pub fn for_account(&self, account_id: &str) -> AccountLimit {
+        let o = self.accounts.get(account_id);
+        AccountLimit {
+            rate_per_minute: o
+                .and_then(|o| o.rate_per_minute)
+                .unwrap_or(self.rate_per_minute),
+            max_tasks: o.and_then(|o| o.max_tasks).unwrap_or(self.max_tasks),
+            max_bytes: o.and_then(|o| o.max_bytes).unwrap_or(self.max_bytes),
+            max_priority: o.and_then(|o| o.max_priority).unwrap_or(self.max_priority),
         }
     }
 }

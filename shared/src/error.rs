@@ -14,9 +14,23 @@ pub enum Error {
     InvalidInput { field: String, message: String },
     #[error("unknown task type {0:?}")]
     UnknownTaskType(String),
-    /// Redis did not answer in time or could not be reached.
+    /// Redis did not answer in time, could not be reached, or said it cannot answer now
+    /// (loading, busy, failing over): the call may be tried again (DESIGN §6, retry classes).
     #[error("redis unavailable: {0}")]
     Unavailable(String),
+    /// The account holds as many tasks (or request bytes) of this type as it may
+    /// (DESIGN §6, per-account limits); nothing was written.
+    #[error("account {account} holds its most {what} of type {task_type} ({limit})")]
+    QuotaExceeded {
+        account: String,
+        task_type: String,
+        /// `tasks` or `bytes`.
+        what: &'static str,
+        limit: u64,
+    },
+    /// An Idempotency-Key came again with a different request; nothing was written.
+    #[error("idempotency key {key:?} was used for a different request (task {earlier})")]
+    IdempotencyMismatch { key: String, earlier: String },
     /// Redis did not know a script even after loading it (it was flushed again meanwhile).
     #[error("redis script missing: {0}")]
     NoScript(String),
@@ -36,17 +50,11 @@ impl Error {
 
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_timeout()
-            || e.is_unrecoverable_error()
-        {
-            Error::Unavailable(e.to_string())
-        } else if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
-            Error::NoScript(e.to_string())
-        } else {
-            Error::Redis(e.to_string())
+        use crate::broker::conn::{classify, ErrorClass};
+        match classify(&e) {
+            ErrorClass::Transient { .. } => Error::Unavailable(e.to_string()),
+            ErrorClass::NoScript => Error::NoScript(e.to_string()),
+            ErrorClass::Permanent => Error::Redis(e.to_string()),
         }
     }
 }

@@ -20,6 +20,18 @@ pub struct QueueStatus {
     pub stats: BTreeMap<String, i64>,
 }
 
+/// How many queue entries one read of [`Broker::queued_of_account`] takes.
+pub const QUEUE_SCAN_PAGE: usize = 1_000;
+
+/// A queued task's place: its id, its score (band × 10^13 + enqueue ms) and how many tasks of
+/// its type run before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedEntry {
+    pub id: String,
+    pub score: f64,
+    pub position: u64,
+}
+
 impl QueueStatus {
     pub fn count(&self, s: TaskStatus) -> u64 {
         self.counts.get(s.as_str()).copied().unwrap_or(0)
@@ -131,6 +143,99 @@ impl Broker {
         self.get_many(task_type, &ids).await
     }
 
+    /// Up to `limit` queued tasks of one account and type in the order claim takes them, with
+    /// their queue positions, read by walking the queue in pages and keeping the account's ids
+    /// (`ZMSCORE` on its index): bounded work, at most `max_scan` queue entries per call.
+    /// The flag says whether the walk reached the end of the queue (or the limit) rather
+    /// than stopping at `max_scan`.
+    pub async fn queued_of_account(
+        &self,
+        task_type: &str,
+        account_id: &str,
+        limit: usize,
+        max_scan: usize,
+    ) -> Result<(Vec<QueuedEntry>, bool)> {
+        self.queue_config(task_type)?;
+        let queued = self.keys().queued(task_type);
+        let index = self.keys().account(task_type, account_id);
+        let mut out = Vec::new();
+        let mut start = 0usize;
+        while out.len() < limit {
+            if start >= max_scan {
+                return Ok((out, false));
+            }
+            let page = QUEUE_SCAN_PAGE.min(max_scan - start);
+            let entries: Vec<(String, f64)> = self
+                .with_conn(async |c| {
+                    redis::cmd("ZRANGE")
+                        .arg(&queued)
+                        .arg(start)
+                        .arg(start + page - 1)
+                        .arg("WITHSCORES")
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            if entries.is_empty() {
+                break;
+            }
+            let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+            let mine: Vec<Option<f64>> = self
+                .with_conn(async |c| {
+                    redis::cmd("ZMSCORE")
+                        .arg(&index)
+                        .arg(&ids)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            for (offset, ((id, score), m)) in entries.iter().zip(mine).enumerate() {
+                if m.is_some() && out.len() < limit {
+                    out.push(QueuedEntry {
+                        id: id.clone(),
+                        score: *score,
+                        position: (start + offset) as u64,
+                    });
+                }
+            }
+            let short = entries.len() < page;
+            start += entries.len();
+            if short {
+                break;
+            }
+        }
+        Ok((out, true))
+    }
+
+    /// The first `limit` queued tasks of one type (every account's) with their positions.
+    pub async fn queue_head(&self, task_type: &str, limit: usize) -> Result<Vec<QueuedEntry>> {
+        self.queue_config(task_type)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let queued = self.keys().queued(task_type);
+        let entries: Vec<(String, f64)> = self
+            .with_conn(async |c| {
+                redis::cmd("ZRANGE")
+                    .arg(&queued)
+                    .arg(0)
+                    .arg(limit as i64 - 1)
+                    .arg("WITHSCORES")
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, score))| QueuedEntry {
+                id,
+                score,
+                position: i as u64,
+            })
+            .collect())
+    }
+
     /// How many tasks of its type run before a queued task (0 = next); `None` if not queued.
     pub async fn queue_position(&self, task_type: &str, id: &str) -> Result<Option<u64>> {
         self.queue_config(task_type)?;
@@ -195,38 +300,6 @@ impl Broker {
         all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.2.cmp(&a.2)));
         all.truncate(limit);
         Ok(all)
-    }
-
-    /// Registered workers (`tf:workers`, at most `limit`: the newest heartbeats first, or the
-    /// oldest first where dead ones are wanted) with their heartbeat hash, in two round trips.
-    /// An empty hash means the worker's key expired or was deleted: it is gone.
-    pub async fn workers(
-        &self,
-        newest_first: bool,
-        limit: usize,
-    ) -> Result<Vec<(String, HashMap<String, String>)>> {
-        let set = self.keys().workers();
-        let range = if newest_first { "ZREVRANGE" } else { "ZRANGE" };
-        let ids: Vec<String> = self
-            .with_conn(async |c| {
-                redis::cmd(range)
-                    .arg(&set)
-                    .arg(0)
-                    .arg(limit as i64 - 1)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(self.keys().worker(id));
-        }
-        let hashes: Vec<HashMap<String, String>> =
-            self.with_conn(async |c| pipe.query_async(c).await).await?;
-        Ok(ids.into_iter().zip(hashes).collect())
     }
 
     /// The status of each task id that exists, looked up in every queue in one round trip.

@@ -96,6 +96,15 @@ impl Keys {
     pub fn idem(&self, t: &str, account_id: &str, key: &str) -> String {
         format!("{}{}:{}", self.idem_prefix(t), account_id, key)
     }
+    /// HASH: request bytes (JSON) each account holds of this type, by account id: its quota.
+    pub fn account_bytes(&self, t: &str) -> String {
+        self.typed(t, "account_bytes")
+    }
+    /// STRING + TTL: the ids one claim call leased (comma-separated), for one lease, so that
+    /// a claimer whose reply was lost can give them back; by the call's lease token prefix.
+    pub fn claim_record(&self, t: &str, token_prefix: &str) -> String {
+        self.typed(t, &format!("claim:{token_prefix}"))
+    }
     /// HASH + TTL: a worker's heartbeat.
     pub fn worker(&self, worker_id: &str) -> String {
         format!("{}:worker:{}", self.prefix, worker_id)
@@ -189,6 +198,8 @@ mod tests {
                 k.task(t, "0190f3c2-0000-7000-8000-000000000000"),
                 k.account(t, "acme"),
                 k.idem(t, "acme", "key-1"),
+                k.account_bytes(t),
+                k.claim_record(t, "w1-00ff"),
             ];
             let slot = cluster_slot(&keys[0]);
             for key in &keys {

@@ -20,6 +20,7 @@
 //! - [`artifacts`]: where the files tasks produce are stored.
 //! - [`broker`]: one method per Lua script (`scripts/*.lua`): the only writer.
 //! - [`inspect`]: read-only queries (status, lists, one task).
+//! - [`registry`]: the workers' heartbeats ([`WorkerInfo`]): register, live, dead.
 //! - `testing` (feature `testing`): a real redis-server on a free port for tests.
 
 pub mod artifacts;
@@ -29,17 +30,19 @@ pub mod config;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod registry;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use broker::{
-    Broker, BrokerBuilder, CancelOutcome, Completion, ExtendReport, FailOutcome, Failure,
-    RecoverReport,
+    Broker, BrokerBuilder, CancelOutcome, Completion, DeferOutcome, ExtendReport, FailOutcome,
+    Failure, RateOutcome, RecoverReport, ReleaseOutcome,
 };
-pub use clock::{Clock, ManualClock, RedisClock};
-pub use config::{Catalog, QueueConfig, Settings, TaskConfig};
+pub use clock::{At, Clock, ManualClock, RedisClock};
+pub use config::{AccountLimit, Catalog, Limits, QueueConfig, Settings, TaskConfig};
 pub use error::{Error, Result};
-pub use inspect::QueueStatus;
+pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
+pub use registry::WorkerInfo;
 pub use task::{Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus, TaskType};

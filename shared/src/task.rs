@@ -289,6 +289,9 @@ pub struct NewTask {
     pub id: Option<String>,
     /// `None`: the type's `max_attempts`.
     pub max_attempts: Option<u32>,
+    /// What the caller asked for, hashed; an Idempotency-Key that comes again with another
+    /// fingerprint is refused. `None`: the library's own of the task's fields.
+    pub fingerprint: Option<String>,
 }
 
 impl NewTask {

@@ -217,3 +217,78 @@ pub fn cargo_bin(name: &str) -> PathBuf {
         .expect("target dir of the test executable");
     dir.join(name)
 }
+
+/// A TCP proxy in front of a Redis server that can swallow the server's replies: a call sent
+/// through it while replies are dropped runs on the server, but its caller never hears back
+/// (a reply lost on the network). Runs until dropped.
+pub struct LossyProxy {
+    port: u16,
+    drop_replies: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    /// Starts a proxy to `127.0.0.1:upstream` on a free port (inside a tokio runtime).
+    pub async fn start(upstream: u16) -> LossyProxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let drop_replies = Arc::new(AtomicBool::new(false));
+        let flag = drop_replies.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if flag.load(Ordering::SeqCst) {
+                                    continue;
+                                }
+                                if cw.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        LossyProxy {
+            port,
+            drop_replies,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// While true, the server's replies are swallowed.
+    pub fn drop_replies(&self, yes: bool) {
+        self.drop_replies.store(yes, Ordering::SeqCst);
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

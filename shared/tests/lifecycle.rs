@@ -10,7 +10,8 @@ use common::{key_count, new_task, queue, setup, T0};
 use serde_json::json;
 use taskfleet::testing;
 use taskfleet::{
-    CancelOutcome, Completion, Error, FailOutcome, NewTask, Priority, TaskStatus, TaskType,
+    CancelOutcome, Completion, Error, FailOutcome, NewTask, Priority, ReleaseOutcome, TaskStatus,
+    TaskType,
 };
 
 #[tokio::test]
@@ -472,7 +473,7 @@ async fn an_idempotency_key_returns_the_first_task_even_after_it_finished() {
         .unwrap();
     assert!(first.created);
     let again = b
-        .enqueue(new_task(2).idempotency_key("k-1"), T0 + 5)
+        .enqueue(new_task(1).idempotency_key("k-1"), T0 + 5)
         .await
         .unwrap();
     assert_eq!(again.id, first.id);
@@ -483,7 +484,7 @@ async fn an_idempotency_key_returns_the_first_task_even_after_it_finished() {
         .await
         .unwrap();
     let after = b
-        .enqueue(new_task(3).idempotency_key("k-1"), T0 + 9)
+        .enqueue(new_task(1).idempotency_key("k-1"), T0 + 9)
         .await
         .unwrap();
     assert_eq!(
@@ -531,7 +532,7 @@ async fn release_gives_a_task_back_without_using_an_attempt() {
         b.release("q", &[(c.id.clone(), c.lease.clone())], T0)
             .await
             .unwrap(),
-        vec![true]
+        vec![ReleaseOutcome::Released]
     );
     let t = b.get(&e.id).await.unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Queued, 0));
@@ -610,16 +611,24 @@ async fn a_deferred_task_waits_without_using_an_attempt() {
     let b = setup();
     let e = b.enqueue(new_task(1), T0).await.unwrap();
     let c = b.claim(&["q"], 1, T0).await.unwrap().remove(0);
-    b.defer("q", &c.id, &c.lease, T0 + 5_000, "waiting for children")
-        .await
-        .unwrap();
+    b.defer(
+        "q",
+        &c.id,
+        &c.lease,
+        Duration::from_secs(5),
+        "waiting for children",
+        T0,
+    )
+    .await
+    .unwrap();
     let t = b.get(&e.id).await.unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Scheduled, 0));
     assert!(b.claim(&["q"], 1, T0 + 4_999).await.unwrap().is_empty());
     let again = b.claim(&["q"], 1, T0 + 5_000).await.unwrap().remove(0);
     assert_eq!(again.attempt, 1);
     assert!(matches!(
-        b.defer("q", &c.id, &c.lease, T0, "stale").await,
+        b.defer("q", &c.id, &c.lease, Duration::ZERO, "stale", T0)
+            .await,
         Err(Error::StaleLease(_))
     ));
 }
@@ -631,8 +640,11 @@ async fn recover_stuck_takes_back_tasks_running_longer_than_the_limit() {
     b.claim(&["q"], 1, T0).await.unwrap();
     let young = b.enqueue(new_task(2), T0).await.unwrap();
     b.claim(&["q"], 1, T0 + 10_000).await.unwrap();
-    // Both leases are fresh at T0 + 12 s; only the one started before T0 + 5 s is taken.
-    let r = b.recover_stuck(T0 + 12_000, T0 + 5_000).await.unwrap();
+    // Both leases are fresh at T0 + 12 s; only the one started more than 7 s before is taken.
+    let r = b
+        .recover_stuck(T0 + 12_000, Duration::from_secs(7))
+        .await
+        .unwrap();
     assert_eq!(r.requeued, vec![("q".to_string(), old.id.clone())]);
     assert_eq!(b.status_of(&old.id).await.unwrap(), TaskStatus::Queued);
     assert_eq!(
@@ -683,7 +695,7 @@ async fn a_batch_reports_each_task_including_those_an_idempotency_key_found() {
         .unwrap();
     let batch = vec![
         new_task(1),
-        new_task(2).idempotency_key("k-9"),
+        new_task(0).idempotency_key("k-9"),
         new_task(3).run_at(T0 + 1_000),
         new_task(4).idempotency_key("k-10"),
     ];

@@ -1,15 +1,17 @@
-//! The heartbeat: every lease/3, one extend call per type for all tasks in flight, so leases
-//! never run out while a task is alive; it learns of cancel requests and lost leases from the
-//! answers. It also writes this worker's key `tf:worker:<id>` (TTL three intervals) and its
-//! score in `tf:workers`, which the recoverers of other workers read.
+//! The heartbeat: every lease/3 this worker registers itself (`tf:worker:<id>`, alive for two
+//! leases, which other workers' recoverers read), then renews the leases of everything in
+//! flight with one extend call per type, and learns of cancel requests and lost leases from
+//! the answers. Each step stands alone: a slow or failing extend of one type delays neither the
+//! registration nor the other types' leases.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskfleet::TaskStatus;
+use taskfleet::{At, TaskStatus, WorkerInfo};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Shared, TaskState};
+use crate::in_flight::{Attempt, RunState};
+use crate::Shared;
 
 /// What one beat found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub struct Beat {
     pub extended: usize,
     pub lost: usize,
     pub cancel_requested: usize,
+    /// Steps that failed (a type's extend, the registration, the orphan check).
+    pub errors: usize,
 }
 
 pub struct Heartbeat {
@@ -35,6 +39,13 @@ impl Heartbeat {
         self.shared.broker.lease() / 3
     }
 
+    /// How long this worker's registration lives without a beat: two leases, so that a few
+    /// slow beats never get a live worker declared dead (its leases would be recovered at
+    /// once); a dead worker's tasks come back by their leases expiring anyway.
+    pub fn registration_ttl(&self) -> Duration {
+        self.shared.broker.lease() * 2
+    }
+
     pub async fn run(self, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -43,52 +54,81 @@ impl Heartbeat {
                 _ = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let now = self.shared.now();
-            if let Err(e) = self.tick(now).await {
-                self.shared.health.bad("heartbeat", &e);
-                self.shared.metrics.redis_error();
+            let beat = self.tick(self.shared.at()).await;
+            if beat.errors == 0 {
+                self.shared.health.ok();
             }
         }
-        self.unregister().await;
+        if let Err(e) = self
+            .shared
+            .broker
+            .unregister_worker(&self.shared.config.worker_id)
+            .await
+        {
+            tracing::debug!(error = %e, "could not unregister; the key expires by itself");
+        }
     }
 
-    /// One beat: extend every held lease, mark lost and cancel-requested tasks, cancel the
-    /// children of cancelled or failed parents, and refresh this worker's key.
-    pub async fn tick(&self, now: i64) -> taskfleet::Result<Beat> {
+    /// One beat: register, extend every held lease (each type on its own), mark lost and
+    /// cancel-requested attempts, cancel the children of ended parents.
+    pub async fn tick(&self, at: At) -> Beat {
         let s = &self.shared;
         let mut beat = Beat::default();
-        for (t, held) in s.held_by_type() {
-            let report = s.broker.extend(&t, &held, now).await?;
-            beat.extended += held.len() - report.lost.len();
-            beat.lost += report.lost.len();
-            beat.cancel_requested += report.cancel_requested.len();
-            for id in &report.lost {
-                tracing::warn!(id = %id, "lease lost (recovered elsewhere): stopping the task, writing nothing");
-                s.mark(id, TaskState::Lost);
-            }
-            for id in &report.cancel_requested {
-                tracing::info!(id = %id, "cancel requested: stopping the task");
-                s.mark(id, TaskState::CancelRequested);
+        if let Err(e) = self.register().await {
+            beat.errors += 1;
+            self.trouble("registration", &e);
+        }
+        let held: Vec<(String, Vec<(String, String)>)> =
+            s.in_flight.held_by_type().into_iter().collect();
+        for (t, report) in s.broker.extend_all(held.clone(), at).await {
+            let items = held
+                .iter()
+                .find(|(ht, _)| *ht == t)
+                .map(|(_, items)| items.as_slice())
+                .unwrap_or_default();
+            let attempt_of = |id: &String| {
+                items.iter().find(|(i, _)| i == id).map(|(i, l)| Attempt {
+                    id: i.clone(),
+                    lease: l.clone(),
+                })
+            };
+            match report {
+                Ok(report) => {
+                    beat.extended += items.len() - report.lost.len();
+                    beat.lost += report.lost.len();
+                    beat.cancel_requested += report.cancel_requested.len();
+                    for a in report.lost.iter().filter_map(attempt_of) {
+                        tracing::warn!(id = %a.id, "lease lost (recovered elsewhere): stopping the task, writing nothing");
+                        s.in_flight.mark(&a, RunState::Lost);
+                    }
+                    for a in report.cancel_requested.iter().filter_map(attempt_of) {
+                        tracing::info!(id = %a.id, "cancel requested: stopping the task");
+                        s.in_flight.mark(&a, RunState::CancelRequested);
+                    }
+                }
+                Err(e) => {
+                    beat.errors += 1;
+                    self.trouble(&format!("extend of {t}"), &e);
+                }
             }
         }
-        self.cancel_orphans(now).await?;
-        self.register(now).await?;
-        s.health.ok();
-        Ok(beat)
+        if let Err(e) = self.cancel_orphans(at).await {
+            beat.errors += 1;
+            self.trouble("orphan check", &e);
+        }
+        beat
     }
 
-    /// A child task (a lesson video of a course) whose parent was cancelled or failed is
-    /// cancelled too.
-    async fn cancel_orphans(&self, now: i64) -> taskfleet::Result<()> {
+    fn trouble(&self, what: &str, e: &taskfleet::Error) {
+        self.shared.health.bad(what, e);
+        self.shared.metrics.redis_error();
+    }
+
+    /// A running child task (a lesson video of a course) whose parent ended cancelled or
+    /// failed (or is gone) is cancelled too: the backstop for a cascade that did not reach it.
+    async fn cancel_orphans(&self, at: At) -> taskfleet::Result<()> {
         let s = &self.shared;
-        let children: Vec<(String, String)> = s
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .iter()
-            .filter(|(_, f)| f.state == TaskState::Running)
-            .filter_map(|(id, f)| f.parent_id.clone().map(|p| (id.clone(), p)))
-            .collect();
+        let children = s.in_flight.running_children();
         if children.is_empty() {
             return Ok(());
         }
@@ -103,9 +143,9 @@ impl Heartbeat {
                 parent_status,
                 Some(TaskStatus::Cancelled | TaskStatus::Failed) | None
             ) {
-                match s.broker.cancel(&child, now).await {
+                match s.broker.cancel(&child.id, at).await {
                     Ok(_) | Err(taskfleet::Error::AlreadyTerminal { .. }) => {
-                        s.mark(&child, TaskState::CancelRequested)
+                        s.in_flight.mark(&child, RunState::CancelRequested)
                     }
                     Err(e) => return Err(e),
                 }
@@ -114,59 +154,21 @@ impl Heartbeat {
         Ok(())
     }
 
-    async fn register(&self, now: i64) -> taskfleet::Result<()> {
+    async fn register(&self) -> taskfleet::Result<()> {
         let s = &self.shared;
-        let k = s.broker.keys();
-        let key = k.worker(&s.config.worker_id);
-        let workers = k.workers();
-        let ttl_ms = (self.interval() * 3).as_millis() as i64;
-        let host = hostname();
-        let fields: Vec<(&str, String)> = vec![
-            ("id", s.config.worker_id.clone()),
-            ("host", host),
-            ("pid", std::process::id().to_string()),
-            ("types", s.config.types.join(",")),
-            ("concurrency", s.config.concurrency.to_string()),
-            ("started_at", self.started_at.to_string()),
-            ("in_flight", s.in_flight_count().to_string()),
-            ("last_beat", now.to_string()),
-        ];
-        let id = s.config.worker_id.clone();
+        let info = WorkerInfo {
+            id: s.config.worker_id.clone(),
+            host: hostname(),
+            pid: Some(std::process::id()),
+            types: s.config.types.clone(),
+            concurrency: s.config.concurrency as u32,
+            started_at: Some(self.started_at),
+            in_flight: s.in_flight.len() as u32,
+            last_beat: Some(s.now()),
+        };
         s.broker
-            .with_conn(async |c| {
-                redis::pipe()
-                    .atomic()
-                    .hset_multiple(&key, &fields)
-                    .ignore()
-                    .pexpire(&key, ttl_ms)
-                    .ignore()
-                    .zadd(&workers, &id, now)
-                    .ignore()
-                    .query_async::<()>(c)
-                    .await
-            })
+            .register_worker(&info, self.registration_ttl())
             .await
-    }
-
-    /// Shutdown's last step: this worker is gone, and says so.
-    async fn unregister(&self) {
-        let s = &self.shared;
-        let k = s.broker.keys();
-        let key = k.worker(&s.config.worker_id);
-        let workers = k.workers();
-        let id = s.config.worker_id.clone();
-        let _ = s
-            .broker
-            .with_conn(async |c| {
-                redis::pipe()
-                    .del(&key)
-                    .ignore()
-                    .zrem(&workers, &id)
-                    .ignore()
-                    .query_async::<()>(c)
-                    .await
-            })
-            .await;
     }
 }
 

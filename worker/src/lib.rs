@@ -1,6 +1,7 @@
 //! taskfleet-worker: claims tasks, runs their processors, heartbeats, recovers.
 //!
 //! # Layout
+//! - [`in_flight`]: the attempts claimed and not yet acknowledged, keyed by (id, lease).
 //! - [`runner`]: the main loop: claims up to its free capacity, runs each task under its
 //!   type's timeout, acknowledges in batches; waits for work on the `signal` lists.
 //! - [`heartbeat`]: every lease/3, one extend per type for every task in flight; learns of
@@ -27,6 +28,7 @@
 //! Exit code 0.
 
 pub mod heartbeat;
+pub mod in_flight;
 pub mod metrics;
 pub mod processors;
 pub mod recoverer;
@@ -36,14 +38,14 @@ pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use taskfleet::artifacts::ArtifactStore;
-use taskfleet::{Broker, Clock, QueueConfig};
-use tokio::sync::Notify;
+use taskfleet::{At, Broker, Clock, QueueConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use crate::processors::Processor;
 
@@ -80,77 +82,41 @@ pub struct Shared {
     pub queues: HashMap<String, Queue>,
     pub store: Option<Arc<dyn ArtifactStore>>,
     pub metrics: Arc<Metrics>,
-    /// Tasks claimed and not yet acknowledged, by id.
-    pub in_flight: Mutex<HashMap<String, InFlight>>,
-    /// Notified whenever a slot frees up.
-    pub slot_freed: Notify,
-    /// Processors running now (≤ concurrency). A task whose processor has returned but whose
-    /// result is not yet written no longer holds a slot, so the next claim overlaps that write.
-    pub running: std::sync::atomic::AtomicUsize,
+    /// The attempts claimed and not yet acknowledged.
+    pub in_flight: InFlight,
     pub health: Health,
 }
 
-/// One claimed task.
-pub struct InFlight {
-    pub task_type: String,
-    pub lease: String,
-    pub parent_id: Option<String>,
-    pub webhook_url: Option<String>,
-    pub cancel: CancellationToken,
-    pub state: TaskState,
-}
-
-/// What the heartbeat or shutdown decided about a running task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    Running,
-    /// Its cancel was requested: acknowledge as cancelled.
-    CancelRequested,
-    /// The lease is gone (recovered elsewhere): write nothing.
-    Lost,
-    /// Given back at shutdown: write nothing.
-    Released,
-}
-
 impl Shared {
+    /// The shared state of a worker; the in-flight table is sized by the concurrency.
+    pub fn new(
+        broker: Broker,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+        queues: HashMap<String, Queue>,
+        store: Option<Arc<dyn ArtifactStore>>,
+        metrics: Arc<Metrics>,
+    ) -> Shared {
+        Shared {
+            in_flight: InFlight::new(config.concurrency),
+            broker,
+            clock,
+            config,
+            queues,
+            store,
+            metrics,
+            health: Health::default(),
+        }
+    }
+
+    /// The estimate of the server's time, for what is shown or measured.
     pub fn now(&self) -> taskfleet::Millis {
         self.clock.now_ms()
     }
 
-    /// How many more tasks may be claimed now: free processor slots, while no more than
-    /// `concurrency` results wait to be written (a bound on what a Redis outage piles up).
-    pub fn free_slots(&self) -> usize {
-        let running = self.running.load(std::sync::atomic::Ordering::Acquire);
-        let c = self.config.concurrency;
-        c.saturating_sub(running)
-            .min((2 * c).saturating_sub(self.in_flight_count()))
-    }
-
-    pub fn in_flight_count(&self) -> usize {
-        self.in_flight.lock().expect("in-flight lock").len()
-    }
-
-    /// (id, lease) of every in-flight task, grouped by type.
-    pub fn held_by_type(&self) -> HashMap<String, Vec<(String, String)>> {
-        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for (id, f) in self.in_flight.lock().expect("in-flight lock").iter() {
-            if matches!(f.state, TaskState::Running | TaskState::CancelRequested) {
-                out.entry(f.task_type.clone())
-                    .or_default()
-                    .push((id.clone(), f.lease.clone()));
-            }
-        }
-        out
-    }
-
-    /// Marks a task and fires its token (lost lease, cancel request).
-    pub fn mark(&self, id: &str, state: TaskState) {
-        if let Some(f) = self.in_flight.lock().expect("in-flight lock").get_mut(id) {
-            if f.state == TaskState::Running || state == TaskState::Lost {
-                f.state = state;
-            }
-            f.cancel.cancel();
-        }
+    /// The time script calls act at: the server's own clock in production.
+    pub fn at(&self) -> At {
+        self.clock.at()
     }
 }
 
@@ -193,8 +159,8 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 
     // 2. Drain.
     let deadline = tokio::time::Instant::now() + shared.config.grace;
-    while shared.in_flight_count() > 0 && tokio::time::Instant::now() < deadline {
-        let _ = tokio::time::timeout_at(deadline, shared.slot_freed.notified()).await;
+    while !shared.in_flight.is_empty() && tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout_at(deadline, shared.in_flight.slot_freed()).await;
     }
     // 3. Release what is still running.
     runner.release_all().await;

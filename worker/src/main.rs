@@ -131,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         .lease(Duration::from_secs(settings.worker.lease_seconds))
         .worker_id(worker_id.clone())
         .retention(settings.retention.clone())
+        .limits(settings.limits.clone())
         .queues(queues.iter().map(|(n, q)| (n.clone(), q.config.clone())))
         .build()?;
 
@@ -167,10 +168,10 @@ async fn main() -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         broker,
-        clock: clock as Arc<dyn Clock>,
-        config: WorkerConfig {
+        clock as Arc<dyn Clock>,
+        WorkerConfig {
             worker_id: worker_id.clone(),
             types: types.clone(),
             concurrency: settings.worker.concurrency,
@@ -180,13 +181,9 @@ async fn main() -> anyhow::Result<()> {
             work_dir: std::env::temp_dir().join("taskfleet-work").join(&worker_id),
         },
         queues,
-        store: Some(store),
+        Some(store),
         metrics,
-        in_flight: Default::default(),
-        slot_freed: Default::default(),
-        running: Default::default(),
-        health: Default::default(),
-    });
+    ));
     tracing::info!(worker_id = %worker_id, types = ?types, concurrency = settings.worker.concurrency, "worker started");
     taskfleet_worker::run(shared, stop).await;
     Ok(())

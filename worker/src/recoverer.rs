@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use taskfleet::RecoverReport;
+use taskfleet::{At, RecoverReport};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Event;
@@ -39,7 +39,7 @@ impl Recoverer {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            if let Err(e) = self.tick(self.shared.now()).await {
+            if let Err(e) = self.tick(self.shared.at()).await {
                 self.shared.health.bad("recover", &e);
                 self.shared.metrics.redis_error();
             }
@@ -47,39 +47,15 @@ impl Recoverer {
     }
 
     /// One pass: find dead workers, recover expired leases and theirs, forget the dead.
-    pub async fn tick(&self, now: i64) -> taskfleet::Result<RecoverReport> {
+    pub async fn tick(&self, at: impl Into<At>) -> taskfleet::Result<RecoverReport> {
         let s = &self.shared;
-        let dead = self.dead_workers().await?;
-        let report = s.broker.recover(now, &dead).await?;
+        let dead = s.broker.dead_workers(MAX_WORKERS).await?;
+        let report = s.broker.recover(at, &dead).await?;
         for (t, id) in report.requeued.iter().chain(&report.failed) {
             tracing::warn!(task_type = %t, id = %id, "recovered a task whose worker is gone");
             s.metrics.count(Event::Recovered, t, 1);
         }
-        if !dead.is_empty() {
-            let workers = s.broker.keys().workers();
-            s.broker
-                .with_conn(async |c| {
-                    redis::cmd("ZREM")
-                        .arg(&workers)
-                        .arg(&dead)
-                        .query_async::<()>(c)
-                        .await
-                })
-                .await?;
-        }
+        s.broker.forget_workers(&dead).await?;
         Ok(report)
-    }
-
-    /// Workers listed in `tf:workers` whose heartbeat key no longer exists.
-    async fn dead_workers(&self) -> taskfleet::Result<Vec<String>> {
-        Ok(self
-            .shared
-            .broker
-            .workers(false, MAX_WORKERS)
-            .await?
-            .into_iter()
-            .filter(|(_, beat)| beat.is_empty())
-            .map(|(id, _)| id)
-            .collect())
     }
 }

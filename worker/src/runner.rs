@@ -13,9 +13,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::in_flight::{Attempt, Entry, RunState};
 use crate::metrics::Event;
 use crate::processors::{TaskContext, TaskError};
-use crate::{backoff, webhook, InFlight, Shared, TaskState};
+use crate::{backoff, webhook, Shared};
 
 /// The largest batch one claim asks for.
 pub const MAX_CLAIM: usize = 256;
@@ -37,8 +38,10 @@ enum Outcome {
     Stopped,
 }
 
+/// One attempt's end, as its run reports it: the lease is the one its own claim gave, so
+/// what is written about it is fenced by that lease, whatever else happened to the task.
 struct Ack {
-    id: String,
+    attempt: Attempt,
     task_type: String,
     outcome: Outcome,
     run_secs: f64,
@@ -74,15 +77,15 @@ impl Runner {
             if stop.is_cancelled() {
                 return;
             }
-            let free = s.free_slots();
+            let free = s.in_flight.free_slots();
             if free == 0 {
                 tokio::select! {
-                    _ = s.slot_freed.notified() => {}
+                    _ = s.in_flight.slot_freed() => {}
                     _ = stop.cancelled() => return,
                 }
                 continue;
             }
-            match s.broker.claim(&types, free.min(MAX_CLAIM), s.now()).await {
+            match s.broker.claim(&types, free.min(MAX_CLAIM), s.at()).await {
                 Ok(claimed) => {
                     s.health.ok();
                     failures = 0;
@@ -152,21 +155,21 @@ impl Runner {
             return;
         };
         let cancel = CancellationToken::new();
-        {
-            let mut map = s.in_flight.lock().expect("in-flight lock");
-            map.insert(
-                c.id.clone(),
-                InFlight {
-                    task_type: c.task_type.clone(),
-                    lease: c.lease.clone(),
-                    parent_id: c.parent_id.clone(),
-                    webhook_url: c.webhook_url.clone(),
-                    cancel: cancel.clone(),
-                    state: TaskState::Running,
-                },
-            );
-            s.metrics.set_in_flight(map.len());
-        }
+        let attempt = Attempt {
+            id: c.id.clone(),
+            lease: c.lease.clone(),
+        };
+        s.in_flight.start(
+            attempt.clone(),
+            Entry {
+                task_type: c.task_type.clone(),
+                parent_id: c.parent_id.clone(),
+                webhook_url: c.webhook_url.clone(),
+                cancel: cancel.clone(),
+                state: RunState::Running,
+            },
+        );
+        s.metrics.set_in_flight(s.in_flight.len());
         s.metrics.count(Event::Claimed, &c.task_type, 1);
         let waited = (s.now() - c.created_at).max(0) as f64 / 1000.0;
         s.metrics.observe_wait(&c.task_type, waited);
@@ -181,11 +184,11 @@ impl Runner {
             artifact_dir: s.config.work_dir.join(&c.id).join(c.attempt.to_string()),
             broker: s.broker.clone(),
             lease: c.lease.clone(),
+            clock: s.clock.clone(),
             span: span.clone(),
         };
         let acks = self.acks.clone();
         let timeout = queue.config.timeout;
-        s.running.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let shared = s.clone();
         self.tasks.spawn(async move {
             let started = Instant::now();
@@ -218,12 +221,9 @@ impl Runner {
                 }
             };
             // The processor is done: its slot is free while its result is being written.
-            shared
-                .running
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            shared.slot_freed.notify_one();
+            shared.in_flight.processor_done();
             let _ = acks.send(Ack {
-                id: c.id,
+                attempt,
                 task_type: c.task_type,
                 outcome,
                 run_secs: started.elapsed().as_secs_f64(),
@@ -235,22 +235,19 @@ impl Runner {
     /// tokens. Marked first, so a result that arrives late is dropped, not acknowledged.
     pub async fn release_all(&self) {
         let s = &self.shared;
-        let held = s.held_by_type();
-        let tokens: Vec<CancellationToken> = {
-            let mut map = s.in_flight.lock().expect("in-flight lock");
-            map.values_mut()
-                .map(|f| {
-                    f.state = TaskState::Released;
-                    f.cancel.clone()
-                })
-                .collect()
-        };
+        let held = s.in_flight.held_by_type();
+        let tokens = s.in_flight.release_all();
         for (t, items) in held {
             let mut failures = 0;
             loop {
-                match s.broker.release(&t, &items, s.now()).await {
-                    Ok(_) => {
-                        tracing::info!(task_type = %t, count = items.len(), "released unfinished tasks to the queue");
+                match s.broker.release(&t, &items, s.at()).await {
+                    Ok(outcomes) => {
+                        let cancelled = outcomes
+                            .iter()
+                            .filter(|o| **o == taskfleet::ReleaseOutcome::Cancelled)
+                            .count();
+                        s.metrics.count(Event::Cancelled, &t, cancelled as u64);
+                        tracing::info!(task_type = %t, count = items.len(), cancelled, "released unfinished tasks to the queue");
                         break;
                     }
                     Err(e) if failures < 10 => {
@@ -278,7 +275,7 @@ impl Runner {
         // The acker ends when every sender is gone; ours is the last once tasks are done.
         if let Some(a) = acker {
             let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while self.shared.in_flight_count() > 0 {
+                while !self.shared.in_flight.is_empty() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             })
@@ -348,9 +345,8 @@ async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack>) {
         }
         let batch = std::mem::take(&mut buf);
         write_acks(&shared, batch).await;
-        let n = shared.in_flight_count();
-        shared.metrics.set_in_flight(n);
-        shared.slot_freed.notify_one();
+        shared.metrics.set_in_flight(shared.in_flight.len());
+        shared.in_flight.notify();
     }
 }
 
@@ -358,64 +354,60 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
     let mut completions: HashMap<String, Vec<Completion>> = HashMap::new();
     let mut failures: HashMap<String, Vec<Failure>> = HashMap::new();
     let mut defers = Vec::new();
-    let mut dropped = Vec::new();
+    // Every attempt of the batch leaves the table once its result is written (or dropped):
+    // by its own (id, lease), never another attempt of the same task.
+    let mut done: Vec<Attempt> = Vec::with_capacity(batch.len());
     // Where to tell about a task that ends here.
     let mut hooks: HashMap<String, String> = HashMap::new();
-    {
-        let map = s.in_flight.lock().expect("in-flight lock");
-        for a in batch {
-            s.metrics.observe_run(&a.task_type, a.run_secs);
-            let Some(f) = map.get(&a.id) else { continue };
-            if let Some(url) = &f.webhook_url {
-                hooks.insert(a.id.clone(), url.clone());
+    for a in batch {
+        s.metrics.observe_run(&a.task_type, a.run_secs);
+        let Some(f) = s.in_flight.get(&a.attempt) else {
+            continue;
+        };
+        done.push(a.attempt.clone());
+        if let Some(url) = &f.webhook_url {
+            hooks.insert(a.attempt.id.clone(), url.clone());
+        }
+        let Attempt { id, lease } = a.attempt;
+        let failure = |error: String, permanent: bool| Failure {
+            id: id.clone(),
+            lease: lease.clone(),
+            error,
+            permanent,
+        };
+        match (f.state, a.outcome) {
+            (RunState::Lost | RunState::Released, _) => {}
+            (RunState::CancelRequested, _) | (_, Outcome::Stopped) => failures
+                .entry(a.task_type)
+                .or_default()
+                .push(failure("cancelled".into(), true)),
+            (RunState::Running, Outcome::Done(result)) => completions
+                .entry(a.task_type)
+                .or_default()
+                .push(Completion { id, lease, result }),
+            (RunState::Running, Outcome::Failed(TaskError::Defer(d, msg))) => {
+                defers.push((a.task_type, id, lease, d, msg))
             }
-            let lease = f.lease.clone();
-            let failure = |error: String, permanent: bool| Failure {
-                id: a.id.clone(),
-                lease: lease.clone(),
-                error,
-                permanent,
-            };
-            match (f.state, a.outcome) {
-                (TaskState::Lost | TaskState::Released, _) => dropped.push(a.id),
-                (TaskState::CancelRequested, _) | (_, Outcome::Stopped) => failures
-                    .entry(a.task_type)
-                    .or_default()
-                    .push(failure("cancelled".into(), true)),
-                (TaskState::Running, Outcome::Done(result)) => completions
-                    .entry(a.task_type)
-                    .or_default()
-                    .push(Completion {
-                        id: a.id,
-                        lease,
-                        result,
-                    }),
-                (TaskState::Running, Outcome::Failed(TaskError::Defer(d, msg))) => {
-                    defers.push((a.task_type, a.id, lease, d, msg))
-                }
-                (TaskState::Running, Outcome::Failed(TaskError::Retry(m))) => failures
-                    .entry(a.task_type)
-                    .or_default()
-                    .push(failure(m, false)),
-                (TaskState::Running, Outcome::Failed(TaskError::Permanent(m))) => failures
-                    .entry(a.task_type)
-                    .or_default()
-                    .push(failure(m, true)),
-                (TaskState::Running, Outcome::Panicked(m)) => failures
-                    .entry(a.task_type)
-                    .or_default()
-                    .push(failure(format!("processor panicked: {m}"), false)),
-                (TaskState::Running, Outcome::TimedOut(d)) => failures
-                    .entry(a.task_type)
-                    .or_default()
-                    .push(failure(format!("timed out after {}", human(d)), false)),
-            }
+            (RunState::Running, Outcome::Failed(TaskError::Retry(m))) => failures
+                .entry(a.task_type)
+                .or_default()
+                .push(failure(m, false)),
+            (RunState::Running, Outcome::Failed(TaskError::Permanent(m))) => failures
+                .entry(a.task_type)
+                .or_default()
+                .push(failure(m, true)),
+            (RunState::Running, Outcome::Panicked(m)) => failures
+                .entry(a.task_type)
+                .or_default()
+                .push(failure(format!("processor panicked: {m}"), false)),
+            (RunState::Running, Outcome::TimedOut(d)) => failures
+                .entry(a.task_type)
+                .or_default()
+                .push(failure(format!("timed out after {}", human(d)), false)),
         }
     }
-    let mut done_ids: Vec<String> = dropped;
     for (t, items) in completions {
-        let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
-        if let Some(flags) = retry(s, "complete", || s.broker.complete(&t, &items, s.now())).await {
+        if let Some(flags) = retry(s, "complete", || s.broker.complete(&t, &items, s.at())).await {
             let ok = flags.iter().filter(|f| **f).count() as u64;
             s.metrics.count(Event::Completed, &t, ok);
             for (c, _) in items.iter().zip(&flags).filter(|(_, ok)| **ok) {
@@ -427,11 +419,9 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
                 }
             }
         }
-        done_ids.extend(ids);
     }
     for (t, items) in failures {
-        let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
-        if let Some(outcomes) = retry(s, "fail", || s.broker.fail(&t, &items, s.now())).await {
+        if let Some(outcomes) = retry(s, "fail", || s.broker.fail(&t, &items, s.at())).await {
             for (f, o) in items.iter().zip(outcomes) {
                 let (e, status) = match o {
                     taskfleet::FailOutcome::Retrying => (Event::Retried, None),
@@ -448,25 +438,34 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
                 }
             }
         }
-        done_ids.extend(ids);
     }
     for (t, id, lease, d, msg) in defers {
-        let due = s.now() + d.as_millis() as i64;
         let r = retry(s, "defer", || async {
-            match s.broker.defer(&t, &id, &lease, due, &msg).await {
-                Err(taskfleet::Error::StaleLease(_)) => Ok(()),
-                other => other,
+            match s.broker.defer(&t, &id, &lease, d, &msg, s.at()).await {
+                Err(taskfleet::Error::StaleLease(_)) => Ok(None),
+                other => other.map(Some),
             }
         })
         .await;
-        if r.is_none() {
-            tracing::warn!(id = %id, "could not defer; the lease will expire and recovery runs it again");
+        match r {
+            Some(Some(taskfleet::DeferOutcome::Cancelled)) => {
+                // Its cancel was requested while it ran: it ended cancelled, not deferred.
+                s.metrics.count(Event::Cancelled, &t, 1);
+                if let Some(url) = hooks.get(&id) {
+                    webhook::notify(
+                        url,
+                        webhook::finished(&id, &t, "cancelled", None, Some("cancelled")),
+                    );
+                }
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(id = %id, "could not defer; the lease will expire and recovery runs it again")
+            }
         }
-        done_ids.push(id);
     }
-    let mut map = s.in_flight.lock().expect("in-flight lock");
-    for id in done_ids {
-        map.remove(&id);
+    for attempt in done {
+        s.in_flight.remove(&attempt);
     }
 }
 

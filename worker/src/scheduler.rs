@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use taskfleet::At;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
@@ -40,7 +41,7 @@ impl Scheduler {
                 _ = tokio::time::sleep(wait) => {}
             }
             n = n.wrapping_add(1);
-            if let Err(e) = self.tick(self.shared.now(), n % TRIM_EVERY == 1).await {
+            if let Err(e) = self.tick(self.shared.at(), n % TRIM_EVERY == 1).await {
                 self.shared.health.bad("schedule", &e);
                 self.shared.metrics.redis_error();
             }
@@ -48,14 +49,15 @@ impl Scheduler {
     }
 
     /// One pass: promote; and with `trim`, remove expired finished tasks and their files.
-    pub async fn tick(&self, now: i64, trim: bool) -> taskfleet::Result<Report> {
+    pub async fn tick(&self, at: impl Into<At>, trim: bool) -> taskfleet::Result<Report> {
+        let at = at.into();
         let s = &self.shared;
         let mut report = Report {
-            promoted: s.broker.promote(now).await?,
+            promoted: s.broker.promote(at).await?,
             ..Report::default()
         };
         if trim {
-            let removed = s.broker.trim(now).await?;
+            let removed = s.broker.trim(at).await?;
             report.trimmed = removed.len();
             if let Some(store) = &s.store {
                 for (_, id) in &removed {

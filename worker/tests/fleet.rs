@@ -504,3 +504,49 @@ async fn a_finished_task_calls_its_webhook_with_the_outcome() {
     assert_eq!(got[1]["status"], "failed");
     assert_eq!(got[1]["error"], "planned permanent failure");
 }
+
+#[tokio::test]
+async fn a_task_taken_back_while_running_and_claimed_again_by_the_same_worker_is_ended_by_its_second_run_only(
+) {
+    // Issue 8, item 1: the first run must not write its result with the second run's lease.
+    let url = shared_redis().url();
+    let b = broker(&url);
+    let p = b.keys().prefix().to_string();
+    let e = b
+        .enqueue(test_task(json!({"op": "sleep", "ms": 3000})), now(&b).await)
+        .await
+        .unwrap();
+    let _w = Worker::start(&url, &p, &["--concurrency", "4"], &[]);
+    let first = eventually("the worker runs it", Duration::from_secs(10), || async {
+        let t = task(&b, &e.id).await;
+        (t.status == TaskStatus::Processing && t.progress == 0 && t.message.is_some()).then_some(t)
+    })
+    .await;
+    // An operator's cleanup takes it back while it runs; the idle slots of the same worker
+    // claim it again at once.
+    let report = b
+        .recover_stuck(taskfleet::At::Server, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(report.requeued.len(), 1);
+    let second = eventually("claimed again", Duration::from_secs(10), || async {
+        let t = task(&b, &e.id).await;
+        (t.attempts == 2 && t.status == TaskStatus::Processing).then_some(t)
+    })
+    .await;
+    assert_eq!(
+        second.worker_id, first.worker_id,
+        "the same worker claimed it"
+    );
+    let done = eventually("completed", Duration::from_secs(20), || async {
+        let t = task(&b, &e.id).await;
+        t.status.is_terminal().then_some(t)
+    })
+    .await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(done.attempts, 2);
+    // The result is the second run's, and it ran its whole 3 s (server clock).
+    assert_eq!(done.result.as_ref().unwrap()["attempt"], 2);
+    let ran = done.finished_at.unwrap() - second.started_at.unwrap();
+    assert!(ran >= 3000, "the second run was ended after {ran} ms");
+}

@@ -7,11 +7,14 @@ use std::time::Duration;
 use serde_json::json;
 use taskfleet::artifacts::{ArtifactStore, LocalStore};
 use taskfleet::testing;
-use taskfleet::{Broker, ManualClock, NewTask, QueueConfig, TaskStatus};
+use taskfleet::{At, Broker, ManualClock, NewTask, QueueConfig, TaskStatus};
+use taskfleet_worker::heartbeat::Heartbeat;
+use taskfleet_worker::in_flight::{Attempt, Entry, RunState};
 use taskfleet_worker::processors::testing::TestProcessor;
 use taskfleet_worker::recoverer::Recoverer;
 use taskfleet_worker::scheduler::Scheduler;
 use taskfleet_worker::{Queue, Shared, WorkerConfig};
+use tokio_util::sync::CancellationToken;
 
 const T0: i64 = 1_767_225_600_000;
 const DAY: i64 = 24 * 3_600_000;
@@ -23,10 +26,10 @@ fn shared(worker_id: &str, store: Arc<dyn ArtifactStore>) -> Arc<Shared> {
         .queue("test", QueueConfig::default())
         .build()
         .unwrap();
-    Arc::new(Shared {
+    Arc::new(Shared::new(
         broker,
-        clock: Arc::new(ManualClock::new(T0)),
-        config: WorkerConfig {
+        Arc::new(ManualClock::new(T0)),
+        WorkerConfig {
             worker_id: worker_id.to_string(),
             types: vec!["test".into()],
             concurrency: 1,
@@ -35,20 +38,16 @@ fn shared(worker_id: &str, store: Arc<dyn ArtifactStore>) -> Arc<Shared> {
             schedule_every: Duration::from_secs(1),
             work_dir: std::env::temp_dir(),
         },
-        queues: HashMap::from([(
+        HashMap::from([(
             "test".to_string(),
             Queue {
                 processor: Arc::new(TestProcessor),
                 config: QueueConfig::default(),
             },
         )]),
-        store: Some(store),
-        metrics: Default::default(),
-        in_flight: Default::default(),
-        slot_freed: Default::default(),
-        running: Default::default(),
-        health: Default::default(),
-    })
+        Some(store),
+        Default::default(),
+    ))
 }
 
 #[tokio::test]
@@ -132,4 +131,128 @@ async fn the_recoverer_takes_back_at_once_the_tasks_of_a_worker_whose_heartbeat_
         .await
         .unwrap();
     assert!(left.is_empty(), "the dead worker is forgotten: {left:?}");
+}
+
+fn shared_with(worker_id: &str, types: &[&str]) -> Arc<Shared> {
+    let mut b = Broker::builder(testing::shared_redis().url())
+        .prefix(testing::fresh_prefix())
+        .worker_id(worker_id);
+    let mut queues = HashMap::new();
+    for t in types {
+        b = b.queue(*t, QueueConfig::default());
+        queues.insert(
+            t.to_string(),
+            Queue {
+                processor: Arc::new(TestProcessor),
+                config: QueueConfig::default(),
+            },
+        );
+    }
+    Arc::new(Shared::new(
+        b.build().unwrap(),
+        Arc::new(ManualClock::new(T0)),
+        WorkerConfig {
+            worker_id: worker_id.to_string(),
+            types: types.iter().map(|t| t.to_string()).collect(),
+            concurrency: 4,
+            grace: Duration::from_secs(1),
+            poll: Duration::from_secs(1),
+            schedule_every: Duration::from_secs(1),
+            work_dir: std::env::temp_dir(),
+        },
+        queues,
+        None,
+        Default::default(),
+    ))
+}
+
+/// Claims one task of `t` and puts its attempt in the worker's table, as the runner does.
+async fn claim_into_table(s: &Shared, t: &str) -> Attempt {
+    s.broker
+        .enqueue(NewTask::new(t, json!({})), T0)
+        .await
+        .unwrap();
+    let c = s.broker.claim(&[t], 1, T0).await.unwrap().remove(0);
+    let a = Attempt {
+        id: c.id.clone(),
+        lease: c.lease.clone(),
+    };
+    s.in_flight.start(
+        a.clone(),
+        Entry {
+            task_type: t.to_string(),
+            parent_id: None,
+            webhook_url: None,
+            cancel: CancellationToken::new(),
+            state: RunState::Running,
+        },
+    );
+    a
+}
+
+#[tokio::test]
+async fn one_types_failing_extend_keeps_neither_the_other_types_nor_the_registration_from_a_beat() {
+    let s = shared_with("w-beat", &["good", "bad"]);
+    let good = claim_into_table(&s, "good").await;
+    claim_into_table(&s, "bad").await;
+    // The bad type's lease set is broken (a wrong type): its extend fails every time.
+    let bad_set = s.broker.keys().processing("bad");
+    testing::shared_redis().raw(&format!("DEL {bad_set}"));
+    testing::shared_redis().raw(&format!("SET {bad_set} broken"));
+    let beat = Heartbeat::new(s.clone()).tick(At::Ms(T0 + 10_000)).await;
+    assert_eq!((beat.errors, beat.extended), (1, 1), "{beat:?}");
+    // The good type's lease runs a full lease from the beat.
+    let deadline = testing::shared_redis().raw(&format!(
+        "ZSCORE {} {}",
+        s.broker.keys().processing("good"),
+        good.id
+    ));
+    assert!(
+        deadline.contains(&(T0 + 10_000 + 30_000).to_string()),
+        "{deadline}"
+    );
+    // The worker is registered, for longer than a lease: a few slow beats do not get a live
+    // worker declared dead.
+    let live = s.broker.live_workers(10).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].in_flight, 2);
+    let ttl: i64 = testing::shared_redis()
+        .raw(&format!("PTTL {}", s.broker.keys().worker("w-beat")))
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 30_000, "registration lives {ttl} ms");
+}
+
+#[tokio::test]
+async fn a_recoverer_whose_clock_estimate_jumped_ahead_leaves_live_leases_alone() {
+    let s = shared_with("w-live", &["t"]);
+    let a = claim_into_table(&s, "t").await;
+    // Claimed at the manual T0, far in the server's past: pretend it is live by renewing
+    // it at the server's own time.
+    s.broker
+        .extend("t", &[(a.id.clone(), a.lease.clone())], At::Server)
+        .await
+        .unwrap();
+    // Another worker of the same keyspace, whose estimate stepped an hour ahead.
+    let server = s.broker.server_time_ms().await.unwrap();
+    let ahead = taskfleet::RedisClock::starting_at(server + 3_600_000);
+    let other = Arc::new(Shared::new(
+        s.broker.clone(),
+        Arc::new(ahead),
+        s.config.clone(),
+        HashMap::new(),
+        None,
+        Default::default(),
+    ));
+    let report = Recoverer::new(other.clone())
+        .tick(other.at())
+        .await
+        .unwrap();
+    assert!(report.requeued.is_empty(), "{report:?}");
+    assert_eq!(
+        s.broker.status_of(&a.id).await.unwrap(),
+        TaskStatus::Processing
+    );
 }

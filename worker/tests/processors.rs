@@ -574,8 +574,9 @@ async fn claimed_course(s: &Setup) -> TaskContext {
         .unwrap();
     let c = s.broker.claim(&["course_video"], 1, now).await.unwrap();
     assert_eq!(c[0].id, e.id);
-    let mut ctx = s.ctx(TaskType::CourseVideo);
-    ctx.task_id = e.id;
+    let mut ctx = s
+        .ctx(TaskType::CourseVideo)
+        .with_lease(&e.id, &c[0].lease, c[0].attempt);
     ctx.account_id = Some("acct1".into());
     ctx
 }
@@ -1019,20 +1020,72 @@ async fn the_openai_image_provider_stores_the_png_it_returns() {
 }
 
 #[tokio::test]
-async fn a_course_cancelled_while_waiting_cancels_its_lessons() {
+async fn a_course_whose_token_fires_without_a_cancel_leaves_its_lessons_alone() {
+    // The token also fires on a lost lease, a shutdown's release and a timeout: none of
+    // those is a cancel of the course, and its lessons must go on.
     let s = setup();
     let ctx = claimed_course(&s).await;
     ctx.cancel.cancel();
     let r = for_type(TaskType::CourseVideo, &s.deps())
         .process(&ctx, course_request())
         .await;
-    assert_eq!(r, Err(TaskError::Retry("cancelled".into())));
+    assert!(matches!(r, Err(TaskError::Defer(..))), "{r:?}");
     let ids: Vec<String> = (0..2)
         .map(|i| course::lesson_task_id(&ctx.task_id, i))
         .collect();
     let children = s.broker.get_many("video", &ids).await.unwrap();
     assert_eq!(children.len(), 2);
-    assert!(children.iter().all(|c| c.status == TaskStatus::Cancelled));
+    assert!(children.iter().all(|c| c.status == TaskStatus::Queued));
+}
+
+#[tokio::test]
+async fn a_course_cancelled_while_it_waits_cancels_its_waiting_lessons() {
+    let s = setup();
+    let ctx = claimed_course(&s).await;
+    let r = for_type(TaskType::CourseVideo, &s.deps())
+        .process(&ctx, course_request())
+        .await;
+    let Err(TaskError::Defer(delay, message)) = r else {
+        panic!("expected Defer, got {r:?}");
+    };
+    let lease = s
+        .broker
+        .get(&ctx.task_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease
+        .unwrap();
+    s.broker
+        .defer(
+            "course_video",
+            &ctx.task_id,
+            &lease,
+            delay,
+            &message,
+            taskfleet::At::Server,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.broker.status_of(&ctx.task_id).await.unwrap(),
+        TaskStatus::Scheduled
+    );
+    // The course waits in `scheduled`: a cancel ends it at once, and its lessons with it.
+    s.broker
+        .cancel(&ctx.task_id, taskfleet::At::Server)
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..2)
+        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .collect();
+    let children = s.broker.get_many("video", &ids).await.unwrap();
+    assert_eq!(children.len(), 2);
+    assert!(
+        children.iter().all(|c| c.status == TaskStatus::Cancelled),
+        "{:?}",
+        children.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -1241,4 +1294,34 @@ async fn a_real_worker_runs_a_course_through_its_lessons_to_one_mp4() {
         (duration - total).abs() < 0.3 + 0.05 * total,
         "{duration} vs {total}"
     );
+}
+
+#[tokio::test]
+async fn a_courses_lessons_count_against_its_accounts_enqueue_rate() {
+    // acct1 may enqueue one task a minute, and has used it: the course's two lessons wait for
+    // the next window instead of skipping the limit.
+    let mut s = setup();
+    let mut limits = taskfleet::Limits::unlimited();
+    limits.rate_per_minute = 1;
+    let mut b = Broker::builder(taskfleet::testing::shared_redis().url())
+        .prefix(taskfleet::testing::fresh_prefix())
+        .limits(limits);
+    for t in TaskType::ALL {
+        b = b.queue(t.as_str(), QueueConfig::default());
+    }
+    s.broker = b.build().unwrap();
+    let ctx = claimed_course(&s).await;
+    let now = s.broker.server_time_ms().await.unwrap();
+    s.broker.take_rate("acct1", 1, now).await.unwrap();
+    let r = for_type(TaskType::CourseVideo, &s.deps())
+        .process(&ctx, course_request())
+        .await;
+    match r {
+        Err(TaskError::Defer(_, m)) => assert!(m.contains("rate limit"), "{m}"),
+        other => panic!("expected a wait for the rate limit, got {other:?}"),
+    }
+    let ids: Vec<String> = (0..2)
+        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .collect();
+    assert!(s.broker.get_many("video", &ids).await.unwrap().is_empty());
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use taskfleet::TaskStatus;
+use taskfleet::{QueuedEntry, TaskStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tasks::TaskView;
@@ -18,6 +18,9 @@ use crate::workers::{read_live, WorkerInfo};
 
 /// The most tasks one queue list shows.
 pub const MAX_QUEUE_LIST: usize = 500;
+/// How many queue entries per type a user's queue list reads at most to find its account's
+/// tasks: bounded work per request, however long the queue or the account's history.
+pub const MAX_QUEUE_SCAN: usize = 10_000;
 
 /// One type's state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -136,6 +139,10 @@ pub struct QueuedTask {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct QueueListResponse {
     pub tasks: Vec<QueuedTask>,
+    /// False when a user's list stopped after reading its bound of queue entries
+    /// (`MAX_QUEUE_SCAN` per type) before the end of the queue: tasks further back are not
+    /// shown.
+    pub complete: bool,
 }
 
 /// Queued tasks in the order workers claim them: an admin sees every account's, a user their
@@ -168,54 +175,28 @@ pub async fn list(
             .map(String::from)
             .collect(),
     };
-    let k = state.broker.keys();
-    let mut pipe = redis::pipe();
+    // Each type's queue in claim order: an admin's is its head; a user's is its account's
+    // tasks found by walking the queue, bounded by MAX_QUEUE_SCAN entries per type.
+    let mut all: Vec<(f64, &str, QueuedEntry)> = Vec::new();
+    let mut complete = true;
     for t in &types {
-        if caller.is_admin() {
-            pipe.cmd("ZRANGE")
-                .arg(k.queued(t))
-                .arg(0)
-                .arg(limit as i64 - 1)
-                .arg("WITHSCORES");
+        let entries = if caller.is_admin() {
+            state.broker.queue_head(t, limit).await?
         } else {
-            // The account's queued ids with their queue scores: the account index weighs 0.
-            // Both keys carry the type's hash tag, so this is one Cluster slot.
-            pipe.cmd("ZINTER")
-                .arg(2)
-                .arg(k.queued(t))
-                .arg(k.account(t, &caller.account_id))
-                .arg("WEIGHTS")
-                .arg(1)
-                .arg(0)
-                .arg("WITHSCORES");
-        }
+            let (entries, reached_end) = state
+                .broker
+                .queued_of_account(t, &caller.account_id, limit, MAX_QUEUE_SCAN)
+                .await?;
+            complete &= reached_end;
+            entries
+        };
+        all.extend(entries.into_iter().map(|e| (e.score, t.as_str(), e)));
     }
-    let lists: Vec<Vec<(String, f64)>> = state
-        .broker
-        .with_conn(async |c| pipe.query_async(c).await)
-        .await?;
-    let mut all: Vec<(f64, &str, String)> = Vec::new();
-    for (t, list) in types.iter().zip(lists) {
-        all.extend(list.into_iter().map(|(id, score)| (score, t.as_str(), id)));
-    }
-    all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.id.cmp(&b.2.id)));
     all.truncate(limit);
-    // Positions within each type's queue, and the tasks.
-    let mut pipe = redis::pipe();
-    for (_, t, id) in &all {
-        pipe.cmd("ZRANK").arg(k.queued(t)).arg(id);
-    }
-    let ranks: Vec<Option<u64>> = if all.is_empty() {
-        Vec::new()
-    } else {
-        state
-            .broker
-            .with_conn(async |c| pipe.query_async(c).await)
-            .await?
-    };
     let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
-    for (_, t, id) in &all {
-        by_type.entry(t).or_default().push(id.clone());
+    for (_, t, e) in &all {
+        by_type.entry(t).or_default().push(e.id.clone());
     }
     let mut tasks = HashMap::new();
     for (t, ids) in by_type {
@@ -224,18 +205,20 @@ pub async fn list(
         }
     }
     let out = all
-        .iter()
-        .zip(ranks)
-        .filter_map(|((_, _, id), rank)| {
-            let task = tasks.remove(id)?;
+        .into_iter()
+        .filter_map(|(_, _, e)| {
+            let task = tasks.remove(&e.id)?;
             // Claimed or cancelled between the reads: not queued any more.
             (task.status == TaskStatus::Queued).then_some(QueuedTask {
-                position: rank?,
+                position: e.position,
                 task: task.into(),
             })
         })
         .collect();
-    Ok(Json(QueueListResponse { tasks: out }))
+    Ok(Json(QueueListResponse {
+        tasks: out,
+        complete,
+    }))
 }
 
 /// Which queue to start or stop.
@@ -272,11 +255,16 @@ async fn set_paused(
             .map(String::from)
             .collect(),
     };
-    let now = state.now();
     if pause {
-        state.broker.pause(body.task_type.as_deref(), now).await?;
+        state
+            .broker
+            .pause(body.task_type.as_deref(), state.at())
+            .await?;
     } else {
-        state.broker.resume(body.task_type.as_deref(), now).await?;
+        state
+            .broker
+            .resume(body.task_type.as_deref(), state.at())
+            .await?;
     }
     Ok(Json(QueueControlResponse {
         paused: pause,
@@ -351,11 +339,11 @@ pub async fn cleanup(
             "must be 1-43200",
         ));
     }
-    let now = state.now();
-    let cutoff = now - body.max_processing_time_minutes as i64 * 60_000;
-    // One script per type: tasks whose attempt started before the cutoff go back to `queued`
-    // (or `failed` without attempts left) in the same atomic step that voids their lease.
-    let report = state.broker.recover_stuck(now, cutoff).await?;
+    let older_than = std::time::Duration::from_secs(body.max_processing_time_minutes * 60);
+    // One script per type: tasks whose attempt started longer ago than that go back to
+    // `queued` (or `failed` without attempts left) in the same atomic step that voids their
+    // lease; "longer ago" by the server's own clock.
+    let report = state.broker.recover_stuck(state.at(), older_than).await?;
     let over_limit = report.requeued.len() + report.failed.len() + report.cancelled.len();
     let ids = |v: Vec<(String, String)>| v.into_iter().map(|(_, id)| id).collect();
     Ok(Json(CleanupResponse {

@@ -385,7 +385,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let task = load_owned(&state, &caller, &id).await?;
-    let outcome = state.broker.cancel(&task.id, state.now()).await?;
+    let outcome = state.broker.cancel(&task.id, state.at()).await?;
     let (code, status) = match outcome {
         taskfleet::CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
         taskfleet::CancelOutcome::Requested => (StatusCode::ACCEPTED, "processing"),

@@ -5,13 +5,13 @@
 -- KEYS[3] stats       HASH  counters (completed, busy_ms)
 -- KEYS[4] events      STREAM one entry {ids, status = completed} per call
 -- KEYS[5] task key prefix "<p>:{T}:task:"
--- ARGV[1] now_ms
+-- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] events stream MAXLEN (approximate)
 -- ARGV[3..] triples: id, lease token, result (JSON)
 -- Returns: one integer per task: 1 completed, 0 refused (the lease is not this token's any
 --          more: recovered, cancelled or finished; nothing was changed).
 local processing, completed, stats, events, task_prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local now = tonumber(ARGV[1])
+local now = script_now(ARGV[1])
 local maxlen = ARGV[2]
 local out, done, ids = {}, {}, {}
 local busy = 0

@@ -2,13 +2,13 @@
 --
 -- KEYS[1] processing  ZSET  leased ids, score = lease deadline ms
 -- KEYS[2] task key prefix "<p>:{T}:task:"
--- ARGV[1] now_ms
+-- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] lease_ms
 -- ARGV[3..] pairs: id, lease token
 -- Returns: {lost, cancel}: ids whose lease this worker no longer holds (recovered, finished
 --          or gone; they were not extended), and ids that were extended but are cancel-requested.
 local processing, task_prefix = KEYS[1], KEYS[2]
-local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+local deadline = script_now(ARGV[1]) + tonumber(ARGV[2])
 local lost, cancel, extended = {}, {}, {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]

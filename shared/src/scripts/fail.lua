@@ -8,26 +8,28 @@
 -- KEYS[5] stats       HASH  counters (retried, failed, cancelled, busy_ms)
 -- KEYS[6] events      STREAM
 -- KEYS[7] task key prefix "<p>:{T}:task:"
--- ARGV[1] now_ms
+-- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] backoff base ms
 -- ARGV[3] backoff cap ms
 -- ARGV[4] events stream MAXLEN (approximate)
 -- ARGV[5..] 5 values per task: id, lease token, error message, kind ("retry" or "permanent"),
 --           jitter in [0, 1) (full jitter: the delay is jitter * min(base * 2^(attempts-1), cap))
--- Returns: per task the status it went to: "retrying", "failed" or "cancelled" (a task whose
---          cancel was requested ends cancelled), or "stale" (lease not held: nothing changed).
+-- Returns: per task a pair {status, children}: the status it went to, "retrying", "failed" or
+--          "cancelled" (a task whose cancel was requested ends cancelled), or "stale" (lease
+--          not held: nothing changed); children is the task's `children` field (JSON) when it
+--          ended failed or cancelled, else "", so the caller cancels what it started.
 local processing, retrying, failed, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats, events, task_prefix = KEYS[5], KEYS[6], KEYS[7]
-local now = tonumber(ARGV[1])
+local now = script_now(ARGV[1])
 local base, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
 local maxlen = ARGV[4]
 local out = {}
 for i = 5, #ARGV, 5 do
   local id, token, err, kind, jitter = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   local key = task_prefix .. id
-  local f = redis.call('HMGET', key, 'status', 'lease', 'attempts', 'max_attempts', 'cancel_requested', 'started_at')
+  local f = redis.call('HMGET', key, 'status', 'lease', 'attempts', 'max_attempts', 'cancel_requested', 'started_at', 'children')
   if f[1] ~= 'processing' or f[2] ~= token then
-    out[#out + 1] = 'stale'
+    out[#out + 1] = { 'stale', '' }
   else
     local attempts, max_attempts = tonumber(f[3]), tonumber(f[4])
     local status
@@ -53,7 +55,7 @@ for i = 5, #ARGV, 5 do
       redis.call('HINCRBY', stats, 'failed', 1)
     end
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'error', err)
-    out[#out + 1] = status
+    out[#out + 1] = { status, status == 'retrying' and '' or (f[7] or '') }
   end
 end
 return out

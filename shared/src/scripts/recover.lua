@@ -12,20 +12,20 @@
 -- KEYS[6] events      STREAM
 -- KEYS[7] signal      LIST  wake-up markers
 -- KEYS[8] task key prefix "<p>:{T}:task:"
--- ARGV[1] now_ms
+-- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] limit: how many leases to look at per call
 -- ARGV[3] events stream MAXLEN (approximate)
--- ARGV[4] started-before ms: also take back leases whose attempt started before this (an
---         operator's cleanup of stuck tasks); 0 = none
+-- ARGV[4] older-than ms: also take back leases whose attempt started more than this long ago
+--         (an operator's cleanup of stuck tasks); 0 = none
 -- ARGV[5..] ids of dead workers (optional)
--- Returns: {requeued ids, failed ids, cancelled ids}
+-- Returns: {requeued ids, failed ids, cancelled ids, children}: children lists the `children`
+--          field (JSON, as in fail.lua) of each task that ended failed or cancelled and had one
 local processing, queued, failed, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local stats, events, signal, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local now, limit, maxlen = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local BANDS = { urgent = 0, high = 1, normal = 2, low = 3 }
-local BAND_WIDTH = 10000000000000
+local now, limit, maxlen = script_now(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 
-local started_before = tonumber(ARGV[4])
+local older_than = tonumber(ARGV[4])
+local started_before = older_than > 0 and now - older_than or 0
 local candidates = redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, limit)
 if #ARGV >= 5 or started_before > 0 then
   local dead = {}
@@ -42,10 +42,10 @@ if #ARGV >= 5 or started_before > 0 then
   end
 end
 
-local requeued, dead_letters, ended = {}, {}, {}
+local requeued, dead_letters, ended, children = {}, {}, {}, {}
 for _, id in ipairs(candidates) do
   local key = task_prefix .. id
-  local f = redis.call('HMGET', key, 'status', 'attempts', 'max_attempts', 'priority', 'created_at', 'cancel_requested', 'worker_id')
+  local f = redis.call('HMGET', key, 'status', 'attempts', 'max_attempts', 'priority', 'created_at', 'cancel_requested', 'worker_id', 'children')
   redis.call('ZREM', processing, id)
   if f[1] == 'processing' then
     local err = 'lease expired (worker ' .. (f[7] or '?') .. ', attempt ' .. f[2] .. ')'
@@ -60,7 +60,7 @@ for _, id in ipairs(candidates) do
     elseif tonumber(f[2]) < tonumber(f[3]) then
       status = 'queued'
       redis.call('HSET', key, 'status', status, 'error', err)
-      redis.call('ZADD', queued, BANDS[f[4]] * BAND_WIDTH + tonumber(f[5]), id)
+      redis.call('ZADD', queued, band_score(f[4], tonumber(f[5])), id)
       requeued[#requeued + 1] = id
     else
       status = 'failed'
@@ -69,12 +69,12 @@ for _, id in ipairs(candidates) do
       redis.call('HINCRBY', stats, 'failed', 1)
       dead_letters[#dead_letters + 1] = id
     end
+    if status ~= 'queued' and f[8] then
+      children[#children + 1] = f[8]
+    end
     redis.call('HINCRBY', stats, 'recovered', 1)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'error', err)
   end
 end
-if #requeued > 0 then
-  redis.call('LPUSH', signal, 1)
-  redis.call('LTRIM', signal, 0, 63)
-end
-return { requeued, dead_letters, ended }
+wake(signal, #requeued)
+return { requeued, dead_letters, ended, children }

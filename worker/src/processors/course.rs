@@ -4,8 +4,15 @@
 //! into the course MP4. A failed or cancelled lesson fails the course with the lesson's error.
 //!
 //! Re-runs never duplicate lessons: a child's id is derived from the course id and the lesson
-//! number (`<course id>-lesson-<i>`), children that exist are not enqueued again, and the
-//! enqueue also carries the idempotency key `<course id>-lesson-<i>` for the API's view.
+//! number (`<course id>-lesson-<i>`), and an enqueue of an id that exists answers with the
+//! existing task instead of writing it again.
+//!
+//! The course records its lessons on its own task (`children`, fenced by its lease) before it
+//! enqueues them, so that when the course ends cancelled or failed, wherever that happens (a
+//! cancel while it waits, its worker acknowledging a cancel, the recoverer), its unfinished
+//! lessons are cancelled too. Its own cancellation token firing (a lost lease, shutdown, a
+//! timeout) is not a cancel of the course and cancels nothing. Lessons count against the
+//! account's enqueue rate like any enqueue: over it, the course waits for the next window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,13 +72,31 @@ impl Processor for CourseVideoProcessor {
                     serde_json::to_value(r.lesson_video(i)).expect("a request serializes");
                 let mut t = NewTask::new(video, request)
                     .owner(account.clone(), user.clone())
-                    .parent(ctx.task_id.clone())
-                    .idempotency_key(lesson_task_id(&ctx.task_id, i));
+                    .parent(ctx.task_id.clone());
                 t.id = Some(id.clone());
                 new.push(t);
             }
-            let now = broker.server_time_ms().await.map_err(broker_error)?;
-            broker.enqueue_many(new, now).await.map_err(broker_error)?;
+            let pairs: Vec<(String, String)> = ids
+                .iter()
+                .map(|id| (video.to_string(), id.clone()))
+                .collect();
+            ctx.record_children(&pairs).await?;
+            if let taskfleet::RateOutcome::Limited {
+                retry_after_secs, ..
+            } = broker
+                .take_rate(&account, new.len() as u64, ctx.now())
+                .await
+                .map_err(broker_error)?
+            {
+                return Err(TaskError::Defer(
+                    Duration::from_secs(retry_after_secs),
+                    "waiting for the account's enqueue rate limit".into(),
+                ));
+            }
+            broker
+                .enqueue_many(new, ctx.at())
+                .await
+                .map_err(broker_error)?;
             children = broker.get_many(video, &ids).await.map_err(broker_error)?;
         }
         let by_id = |id: &str| children.iter().find(|t| t.id == id);
@@ -106,10 +131,6 @@ impl Processor for CourseVideoProcessor {
             }
         }
         if done < n {
-            if ctx.is_cancelled() {
-                cancel_children(ctx, &children).await;
-                return Err(TaskError::Retry("cancelled".into()));
-            }
             let pct = (80 * done / n) as u8;
             ctx.progress(pct, &format!("{done} of {n} lessons done"))
                 .await;
@@ -195,17 +216,5 @@ impl CourseVideoProcessor {
             "duration_seconds": round2(total),
             "lessons": lessons,
         }))
-    }
-}
-
-/// Best effort: a course that is being cancelled cancels its lessons that have not finished.
-async fn cancel_children(ctx: &TaskContext, children: &[Task]) {
-    let Ok(now) = ctx.broker().server_time_ms().await else {
-        return;
-    };
-    for t in children.iter().filter(|t| !t.status.is_terminal()) {
-        if let Err(e) = ctx.broker().cancel(&t.id, now).await {
-            tracing::debug!(parent: ctx.span(), task = %t.id, error = %e, "lesson not cancelled");
-        }
     }
 }

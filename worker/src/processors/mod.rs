@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use taskfleet::artifacts::ArtifactStore;
-use taskfleet::{Broker, TaskType};
+use taskfleet::{At, Broker, Clock, Millis, TaskType};
 use tokio_util::sync::CancellationToken;
 
 pub mod course;
@@ -85,6 +85,7 @@ pub struct TaskContext {
     pub artifact_dir: PathBuf,
     pub(crate) broker: Broker,
     pub(crate) lease: String,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) span: tracing::Span,
 }
 
@@ -111,6 +112,33 @@ impl TaskContext {
         self.cancel.is_cancelled()
     }
 
+    /// Records the tasks this one started (`(type, id)`): when it ends cancelled or failed,
+    /// they are cancelled too. Fenced by this attempt's lease.
+    pub async fn record_children(&self, children: &[(String, String)]) -> Result<(), TaskError> {
+        match self
+            .broker
+            .set_children(&self.task_type, &self.task_id, &self.lease, children)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Lost its lease: stop; the token fires too.
+            Err(taskfleet::Error::StaleLease(_)) => {
+                Err(TaskError::Retry("the task's lease was lost".into()))
+            }
+            Err(e) => Err(broker_error(e)),
+        }
+    }
+
+    /// The time script calls of this task act at (the server's clock in a worker).
+    pub fn at(&self) -> At {
+        self.clock.at()
+    }
+
+    /// The estimate of the server's time now.
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
     /// The broker, for processors that enqueue follow-up work (a course's lesson videos).
     pub fn broker(&self) -> &Broker {
         &self.broker
@@ -133,8 +161,18 @@ impl TaskContext {
             artifact_dir,
             broker,
             lease: String::new(),
+            clock: Arc::new(taskfleet::clock::SystemClock),
             span: tracing::Span::none(),
         }
+    }
+
+    /// Like [`TaskContext::detached`], for an attempt that holds a real lease (`lease`) of the
+    /// task `task_id`: progress and children are written, fenced by that lease.
+    pub fn with_lease(mut self, task_id: &str, lease: &str, attempt: u32) -> TaskContext {
+        self.task_id = task_id.to_string();
+        self.lease = lease.to_string();
+        self.attempt = attempt;
+        self
     }
 }
 

@@ -1,0 +1,416 @@
+//! Enqueue: new tasks written by `enqueue.lua`, one script call per type and batch, with the
+//! per-account limits of [`Limits`](crate::config::Limits): the top band an account may ask
+//! for (checked here), the tasks and request bytes it may hold (checked inside the script,
+//! atomically with the write), and its enqueue rate ([`Broker::take_rate`]).
+
+use std::collections::HashMap;
+
+use futures::future::join_all;
+use redis::FromRedisValue;
+use sha2::{Digest, Sha256};
+
+use super::conn::script;
+use super::{validate_ident, Broker, EVENTS_MAXLEN, IDEMPOTENCY_TTL, MAX_BATCH, MAX_REQUEST_BYTES};
+use crate::clock::At;
+use crate::error::{Error, Result};
+use crate::task::{Enqueued, Millis, NewTask, Priority, TaskStatus};
+
+static ENQUEUE: std::sync::LazyLock<redis::Script> =
+    script!("enqueue.lua", "now.lua", "band.lua", "wake.lua");
+
+/// The values one task takes in `enqueue.lua`'s arguments.
+const STRIDE: usize = 13;
+
+/// Whether one refused task refuses its whole call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Nothing is written if any task is refused.
+    All,
+}
+
+impl Mode {
+    fn arg(self) -> &'static str {
+        match self {
+            Mode::All => "all",
+        }
+    }
+}
+
+/// What the rate limit said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateOutcome {
+    Allowed,
+    /// Over the account's enqueues per minute: try again after this many seconds.
+    Limited {
+        limit: u64,
+        retry_after_secs: u64,
+    },
+}
+
+/// One task ready for the script: its arguments, and what it becomes if written.
+struct Prepared {
+    index: usize,
+    id: String,
+    priority: Priority,
+    run_at: Millis,
+    account_id: String,
+    idempotency_key: Option<String>,
+    args: [String; STRIDE],
+}
+
+/// `enqueue.lua`'s answer, decoded.
+struct Reply {
+    now: Millis,
+    position: Option<u64>,
+    busy_ms: i64,
+    completed: i64,
+    /// Tasks not written as asked: (index in the call, from 0; outcome; id; status).
+    exceptions: Vec<(usize, String, String, String)>,
+}
+
+impl Reply {
+    fn decode(v: Vec<redis::Value>) -> Result<Reply> {
+        let bad = || Error::Redis("enqueue returned a malformed reply".into());
+        if v.len() < 4 || !(v.len() - 4).is_multiple_of(4) {
+            return Err(bad());
+        }
+        let int = |x: &redis::Value| i64::from_redis_value(x.clone());
+        let text = |x: &redis::Value| String::from_redis_value(x.clone());
+        let mut exceptions = Vec::new();
+        for row in v[4..].chunks_exact(4) {
+            let index = usize::try_from(int(&row[0])? - 1).map_err(|_| bad())?;
+            exceptions.push((index, text(&row[1])?, text(&row[2])?, text(&row[3])?));
+        }
+        Ok(Reply {
+            now: int(&v[0])?,
+            position: u64::try_from(int(&v[1])?).ok(),
+            busy_ms: int(&v[2])?,
+            completed: int(&v[3])?,
+            exceptions,
+        })
+    }
+}
+
+/// What a caller asked for, hashed: an Idempotency-Key that comes again with a different
+/// request is refused. The API gives its own (of the request as sent); the library's default
+/// covers every field that changes what the task does.
+pub fn fingerprint(t: &NewTask, priority: Priority) -> String {
+    if let Some(fp) = &t.fingerprint {
+        return fp.clone();
+    }
+    let canonical = serde_json::json!([
+        t.task_type,
+        t.request,
+        priority.as_str(),
+        t.run_at,
+        t.webhook_url,
+        t.parent_id,
+        t.batch_id,
+        t.max_attempts,
+    ]);
+    hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16])
+}
+
+impl Broker {
+    /// Enqueues one task.
+    pub async fn enqueue(&self, task: NewTask, at: impl Into<At>) -> Result<Enqueued> {
+        Ok(self.enqueue_many(vec![task], at).await?.remove(0))
+    }
+
+    /// Enqueues many tasks: one script call per type (one round trip for one type), each
+    /// atomic: if a task of a call is refused (its account's quota, a reused Idempotency-Key),
+    /// nothing of that call is written. Every task is validated before anything is written.
+    pub async fn enqueue_many(
+        &self,
+        tasks: Vec<NewTask>,
+        at: impl Into<At>,
+    ) -> Result<Vec<Enqueued>> {
+        let at = at.into();
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        if tasks.len() > MAX_BATCH * 10 {
+            return Err(Error::invalid(
+                "tasks",
+                format!("at most {} per call", MAX_BATCH * 10),
+            ));
+        }
+        // Validate all first, so bad input writes nothing.
+        let mut groups: HashMap<&str, Vec<Prepared>> = HashMap::new();
+        for (i, t) in tasks.iter().enumerate() {
+            let p = self.prepare(i, t)?;
+            groups.entry(t.task_type.as_str()).or_default().push(p);
+        }
+        let calls = groups.into_iter().flat_map(|(task_type, items)| {
+            let mut chunks: Vec<Vec<Prepared>> = Vec::new();
+            for p in items {
+                match chunks.last_mut() {
+                    Some(c) if c.len() < MAX_BATCH => c.push(p),
+                    _ => chunks.push(vec![p]),
+                }
+            }
+            chunks.into_iter().map(move |chunk| (task_type, chunk))
+        });
+        let results = join_all(
+            calls.map(|(task_type, chunk)| self.enqueue_call(task_type, chunk, at, Mode::All)),
+        )
+        .await;
+        let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
+        for r in results {
+            for (i, e) in r? {
+                out[i] = Some(e?);
+            }
+        }
+        out.into_iter()
+            .map(|e| e.ok_or_else(|| Error::Redis("enqueue returned too few tasks".into())))
+            .collect()
+    }
+
+    /// Checks one task and turns it into the script's arguments.
+    fn prepare(&self, index: usize, t: &NewTask) -> Result<Prepared> {
+        let q = self.queue_config(&t.task_type)?;
+        if !t.request.is_object() {
+            return Err(Error::invalid("request", "must be a JSON object"));
+        }
+        let request = t.request.to_string();
+        if request.len() > MAX_REQUEST_BYTES {
+            return Err(Error::invalid(
+                "request",
+                format!("at most {MAX_REQUEST_BYTES} bytes of JSON"),
+            ));
+        }
+        validate_ident("account_id", &t.account_id, 128)?;
+        validate_ident("user_id", &t.user_id, 128)?;
+        if let Some(k) = &t.idempotency_key {
+            if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::invalid(
+                    "idempotency_key",
+                    "1-255 printable characters without spaces",
+                ));
+            }
+        }
+        if let Some(id) = &t.id {
+            if id.is_empty() {
+                return Err(Error::invalid("id", "must not be empty"));
+            }
+            validate_ident("id", id, 64)?;
+        }
+        let max_attempts = t.max_attempts.unwrap_or(q.max_attempts);
+        if !(1..=100).contains(&max_attempts) {
+            return Err(Error::invalid("max_attempts", "must be 1-100"));
+        }
+        let priority = t.priority.unwrap_or(q.default_priority);
+        let limit = self.inner.limits.for_account(&t.account_id);
+        if priority < limit.max_priority {
+            return Err(Error::invalid(
+                "priority",
+                format!(
+                    "{priority} is above what this account may use (at most {})",
+                    limit.max_priority
+                ),
+            ));
+        }
+        let run_at = t.run_at.unwrap_or(0);
+        if run_at < 0 {
+            return Err(Error::invalid("run_at", "must not be before 1970"));
+        }
+        let id =
+            t.id.clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let fingerprint = if t.idempotency_key.is_some() {
+            fingerprint(t, priority)
+        } else {
+            String::new()
+        };
+        Ok(Prepared {
+            index,
+            priority,
+            run_at,
+            account_id: t.account_id.clone(),
+            idempotency_key: t.idempotency_key.clone(),
+            args: [
+                id.clone(),
+                if t.id.is_some() { "1" } else { "" }.to_string(),
+                priority.as_str().to_string(),
+                run_at.to_string(),
+                max_attempts.to_string(),
+                request,
+                t.account_id.clone(),
+                t.user_id.clone(),
+                t.webhook_url.clone().unwrap_or_default(),
+                t.parent_id.clone().unwrap_or_default(),
+                t.batch_id.clone().unwrap_or_default(),
+                t.idempotency_key.clone().unwrap_or_default(),
+                fingerprint,
+            ],
+            id,
+        })
+    }
+
+    /// One script call: the tasks of one type (at most [`MAX_BATCH`]); per task, its index
+    /// in the caller's list and what became of it.
+    async fn enqueue_call(
+        &self,
+        task_type: &str,
+        chunk: Vec<Prepared>,
+        at: At,
+        mode: Mode,
+    ) -> Result<Vec<(usize, Result<Enqueued>)>> {
+        let k = &self.inner.keys;
+        let keys = [
+            k.queued(task_type),
+            k.scheduled(task_type),
+            k.stats(task_type),
+            k.events(task_type),
+            k.signal(task_type),
+            k.task_prefix(task_type),
+            k.account_prefix(task_type),
+            k.idem_prefix(task_type),
+            k.account_bytes(task_type),
+        ];
+        // Every task of a call shares its account's limits: the script checks them against
+        // each account it sees, so a call mixes accounts only if they share limits.
+        let mut args = vec![
+            at.arg(),
+            task_type.to_string(),
+            IDEMPOTENCY_TTL.as_secs().to_string(),
+            EVENTS_MAXLEN.to_string(),
+            mode.arg().to_string(),
+        ];
+        let limits: Vec<_> = chunk
+            .iter()
+            .map(|p| self.inner.limits.for_account(&p.account_id))
+            .collect();
+        if limits.windows(2).any(|w| w[0] != w[1]) {
+            // Different limits in one call: split it by account limits.
+            let mut by_limit: HashMap<_, Vec<Prepared>> = HashMap::new();
+            for (p, l) in chunk.into_iter().zip(limits) {
+                by_limit.entry(l).or_default().push(p);
+            }
+            let parts = join_all(
+                by_limit
+                    .into_values()
+                    .map(|c| Box::pin(self.enqueue_call(task_type, c, at, mode))),
+            )
+            .await;
+            let mut out = Vec::new();
+            for p in parts {
+                out.extend(p?);
+            }
+            return Ok(out);
+        }
+        let limit = limits[0];
+        args.push(limit.max_tasks.to_string());
+        args.push(limit.max_bytes.to_string());
+        for p in &chunk {
+            args.extend(p.args.iter().cloned());
+        }
+        let reply = Reply::decode(self.script(&ENQUEUE, &keys, &args).await?)?;
+        let mut exceptions: HashMap<usize, (String, String, String)> = reply
+            .exceptions
+            .into_iter()
+            .map(|(i, o, id, s)| (i, (o, id, s)))
+            .collect();
+        let refused = exceptions.values().any(|(o, _, _)| o != "exists");
+        let single = chunk.len() == 1;
+        let mut out = Vec::with_capacity(chunk.len());
+        for (k, p) in chunk.into_iter().enumerate() {
+            let result = match exceptions.remove(&k) {
+                None if refused && mode == Mode::All => Err(Error::invalid(
+                    "tasks",
+                    "another task of the same call was refused; nothing was written",
+                )),
+                None => {
+                    let status = if p.run_at > reply.now {
+                        TaskStatus::Scheduled
+                    } else {
+                        TaskStatus::Queued
+                    };
+                    Ok(self.enqueued(&p, task_type, p.id.clone(), status, true))
+                }
+                Some((outcome, id, status)) => match outcome.as_str() {
+                    "exists" => Ok(self.enqueued(&p, task_type, id, status.parse()?, false)),
+                    "mismatch" => Err(Error::IdempotencyMismatch {
+                        key: p.idempotency_key.clone().unwrap_or_default(),
+                        earlier: id,
+                    }),
+                    "quota_tasks" | "quota_bytes" => Err(Error::QuotaExceeded {
+                        account: p.account_id.clone(),
+                        task_type: task_type.to_string(),
+                        what: if outcome == "quota_tasks" {
+                            "tasks"
+                        } else {
+                            "bytes"
+                        },
+                        limit: if outcome == "quota_tasks" {
+                            limit.max_tasks
+                        } else {
+                            limit.max_bytes
+                        },
+                    }),
+                    other => Err(Error::Redis(format!("enqueue answered {other:?}"))),
+                },
+            };
+            let result = result.map(|mut e| {
+                if single {
+                    e.queue_position = reply.position;
+                    e.average_run_ms = (reply.completed > 0)
+                        .then(|| (reply.busy_ms / reply.completed).max(0) as u64);
+                }
+                e
+            });
+            out.push((p.index, result));
+        }
+        Ok(out)
+    }
+
+    fn enqueued(
+        &self,
+        p: &Prepared,
+        task_type: &str,
+        id: String,
+        status: TaskStatus,
+        created: bool,
+    ) -> Enqueued {
+        Enqueued {
+            id,
+            task_type: task_type.to_string(),
+            status,
+            priority: p.priority,
+            created,
+            queue_position: None,
+            average_run_ms: None,
+        }
+    }
+
+    /// Counts `n` enqueues against the account's per-minute limit (a fixed window in Redis,
+    /// so every API replica and worker shares it). `now` is the caller's estimate of the
+    /// server's time: it only picks the minute. Past the limit the enqueues still count (a
+    /// client that keeps trying stays limited), and the answer says when the window ends.
+    pub async fn take_rate(&self, account_id: &str, n: u64, now: Millis) -> Result<RateOutcome> {
+        let limit = self.inner.limits.for_account(account_id).rate_per_minute;
+        if limit == 0 || n == 0 {
+            return Ok(RateOutcome::Allowed);
+        }
+        let window = now.div_euclid(60_000);
+        let key = self.inner.keys.rate(account_id, window);
+        let (count,): (u64,) = self
+            .with_conn(async |c| {
+                redis::pipe()
+                    .incr(&key, n)
+                    .expire(&key, 120)
+                    .ignore()
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        if count > limit {
+            let retry_after_secs = ((window + 1) * 60_000 - now).div_euclid(1000).max(1) as u64;
+            return Ok(RateOutcome::Limited {
+                limit,
+                retry_after_secs,
+            });
+        }
+        Ok(RateOutcome::Allowed)
+    }
+}

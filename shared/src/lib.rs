@@ -21,13 +21,18 @@
 //! - [`broker`]: one method per Lua script (`scripts/*.lua`): the only writer.
 //! - [`inspect`]: read-only queries (status, lists, one task).
 //! - [`registry`]: the workers' heartbeats ([`WorkerInfo`]): register, live, dead.
+//! - [`apikeys`]: the API's keys, stored hashed: create, look up, list, revoke.
+//! - [`follow`]: blocking reads on connections of their own: a type's event stream, an idle
+//!   worker's wait for work; and PING, the eviction policy.
 //! - `testing` (feature `testing`): a real redis-server on a free port for tests.
 
+pub mod apikeys;
 pub mod artifacts;
 pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod follow;
 pub mod inspect;
 pub mod keys;
 pub mod registry;
@@ -35,6 +40,7 @@ pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use apikeys::{ApiKey, Role};
 pub use broker::{
     Broker, BrokerBuilder, CancelOutcome, Completion, DeferOutcome, ExtendReport, FailOutcome,
     Failure, RateOutcome, RecoverReport, ReleaseOutcome,
@@ -42,6 +48,7 @@ pub use broker::{
 pub use clock::{At, Clock, ManualClock, RedisClock};
 pub use config::{AccountLimit, Catalog, Limits, QueueConfig, Settings, TaskConfig};
 pub use error::{Error, Result};
+pub use follow::{EventEntry, EventFollower, WorkWaiter};
 pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
 pub use registry::WorkerInfo;

@@ -192,22 +192,15 @@ async fn main() -> anyhow::Result<()> {
 /// Warns loudly unless Redis runs with `maxmemory-policy noeviction`: an evicted lease or
 /// task hash loses a task.
 async fn check_eviction_policy(broker: &Broker) {
-    let r: taskfleet::Result<Vec<String>> = broker
-        .with_conn(async |c| {
-            redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("maxmemory-policy")
-                .query_async(c)
-                .await
-        })
-        .await;
-    match r {
-        Ok(v) if v.get(1).map(String::as_str) == Some("noeviction") => {}
-        Ok(v) => tracing::warn!(
-            policy = v.get(1).map(String::as_str).unwrap_or("?"),
+    match broker.eviction_policy().await {
+        Ok(p) if p == "noeviction" => {}
+        Ok(p) => tracing::warn!(
+            policy = %p,
             "REDIS maxmemory-policy IS NOT noeviction: Redis may evict task data and LOSE TASKS; set maxmemory-policy noeviction"
         ),
-        Err(e) => tracing::warn!(error = %e, "could not read maxmemory-policy; make sure it is noeviction"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read maxmemory-policy; make sure it is noeviction")
+        }
     }
 }
 

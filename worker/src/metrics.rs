@@ -1,51 +1,28 @@
 //! The worker's Prometheus metrics: counters per type, the in-flight gauge, and histograms of
 //! the wait from enqueue to start and of run time; served as text on `--metrics-listen`.
+//! Kept and encoded by the `prometheus-client` crate; this file only names the series and
+//! caches each type's handles, so counting a task costs no allocation.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Histogram bucket upper bounds, in seconds.
+/// Histogram bucket upper bounds, in seconds: sub-millisecond starts up to hour-long runs.
 const BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0,
     3600.0,
 ];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
-    }
-}
-
-fn observe(hists: &Mutex<BTreeMap<String, Histogram>>, task_type: &str, secs: f64) {
-    let mut m = hists.lock().expect("metrics lock");
-    match m.get_mut(task_type) {
-        Some(h) => h.observe(secs),
-        None => {
-            let mut h = Histogram::default();
-            h.observe(secs);
-            m.insert(task_type.to_string(), h);
-        }
-    }
-}
 
 /// How many kinds of [`Event`] there are.
 const EVENTS: usize = 6;
@@ -71,125 +48,148 @@ impl Event {
         Event::Cancelled,
     ];
 
+    /// The series name, without `taskfleet_worker_` and `_total` (the encoder adds them).
     fn name(self) -> &'static str {
         match self {
-            Event::Claimed => "taskfleet_worker_claimed_total",
-            Event::Completed => "taskfleet_worker_completed_total",
-            Event::Failed => "taskfleet_worker_failed_total",
-            Event::Retried => "taskfleet_worker_retried_total",
-            Event::Recovered => "taskfleet_worker_recovered_total",
-            Event::Cancelled => "taskfleet_worker_cancelled_total",
+            Event::Claimed => "claimed",
+            Event::Completed => "completed",
+            Event::Failed => "failed",
+            Event::Retried => "retried",
+            Event::Recovered => "recovered",
+            Event::Cancelled => "cancelled",
         }
     }
 }
 
-/// All of one worker's metrics. Mutexes, not locks held across awaits: each update is a few
-/// instructions.
-#[derive(Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    task_type: String,
+}
+
+/// One type's handles into the families (each a cheap shared clone of the series).
+#[derive(Clone)]
+struct TypeSeries {
+    events: [Counter; EVENTS],
+    wait: Histogram,
+    run: Histogram,
+}
+
+/// All of one worker's metrics.
 pub struct Metrics {
-    /// Per task type, one count per [`Event`].
-    counters: Mutex<BTreeMap<String, [u64; EVENTS]>>,
-    wait: Mutex<BTreeMap<String, Histogram>>,
-    run: Mutex<BTreeMap<String, Histogram>>,
-    in_flight: AtomicI64,
-    redis_errors: AtomicU64,
+    registry: Registry,
+    events: [Family<TypeLabel, Counter>; EVENTS],
+    wait: Family<TypeLabel, Histogram>,
+    run: Family<TypeLabel, Histogram>,
+    in_flight: Gauge,
+    redis_errors: Counter<u64, AtomicU64>,
+    // A std mutex: held for one map lookup, never across an await.
+    by_type: Mutex<HashMap<String, TypeSeries>>,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("taskfleet_worker");
+        let events: [Family<TypeLabel, Counter>; EVENTS] = Default::default();
+        for (e, family) in Event::ALL.iter().zip(&events) {
+            registry.register(
+                e.name(),
+                format!("Tasks {} by this worker", e.name()),
+                family.clone(),
+            );
+        }
+        let wait =
+            Family::<TypeLabel, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
+        let run =
+            Family::<TypeLabel, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
+        registry.register(
+            "wait_seconds",
+            "From enqueue to the processor's start",
+            wait.clone(),
+        );
+        registry.register("run_seconds", "How long processors ran", run.clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight",
+            "Tasks claimed and not yet acknowledged",
+            in_flight.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Redis calls that failed",
+            redis_errors.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            wait,
+            run,
+            in_flight,
+            redis_errors,
+            by_type: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 impl Metrics {
-    pub fn count(&self, e: Event, task_type: &str, n: u64) {
-        let mut m = self.counters.lock().expect("metrics lock");
-        // Look up by &str first: no String allocated per count on the hot path.
-        match m.get_mut(task_type) {
-            Some(row) => row[e as usize] += n,
-            None => {
-                let mut row = [0; EVENTS];
-                row[e as usize] = n;
-                m.insert(task_type.to_string(), row);
-            }
+    /// The handles of one type's series, made on first use.
+    fn series(&self, task_type: &str) -> TypeSeries {
+        let mut map = self.by_type.lock().expect("metrics lock");
+        // Looked up by &str first: no String allocated per count on the hot path.
+        if let Some(s) = map.get(task_type) {
+            return s.clone();
         }
+        let label = TypeLabel {
+            task_type: task_type.to_string(),
+        };
+        let s = TypeSeries {
+            events: std::array::from_fn(|i| self.events[i].get_or_create(&label).clone()),
+            wait: self.wait.get_or_create(&label).clone(),
+            run: self.run.get_or_create(&label).clone(),
+        };
+        map.insert(task_type.to_string(), s.clone());
+        s
+    }
+
+    pub fn count(&self, e: Event, task_type: &str, n: u64) {
+        self.series(task_type).events[e as usize].inc_by(n);
     }
 
     pub fn get(&self, e: Event, task_type: &str) -> u64 {
-        self.counters
-            .lock()
-            .expect("metrics lock")
-            .get(task_type)
-            .map(|row| row[e as usize])
-            .unwrap_or(0)
+        self.series(task_type).events[e as usize].get()
     }
 
     pub fn observe_wait(&self, task_type: &str, secs: f64) {
-        observe(&self.wait, task_type, secs);
+        self.series(task_type).wait.observe(secs);
     }
 
     pub fn observe_run(&self, task_type: &str, secs: f64) {
-        observe(&self.run, task_type, secs);
+        self.series(task_type).run.observe(secs);
     }
 
     pub fn set_in_flight(&self, n: usize) {
-        self.in_flight.store(n as i64, Ordering::Relaxed);
+        self.in_flight.set(n as i64);
     }
 
     pub fn redis_error(&self) {
-        self.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.redis_errors.inc();
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().expect("metrics lock");
-        for e in Event::ALL {
-            let _ = writeln!(out, "# TYPE {} counter", e.name());
-            for (t, row) in counters.iter() {
-                let _ = writeln!(out, "{}{{task_type=\"{t}\"}} {}", e.name(), row[e as usize]);
-            }
-        }
-        drop(counters);
-        let _ = writeln!(out, "# TYPE taskfleet_worker_in_flight gauge");
-        let _ = writeln!(
-            out,
-            "taskfleet_worker_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# TYPE taskfleet_worker_redis_errors_total counter");
-        let _ = writeln!(
-            out,
-            "taskfleet_worker_redis_errors_total {}",
-            self.redis_errors.load(Ordering::Relaxed)
-        );
-        for (name, hists) in [
-            ("taskfleet_worker_wait_seconds", &self.wait),
-            ("taskfleet_worker_run_seconds", &self.run),
-        ] {
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for (t, h) in hists.lock().expect("metrics lock").iter() {
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{task_type=\"{t}\",le=\"{b}\"}} {}",
-                        h.counts[i]
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{task_type=\"{t}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{{task_type=\"{t}\"}} {}", h.sum);
-                let _ = writeln!(out, "{name}_count{{task_type=\"{t}\"}} {}", h.count);
-            }
-        }
+        encode(&mut out, &self.registry).expect("writing to a String");
         out
     }
 }
 
 /// Serves `GET /metrics` (any path) on `listener` until `stop` fires. A minimal HTTP/1.1
 /// responder: one request per connection, enough for Prometheus and curl.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
     loop {
         let conn = tokio::select! {
             _ = stop.cancelled() => return,
@@ -203,7 +203,7 @@ pub async fn serve(
                 tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
             let body = metrics.render();
             let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()
             );
             let _ = sock.write_all(head.as_bytes()).await;

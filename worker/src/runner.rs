@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::AsyncConnectionConfig;
 use serde_json::Value;
 use taskfleet::{Claimed, Completion, Failure};
 use tokio::sync::mpsc;
@@ -70,8 +69,7 @@ impl Runner {
     pub async fn run(&self, stop: CancellationToken) {
         let s = &self.shared;
         let types: Vec<&str> = s.config.types.iter().map(String::as_str).collect();
-        let signals: Vec<String> = types.iter().map(|t| s.broker.keys().signal(t)).collect();
-        let mut waiter: Option<redis::aio::MultiplexedConnection> = None;
+        let mut waiter = taskfleet::WorkWaiter::default();
         let mut failures = 0u32;
         loop {
             if stop.is_cancelled() {
@@ -91,7 +89,7 @@ impl Runner {
                     failures = 0;
                     if claimed.is_empty() {
                         tokio::select! {
-                            _ = self.wait_for_signal(&mut waiter, &signals) => {}
+                            _ = s.broker.wait_for_work(&mut waiter, &types, s.config.poll) => {}
                             _ = stop.cancelled() => return,
                         }
                     }
@@ -109,42 +107,6 @@ impl Runner {
                     }
                 }
             }
-        }
-    }
-
-    /// Blocks on the signal lists (BLPOP, on a connection of its own: a blocking command
-    /// would stall every other call on a shared one) for at most the poll interval.
-    async fn wait_for_signal(
-        &self,
-        conn: &mut Option<redis::aio::MultiplexedConnection>,
-        signals: &[String],
-    ) {
-        let poll = self.shared.config.poll;
-        if conn.is_none() {
-            let cfg = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.shared.broker.timeout()))
-                .set_response_timeout(Some(poll + Duration::from_secs(2)));
-            let made = match redis::Client::open(self.shared.broker.url()) {
-                Ok(c) => c.get_multiplexed_async_connection_with_config(&cfg).await,
-                Err(e) => Err(e),
-            };
-            match made {
-                Ok(c) => *conn = Some(c),
-                Err(_) => {
-                    tokio::time::sleep(poll.min(Duration::from_millis(500))).await;
-                    return;
-                }
-            }
-        }
-        let c = conn.as_mut().expect("connection made above");
-        let r: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
-            .arg(signals)
-            .arg(poll.as_secs_f64())
-            .query_async(c)
-            .await;
-        if r.is_err() {
-            *conn = None;
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -419,7 +419,10 @@ async fn the_metrics_endpoint_counts_what_the_worker_did() {
     assert!(body.contains("taskfleet_worker_claimed_total{task_type=\"test\"} 4"));
     assert!(body.contains("taskfleet_worker_in_flight 0"));
     assert!(body.contains("taskfleet_worker_wait_seconds_count{task_type=\"test\"} 4"));
-    assert!(body.contains("taskfleet_worker_run_seconds_bucket{task_type=\"test\",le=\"+Inf\"} 4"));
+    assert!(
+        body.contains("taskfleet_worker_run_seconds_bucket{le=\"+Inf\",task_type=\"test\"} 4"),
+        "{body}"
+    );
 }
 
 async fn http_get(addr: &str) -> Option<String> {

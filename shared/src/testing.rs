@@ -292,3 +292,54 @@ impl Drop for LossyProxy {
         self.task.abort();
     }
 }
+
+/// A raw command on the broker's server, for what a test sets up or inspects that no library
+/// call does (a key of the wrong type, a registration whose key vanished, what is stored):
+/// the harness speaks Redis, the test names keys through [`Broker::keys`].
+pub async fn command<T: redis::FromRedisValue>(broker: &Broker, args: &[&str]) -> T {
+    let (name, rest) = args.split_first().expect("a command");
+    broker
+        .with_conn(async |c| redis::cmd(name).arg(rest).query_async(c).await)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Every key under the broker's prefix, with its Redis type and its contents (fields and
+/// values, members or the value, flattened), for tests that check what is stored.
+pub async fn dump(broker: &Broker) -> Vec<(String, String, Vec<String>)> {
+    let pattern = format!("{}:*", broker.keys().prefix());
+    let keys: Vec<String> = command(broker, &["KEYS", &pattern]).await;
+    let mut out = Vec::new();
+    for k in keys {
+        let t: String = command(broker, &["TYPE", &k]).await;
+        let contents: Vec<String> = match t.as_str() {
+            "hash" => command(broker, &["HGETALL", &k]).await,
+            "set" => command(broker, &["SMEMBERS", &k]).await,
+            "zset" => command(broker, &["ZRANGE", &k, "0", "-1"]).await,
+            "list" => command(broker, &["LRANGE", &k, "0", "-1"]).await,
+            "string" => vec![command::<String>(broker, &["GET", &k]).await],
+            _ => Vec::new(),
+        };
+        out.push((k, t, contents));
+    }
+    out
+}
+
+/// How many keys exist under the broker's prefix.
+pub async fn key_count(broker: &Broker) -> usize {
+    let pattern = format!("{}:*", broker.keys().prefix());
+    command::<Vec<String>>(broker, &["KEYS", &pattern])
+        .await
+        .len()
+}
+
+/// Flushes the server's script cache (what a restart or an operator's SCRIPT FLUSH does).
+pub async fn flush_scripts(broker: &Broker) {
+    command::<()>(broker, &["SCRIPT", "FLUSH"]).await
+}
+
+/// A worker listed in the registry whose heartbeat key is gone: what a crashed worker leaves.
+pub async fn register_vanished_worker(broker: &Broker, id: &str, last_beat: i64) {
+    let set = broker.keys().workers();
+    command::<()>(broker, &["ZADD", &set, &last_beat.to_string(), id]).await
+}

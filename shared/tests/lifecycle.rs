@@ -406,15 +406,11 @@ async fn every_call_still_works_after_script_flush() {
     let server = testing::RedisServer::start();
     let b = testing::broker_on(&server.url(), &[("q", queue(3))]);
     let e = b.enqueue(new_task(1), T0).await.unwrap();
-    b.with_conn(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(c).await)
-        .await
-        .unwrap();
+    testing::flush_scripts(&b).await;
     b.enqueue(new_task(2), T0).await.unwrap();
     let cs = b.claim(&["q"], 2, T0).await.unwrap();
     assert_eq!(cs.len(), 2);
-    b.with_conn(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(c).await)
-        .await
-        .unwrap();
+    testing::flush_scripts(&b).await;
     b.extend("q", &[(cs[0].id.clone(), cs[0].lease.clone())], T0)
         .await
         .unwrap();

@@ -251,7 +251,6 @@ async fn sigterm_drains_then_gives_unfinished_tasks_back_without_using_attempts(
         (n == 3).then_some(())
     })
     .await;
-    let workers_key = b.keys().workers();
     w.signal("TERM");
     assert_eq!(w.wait_exit(Duration::from_secs(15)), Some(0));
     assert_eq!(task(&b, &quick.id).await.status, TaskStatus::Completed);
@@ -259,20 +258,11 @@ async fn sigterm_drains_then_gives_unfinished_tasks_back_without_using_attempts(
         let t = task(&b, id).await;
         assert_eq!((t.status, t.attempts), (TaskStatus::Queued, 0), "task {id}");
     }
-    let registered: Vec<String> = b
-        .with_conn(async |c| {
-            redis::cmd("ZRANGE")
-                .arg(&workers_key)
-                .arg(0)
-                .arg(-1)
-                .query_async(c)
-                .await
-        })
-        .await
-        .unwrap();
+    let live = b.live_workers(10).await.unwrap();
+    let gone = b.dead_workers(10).await.unwrap();
     assert!(
-        registered.is_empty(),
-        "worker still registered: {registered:?}"
+        live.is_empty() && gone.is_empty(),
+        "worker still registered: {live:?} {gone:?}"
     );
 }
 
@@ -364,11 +354,7 @@ async fn an_idle_worker_wakes_on_enqueue_not_on_its_slow_poll() {
     );
     // Let it reach its idle wait.
     eventually("worker registered", Duration::from_secs(10), || async {
-        let key = b.keys().workers();
-        let n: i64 = b
-            .with_conn(async |c| redis::cmd("ZCARD").arg(&key).query_async(c).await)
-            .await
-            .ok()?;
+        let n = b.live_workers(10).await.ok()?.len();
         (n == 1).then_some(())
     })
     .await;

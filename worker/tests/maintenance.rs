@@ -104,32 +104,12 @@ async fn the_recoverer_takes_back_at_once_the_tasks_of_a_worker_whose_heartbeat_
         .await
         .unwrap();
     b.claim(&["test"], 1, T0).await.unwrap();
-    let workers = b.keys().workers();
-    b.with_conn(async |c| {
-        redis::cmd("ZADD")
-            .arg(&workers)
-            .arg(T0)
-            .arg("w-dead")
-            .query_async::<()>(c)
-            .await
-    })
-    .await
-    .unwrap();
+    testing::register_vanished_worker(b, "w-dead", T0).await;
     // Well inside the 30 s lease: only the missing heartbeat key can explain a recovery.
     let report = Recoverer::new(dead.clone()).tick(T0 + 1_000).await.unwrap();
     assert_eq!(report.requeued, vec![("test".to_string(), e.id.clone())]);
     assert_eq!(b.status_of(&e.id).await.unwrap(), TaskStatus::Queued);
-    let left: Vec<String> = b
-        .with_conn(async |c| {
-            redis::cmd("ZRANGE")
-                .arg(&workers)
-                .arg(0)
-                .arg(-1)
-                .query_async(c)
-                .await
-        })
-        .await
-        .unwrap();
+    let left = b.dead_workers(10).await.unwrap();
     assert!(left.is_empty(), "the dead worker is forgotten: {left:?}");
 }
 
@@ -197,31 +177,23 @@ async fn one_types_failing_extend_keeps_neither_the_other_types_nor_the_registra
     claim_into_table(&s, "bad").await;
     // The bad type's lease set is broken (a wrong type): its extend fails every time.
     let bad_set = s.broker.keys().processing("bad");
-    testing::shared_redis().raw(&format!("DEL {bad_set}"));
-    testing::shared_redis().raw(&format!("SET {bad_set} broken"));
+    testing::command::<()>(&s.broker, &["DEL", &bad_set]).await;
+    testing::command::<()>(&s.broker, &["SET", &bad_set, "broken"]).await;
     let beat = Heartbeat::new(s.clone()).tick(At::Ms(T0 + 10_000)).await;
     assert_eq!((beat.errors, beat.extended), (1, 1), "{beat:?}");
     // The good type's lease runs a full lease from the beat.
-    let deadline = testing::shared_redis().raw(&format!(
-        "ZSCORE {} {}",
-        s.broker.keys().processing("good"),
-        good.id
-    ));
-    assert!(
-        deadline.contains(&(T0 + 10_000 + 30_000).to_string()),
-        "{deadline}"
-    );
+    let deadline: i64 = testing::command(
+        &s.broker,
+        &["ZSCORE", &s.broker.keys().processing("good"), &good.id],
+    )
+    .await;
+    assert_eq!(deadline, T0 + 10_000 + 30_000);
     // The worker is registered, for longer than a lease: a few slow beats do not get a live
     // worker declared dead.
     let live = s.broker.live_workers(10).await.unwrap();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].in_flight, 2);
-    let ttl: i64 = testing::shared_redis()
-        .raw(&format!("PTTL {}", s.broker.keys().worker("w-beat")))
-        .trim_start_matches(':')
-        .trim()
-        .parse()
-        .unwrap();
+    let ttl: i64 = testing::command(&s.broker, &["PTTL", &s.broker.keys().worker("w-beat")]).await;
     assert!(ttl > 30_000, "registration lives {ttl} ms");
 }
 

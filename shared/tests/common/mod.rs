@@ -32,11 +32,5 @@ pub fn new_task(n: usize) -> NewTask {
 
 /// How many keys exist under the broker's prefix.
 pub async fn key_count(b: &Broker) -> usize {
-    let pattern = format!("{}:*", b.keys().prefix());
-    b.with_conn(async |c| {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(c).await?;
-        Ok(keys.len())
-    })
-    .await
-    .unwrap()
+    testing::key_count(b).await
 }

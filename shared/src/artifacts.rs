@@ -33,11 +33,10 @@ pub trait ArtifactStore: Send + Sync {
     /// Deletes every artifact of a task.
     async fn delete_task(&self, task_id: &str) -> Result<()>;
 
-    /// Stores a file from disk.
+    /// Stores a file from disk. The stores here copy it in a stream (an hour of audio is
+    /// never read into memory); this default reads it whole.
     async fn put_file(&self, task_id: &str, name: &str, path: &Path) -> Result<Artifact> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| Error::Redis(format!("reading {}: {e}", path.display())))?;
+        let bytes = tokio::fs::read(path).await.map_err(io)?;
         self.put(task_id, name, bytes).await
     }
 }
@@ -126,6 +125,27 @@ impl ArtifactStore for LocalStore {
         let tmp = dir.join(format!(".{name}.{:x}.tmp", rand::random::<u64>()));
         let size = bytes.len() as u64;
         tokio::fs::write(&tmp, bytes).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        Ok(Artifact {
+            name: name.to_string(),
+            size,
+            media_type: media_type(name).to_string(),
+        })
+    }
+
+    async fn put_file(&self, task_id: &str, name: &str, from: &Path) -> Result<Artifact> {
+        let path = self.path(task_id, name)?;
+        let dir = path.parent().expect("artifact path has a parent");
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        // Copy then rename, as `put` does: a reader never sees half a file.
+        let tmp = dir.join(format!(".{name}.{:x}.tmp", rand::random::<u64>()));
+        let size = match tokio::fs::copy(from, &tmp).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(io(e));
+            }
+        };
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(Artifact {
             name: name.to_string(),
@@ -254,6 +274,37 @@ impl ArtifactStore for ObjectStoreArtifacts {
         })
     }
 
+    async fn put_file(&self, task_id: &str, name: &str, from: &Path) -> Result<Artifact> {
+        use tokio::io::AsyncReadExt;
+        let location = self.location(task_id, name)?;
+        let mut file = tokio::fs::File::open(from).await.map_err(io)?;
+        // A multipart upload, fed a part at a time: the object still appears whole or not at
+        // all (the upload completes in one call, or is aborted).
+        let upload = self.store.put_multipart(&location).await.map_err(os)?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(io(e));
+                }
+            };
+            writer.wait_for_capacity(4).await.map_err(os)?;
+            writer.write(&buf[..n]);
+            size += n as u64;
+        }
+        writer.finish().await.map_err(os)?;
+        Ok(Artifact {
+            name: name.to_string(),
+            size,
+            media_type: media_type(name).to_string(),
+        })
+    }
+
     async fn get(&self, task_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let location = self.location(task_id, name)?;
         match self.store.get(&location).await {
@@ -331,6 +382,23 @@ mod tests {
         assert_eq!(s.get("t1", "b.png").await.unwrap(), None);
         assert_eq!(s.get("t1", "c.md").await.unwrap(), None);
         assert_eq!(s.get("t2", "b.png").await.unwrap(), Some(vec![1]));
+    }
+
+    #[tokio::test]
+    async fn both_stores_store_a_file_from_disk() {
+        let dir = tempfile_dir();
+        let file = dir.join("big.bin");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let local = LocalStore::new(dir.join("store"));
+        let objects = ObjectStoreArtifacts::from_url_with("memory:///p", Vec::new()).unwrap();
+        let stores: [&dyn ArtifactStore; 2] = [&local, &objects];
+        for s in stores {
+            let a = s.put_file("t1", "big.wav", &file).await.unwrap();
+            assert_eq!((a.size, a.media_type.as_str()), (3_000_000, "audio/wav"));
+            assert_eq!(s.get("t1", "big.wav").await.unwrap().as_ref(), Some(&bytes));
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

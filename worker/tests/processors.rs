@@ -786,6 +786,16 @@ async fn bad_requests_fail_permanently_with_the_field_named() {
             json!({"title": "t", "lessons": []}),
             "lessons",
         ),
+        (
+            TaskType::AnimatedLesson,
+            json!({"title": "t", "steps": vec![json!({"text": "a ".repeat(9_999)}); 50]}),
+            "steps",
+        ),
+        (
+            TaskType::VoiceGeneration,
+            json!({"text": "a ".repeat(9_999), "speed": 80}),
+            "text",
+        ),
     ];
     for (t, request, field) in cases {
         let m = permanent(s.run(t, request).await);

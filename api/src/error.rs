@@ -31,6 +31,8 @@ pub enum AppError {
     MethodNotAllowed,
     /// 409: the task is already finished.
     Conflict(String),
+    /// 416: the `Range` asked for selects none of the artifact's `size` bytes.
+    RangeNotSatisfiable { size: u64 },
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge(usize),
     /// 415: the body is not `application/json`.
@@ -106,6 +108,11 @@ impl AppError {
                 "this endpoint does not take that method".into(),
             ),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            AppError::RangeNotSatisfiable { size } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the Range asked for selects none of the artifact's {size} bytes"),
+            ),
             AppError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -183,6 +190,13 @@ impl IntoResponse for AppError {
         {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if let AppError::RangeNotSatisfiable { size } = self {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            resp.headers_mut()
+                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Clients and load balancers back off rather than hammer a Redis that is down.

@@ -3,7 +3,7 @@
 //!
 //! Shutdown order on SIGTERM/SIGINT: stop accepting connections, end the event streams (they
 //! would otherwise hold the drain open for up to their lifetime), let in-flight requests finish
-//! for up to [`DRAIN_TIMEOUT`], then exit 0.
+//! for up to [`DRAIN_TIMEOUT`], then exit 0 (the accept loop is [`crate::server`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +16,7 @@ use taskfleet::{Broker, Settings};
 use crate::auth::{self, Role};
 use crate::state::{AppState, Options};
 
-/// How long in-flight requests get to finish after a shutdown signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::server::DRAIN_TIMEOUT;
 
 #[derive(Debug, Parser)]
 #[command(name = "taskfleet-api", version, about = "taskfleet REST API")]
@@ -179,16 +178,8 @@ pub async fn serve(settings: Settings, options: Options) -> anyhow::Result<()> {
         tracing::info!("admin key from TASKFLEET__AUTH__ADMIN_KEY is active");
     }
     tokio::spawn(follow_redis_clock(state.clone()));
-    let shutdown = state.shutdown.clone();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let server = axum::serve(listener, crate::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        r = server => r?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
-            tracing::warn!("requests still running after the drain timeout; exiting");
-        }
-    }
+    tokio::spawn(cancel_on_signal(state.shutdown.clone()));
+    crate::server::serve(listener, state).await;
     tracing::info!("taskfleet-api stopped");
     Ok(())
 }

@@ -29,6 +29,8 @@ pub enum AppError {
     NoRoute,
     /// 405: the path exists but not with this method.
     MethodNotAllowed,
+    /// 408: the request (its body) did not arrive within the request timeout.
+    RequestTimeout,
     /// 409: the task is already finished.
     Conflict(String),
     /// 416: the `Range` asked for selects none of the artifact's `size` bytes.
@@ -106,6 +108,11 @@ impl AppError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this endpoint does not take that method".into(),
+            ),
+            AppError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took longer than the server allows; send it again".into(),
             ),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             AppError::RangeNotSatisfiable { size } => (

@@ -52,6 +52,10 @@ pub struct AppState {
     pub rate_limit_per_minute: u64,
     /// Fires at shutdown: long-lived responses (event streams) end so the server can drain.
     pub shutdown: CancellationToken,
+    /// How long a connection may take to send a request's head (or sit idle between requests).
+    pub header_read_timeout: Option<Duration>,
+    /// How long one request may take before its answer starts (408); not event streams.
+    pub request_timeout: Option<Duration>,
 }
 
 impl AppState {
@@ -91,6 +95,8 @@ impl AppState {
             test_processors: options.test_processors,
             rate_limit_per_minute: settings.api.rate_limit_per_minute,
             shutdown: CancellationToken::new(),
+            header_read_timeout: secs(settings.api.header_read_timeout_secs),
+            request_timeout: secs(settings.api.request_timeout_secs),
             broker,
             clock,
         })
@@ -99,6 +105,11 @@ impl AppState {
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
     }
+}
+
+/// A setting in seconds, 0 meaning none.
+fn secs(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n))
 }
 
 /// The Redis server's clock once it has answered; the machine's until then (while Redis is

@@ -37,6 +37,13 @@ pub const DEFAULT_RETENTION_CANCELLED_DAYS: u64 = 1;
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 5_000;
 /// Default artifact directory.
 pub const DEFAULT_ARTIFACTS_DIR: &str = "artifacts";
+/// Default time a client has to send a request's head (and an idle keep-alive connection to
+/// start its next one) before the API closes the connection: slow-header clients cannot hold
+/// connections open.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default time the API gives one request, its body included, before answering 408 (event
+/// streams, long-lived by design, are exempt once their first answer is sent).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 
 /// A task type's settings (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +256,10 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Enqueues one account may make per minute (fixed one-minute windows); 0 = no limit.
     pub rate_limit_per_minute: u64,
+    /// Seconds a client has to send a request's head; 0 = no limit.
+    pub header_read_timeout_secs: u64,
+    /// Seconds one request (its body included) may take, event streams exempt; 0 = no limit.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -257,6 +268,8 @@ impl Default for ApiSettings {
             listen: DEFAULT_API_LISTEN.to_string(),
             max_body_bytes: 1 << 20,
             rate_limit_per_minute: 0,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
         }
     }
 }

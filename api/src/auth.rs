@@ -5,8 +5,17 @@
 //! Why hashing makes the lookup safe: a request's key is hashed before Redis is asked, so how
 //! long a lookup takes depends on the hash, which tells an attacker nothing about any real key.
 //! The one key kept in memory (the admin key from the settings) is compared in constant time.
+//!
+//! A failed authentication (no key, a malformed header, an unknown key) is answered after a
+//! fixed [`AUTH_FAILURE_DELAY`] ([`FailureDelay`]): guessing keys gets slower, and a client
+//! with a bad key cannot spin on the API. At most [`MAX_DELAYED_FAILURES`] wait at once; past
+//! that a failure is answered at once, so a flood of bad keys cannot make the API hold an
+//! unbounded number of waiting responses (the delay is a brake on guessing, not a wall: keys are
+//! 256 random bits, which no rate of guessing reaches). Valid keys are never delayed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
@@ -14,6 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use taskfleet::Broker;
+use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -22,6 +32,46 @@ use crate::state::AppState;
 pub const ADMIN_KEY_ACCOUNT: &str = "admin";
 /// Prefix of every key we make, so a leaked one is recognisable in logs and scanners.
 pub const KEY_PREFIX: &str = "tfk_";
+/// How long a failed authentication waits before its 401.
+pub const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(200);
+/// How many failed authentications wait at once; the rest are answered at once.
+pub const MAX_DELAYED_FAILURES: usize = 256;
+
+/// The wait before a 401: a fixed delay, for at most a fixed number of failures at once.
+#[derive(Debug)]
+pub struct FailureDelay {
+    delay: Duration,
+    max: usize,
+    places: Arc<Semaphore>,
+}
+
+impl Default for FailureDelay {
+    fn default() -> Self {
+        FailureDelay::new(AUTH_FAILURE_DELAY, MAX_DELAYED_FAILURES)
+    }
+}
+
+impl FailureDelay {
+    pub fn new(delay: Duration, max: usize) -> Self {
+        FailureDelay {
+            delay,
+            max,
+            places: Arc::new(Semaphore::new(max)),
+        }
+    }
+
+    /// Waits the delay if a place is free; returns at once if all are taken.
+    pub async fn wait(&self) {
+        if let Ok(_place) = self.places.try_acquire() {
+            tokio::time::sleep(self.delay).await;
+        }
+    }
+
+    /// How many failures are waiting now.
+    pub fn waiting(&self) -> usize {
+        self.max - self.places.available_permits()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,31 +117,40 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .filter(|k| !k.is_empty() && k.len() <= 256)
-            .ok_or(AppError::Unauthorized)?;
-        let sha = sha256_hex(key);
-        if let Some(admin) = &state.admin_key_sha {
-            if bool::from(admin.as_bytes().ct_eq(sha.as_bytes())) {
-                return Ok(Caller {
-                    account_id: ADMIN_KEY_ACCOUNT.to_string(),
-                    user_id: ADMIN_KEY_ACCOUNT.to_string(),
-                    role: Role::Admin,
-                });
-            }
+        let caller = authenticate(parts, state).await;
+        if let Err(AppError::Unauthorized) = caller {
+            state.auth_failures.wait().await;
         }
-        lookup(&state.broker, &sha)
-            .await?
-            .map(|k| k.caller)
-            .ok_or(AppError::Unauthorized)
+        caller
     }
+}
+
+/// The caller a request's key names, or [`AppError::Unauthorized`] (not yet delayed).
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppError> {
+    let key = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .ok_or(AppError::Unauthorized)?;
+    let sha = sha256_hex(key);
+    if let Some(admin) = &state.admin_key_sha {
+        if bool::from(admin.as_bytes().ct_eq(sha.as_bytes())) {
+            return Ok(Caller {
+                account_id: ADMIN_KEY_ACCOUNT.to_string(),
+                user_id: ADMIN_KEY_ACCOUNT.to_string(),
+                role: Role::Admin,
+            });
+        }
+    }
+    lookup(&state.broker, &sha)
+        .await?
+        .map(|k| k.caller)
+        .ok_or(AppError::Unauthorized)
 }
 
 /// A stored key's record (never the key).
@@ -254,6 +313,31 @@ mod tests {
         assert_eq!(a.len(), KEY_PREFIX.len() + 64);
         assert_eq!(sha256_hex(&a).len(), 64);
         assert_ne!(sha256_hex(&a), a);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_waits_the_delay_unless_every_place_is_taken() {
+        let d = Arc::new(FailureDelay::new(Duration::from_millis(200), 2));
+        let start = tokio::time::Instant::now();
+        d.wait().await;
+        // The paused clock moved by exactly the delay: the wait slept it.
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        let holders: Vec<_> = (0..2)
+            .map(|_| {
+                let d = d.clone();
+                tokio::spawn(async move { d.wait().await })
+            })
+            .collect();
+        while d.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let before = tokio::time::Instant::now();
+        d.wait().await;
+        assert_eq!(before.elapsed(), Duration::ZERO, "no place: no wait");
+        for h in holders {
+            h.await.unwrap();
+        }
+        assert_eq!(d.waiting(), 0);
     }
 
     #[test]

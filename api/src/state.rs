@@ -56,6 +56,8 @@ pub struct AppState {
     pub header_read_timeout: Option<Duration>,
     /// How long one request may take before its answer starts (408); not event streams.
     pub request_timeout: Option<Duration>,
+    /// The wait before a 401 ([`auth::FailureDelay`]).
+    pub auth_failures: Arc<auth::FailureDelay>,
 }
 
 impl AppState {
@@ -97,6 +99,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             header_read_timeout: secs(settings.api.header_read_timeout_secs),
             request_timeout: secs(settings.api.request_timeout_secs),
+            auth_failures: Arc::new(auth::FailureDelay::default()),
             broker,
             clock,
         })

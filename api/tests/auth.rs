@@ -193,3 +193,58 @@ async fn a_revoked_key_stops_working() {
     assert!(revoke_key(&api.broker, &api.user).await.is_err());
     assert!(revoke_key(&api.broker, "abc").await.is_err());
 }
+
+#[tokio::test]
+async fn a_failed_authentication_waits_and_only_so_many_wait_at_once() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use taskfleet_api::auth::FailureDelay;
+    use tower::ServiceExt;
+    let mut api = setup().await;
+    // One failure may wait, for longer than this test runs.
+    api.state.auth_failures = Arc::new(FailureDelay::new(Duration::from_secs(3600), 1));
+    let router = taskfleet_api::app(api.state.clone());
+    let bad = |key: &str| {
+        axum::http::Request::get("/api/tasks")
+            .header("authorization", format!("Bearer {key}"))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let first = tokio::spawn(router.clone().oneshot(bad("tfk_wrong")));
+    common::eventually_true("the first failure is waiting", || {
+        api.state.auth_failures.waiting() == 1
+    })
+    .await;
+    assert!(
+        !first.is_finished(),
+        "a failed authentication is not answered at once"
+    );
+    // The one waiting place is taken: the next failure is answered at once (a flood of bad keys
+    // cannot pile up waiting responses), and still 401.
+    let second = router.clone().oneshot(bad("tfk_also_wrong")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::UNAUTHORIZED);
+    let none = router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/api/tasks")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    // A valid key is never delayed, waiting failures or not.
+    let ok = router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/api/tasks")
+                .header("authorization", format!("Bearer {}", api.user))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(!first.is_finished());
+    first.abort();
+}

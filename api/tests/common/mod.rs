@@ -53,6 +53,19 @@ impl Reply {
     }
 }
 
+/// Polls `check` every 10 ms until it holds, at most 10 s (a bound on waiting for an event, not
+/// a timing assertion); panics with `what` when the bound runs out.
+pub async fn eventually_true(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 pub fn settings() -> (Settings, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("artifact dir");
     let mut s = Settings::default();
@@ -68,7 +81,7 @@ pub async fn setup() -> Api {
 }
 
 pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
-    let state = AppState::new(
+    let mut state = AppState::new(
         &s,
         Options {
             test_processors: true,
@@ -76,6 +89,12 @@ pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
     )
     .await
     .expect("state");
+    // Tests send many bad keys on purpose: a failure waits a millisecond here, not the
+    // production 200 ms (auth.rs tests the delay itself).
+    state.auth_failures = std::sync::Arc::new(taskfleet_api::auth::FailureDelay::new(
+        std::time::Duration::from_millis(1),
+        taskfleet_api::auth::MAX_DELAYED_FAILURES,
+    ));
     let broker = state.broker.clone();
     let now = state.now();
     let user = create_key(&broker, "acme", "alice", Role::User, "t", now)

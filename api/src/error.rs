@@ -49,6 +49,8 @@ pub enum AppError {
     Unavailable(String),
     /// 503: this process holds as many event streams as it may.
     TooManyStreams,
+    /// 429: this account holds as many event streams on this process as it may.
+    TooManyAccountStreams { limit: usize },
     /// 500: anything else; the detail is logged, not sent.
     Internal(String),
 }
@@ -154,6 +156,14 @@ impl AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "redis_unavailable",
                 "the queue store is unreachable; try again".into(),
+            ),
+            AppError::TooManyAccountStreams { limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!(
+                    "this account already has {limit} open event streams on this server; \
+                     close one first"
+                ),
             ),
             AppError::TooManyStreams => (
                 StatusCode::SERVICE_UNAVAILABLE,

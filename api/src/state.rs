@@ -2,6 +2,7 @@
 //! metrics, and a short-lived cache of the live workers. The API itself keeps no task state:
 //! any number of replicas can serve the same Redis.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub sse_lifetime: Duration,
     /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<Semaphore>,
+    /// Open event streams per account (`api.max_streams_per_account`).
+    pub account_streams: Arc<AccountStreams>,
     pub test_processors: bool,
     /// Enqueues per account and minute; 0 = no limit.
     pub rate_limit_per_minute: u64,
@@ -94,6 +97,7 @@ impl AppState {
             workers: Arc::new(WorkerCache::default()),
             sse_lifetime: DEFAULT_SSE_LIFETIME,
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            account_streams: Arc::new(AccountStreams::new(settings.api.max_streams_per_account)),
             test_processors: options.test_processors,
             rate_limit_per_minute: settings.api.rate_limit_per_minute,
             shutdown: CancellationToken::new(),
@@ -107,6 +111,64 @@ impl AppState {
 
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
+    }
+}
+
+/// How many event streams each account holds open on this process, against a cap, so that one
+/// account cannot take every one of [`MAX_EVENT_STREAMS`]. Per process, like that cap: each
+/// stream is a connection of this process's.
+#[derive(Debug)]
+pub struct AccountStreams {
+    /// 0 = no cap of its own.
+    max: usize,
+    // A std mutex: held for one map update, never across an await.
+    open: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl AccountStreams {
+    pub fn new(max: usize) -> Self {
+        AccountStreams {
+            max,
+            open: Default::default(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A place for one more stream of `account`, given back when dropped; `None` at the cap.
+    pub fn try_open(self: &Arc<Self>, account: &str) -> Option<AccountStream> {
+        let mut open = self.open.lock().expect("account streams lock");
+        let n = open.entry(account.to_string()).or_default();
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AccountStream {
+            streams: self.clone(),
+            account: account.to_string(),
+        })
+    }
+}
+
+/// One account's place for an open stream; dropping it gives the place back.
+#[derive(Debug)]
+pub struct AccountStream {
+    streams: Arc<AccountStreams>,
+    account: String,
+}
+
+impl Drop for AccountStream {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().expect("account streams lock");
+        if let Some(n) = open.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                // No entry per account ever seen: the map holds only accounts with streams.
+                open.remove(&self.account);
+            }
+        }
     }
 }
 

@@ -66,16 +66,17 @@ impl Tools {
     }
 }
 
+/// Where the program was looked for goes to the log, not into the task's error.
 fn missing_message(name: &str, tool: &Path, for_type: &str) -> String {
+    tracing::warn!(program = name, path = %tool.display(), "program not found");
     let package = if name == ESPEAK {
         "espeak-ng"
     } else {
         "ffmpeg"
     };
     format!(
-        "{name} is not installed on this worker (looked for {}); {for_type} needs it \
-         (Debian/Ubuntu: apt-get install {package})",
-        tool.display()
+        "{name} is not installed on this worker; {for_type} needs it \
+         (Debian/Ubuntu: apt-get install {package})"
     )
 }
 
@@ -99,8 +100,10 @@ pub fn resolve(tool: &Path) -> Option<PathBuf> {
 
 /// Runs `tool` with `args`, feeding it `stdin`; returns its stdout. Cancellation kills it and
 /// returns `Retry("cancelled")` (the runner discards the outcome of a cancelled task). A
-/// missing program is `Permanent`; a non-zero exit is `Permanent` with the end of its stderr
-/// (our inputs are generated, so a failure would fail again), unless a signal killed it.
+/// missing program is `Permanent`; a non-zero exit is `Permanent` (our inputs are generated, so
+/// a failure would fail again), unless a signal killed it. The error stored on the task says
+/// only what failed (`ffmpeg failed (exit 1)`): the end of the program's stderr, which names
+/// scratch files and may echo anything, goes to the worker's log at warn.
 pub async fn run<I, S>(
     cancel: &CancellationToken,
     tool: &Path,
@@ -130,7 +133,8 @@ where
             if e.kind() == std::io::ErrorKind::NotFound {
                 TaskError::Permanent(missing_message(name, tool, "this task"))
             } else {
-                TaskError::Retry(format!("could not start {name}: {e}"))
+                tracing::warn!(program = name, path = %tool.display(), error = %e, "could not start");
+                TaskError::Retry(format!("could not start {name}"))
             }
         })?;
     let feeder = match (stdin, child.stdin.take()) {
@@ -173,13 +177,10 @@ where
         let start = t.char_indices().rev().nth(600).map(|(i, _)| i).unwrap_or(0);
         t[start..].to_string()
     };
+    tracing::warn!(program = name, status = %status, stderr = %tail, "program failed");
     match status.code() {
-        Some(code) => Err(TaskError::Permanent(format!(
-            "{name} exited with status {code}: {tail}"
-        ))),
-        None => Err(TaskError::Retry(format!(
-            "{name} was killed by a signal: {tail}"
-        ))),
+        Some(code) => Err(TaskError::Permanent(format!("{name} failed (exit {code})"))),
+        None => Err(TaskError::Retry(format!("{name} was killed by a signal"))),
     }
 }
 
@@ -192,9 +193,10 @@ pub struct Scratch {
 impl Scratch {
     pub async fn new(base: &Path, attempt: u32) -> Result<Scratch, TaskError> {
         let path = base.join(format!("work-{attempt}-{:x}", rand::random::<u32>()));
-        tokio::fs::create_dir_all(&path)
-            .await
-            .map_err(|e| TaskError::Retry(format!("creating {}: {e}", path.display())))?;
+        tokio::fs::create_dir_all(&path).await.map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "could not create a scratch directory");
+            TaskError::Retry(format!("could not create a scratch directory: {}", e.kind()))
+        })?;
         Ok(Scratch { path })
     }
 
@@ -213,9 +215,14 @@ impl Drop for Scratch {
     }
 }
 
-/// An I/O failure on the worker's own disk: worth another attempt.
+/// An I/O failure on the worker's own disk: worth another attempt. The error's kind (`no
+/// space left on device`, `permission denied`) is what the task says; std's messages carry no
+/// path, and the log has the rest.
 pub fn io_retry(what: &str) -> impl Fn(std::io::Error) -> TaskError + '_ {
-    move |e| TaskError::Retry(format!("{what}: {e}"))
+    move |e| {
+        tracing::warn!(error = %e, "{what}");
+        TaskError::Retry(format!("{what}: {}", e.kind()))
+    }
 }
 
 #[cfg(test)]
@@ -244,14 +251,12 @@ mod tests {
             &c,
             Path::new("sh"),
             "sh",
-            ["-c", "echo bad >&2; exit 3"],
+            ["-c", "echo bad things in /tmp/x/y >&2; exit 3"],
             None,
         )
         .await
         .unwrap_err();
-        assert!(
-            matches!(&e, TaskError::Permanent(m) if m.contains("status 3") && m.contains("bad"))
-        );
+        assert_eq!(e, TaskError::Permanent("sh failed (exit 3)".into()));
     }
 
     #[tokio::test]

@@ -53,18 +53,21 @@ pub fn user_message(message: &str) -> String {
     out
 }
 
-/// `scheme://host[:port]` of an http(s) URL.
+/// The origin of an http(s) URL token.
 fn url_origin(token: &str) -> Option<String> {
-    if !(token.starts_with("http://") || token.starts_with("https://")) {
-        return None;
-    }
-    match reqwest::Url::parse(token) {
-        Ok(u) => Some(match (u.host_str(), u.port()) {
+    (token.starts_with("http://") || token.starts_with("https://")).then(|| origin(token))
+}
+
+/// A URL as errors and logs may show it: `scheme://host[:port]`, without user, path, query or
+/// fragment (any of which may hold a token).
+pub fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
             (Some(h), None) => format!("{}://{h}", u.scheme()),
             _ => format!("{}://", u.scheme()),
-        }),
-        Err(_) => Some("<url>".into()),
+        },
+        Err(_) => "<invalid url>".into(),
     }
 }
 

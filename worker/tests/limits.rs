@@ -61,6 +61,34 @@ fn hours_of_steps(n: usize) -> Value {
     json!({"title": "Hours", "steps": steps})
 }
 
+/// A worker process with `extra` environment (and the test's), reaped when dropped.
+fn worker_with_env(
+    url: &str,
+    prefix: &str,
+    artifacts: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> LimitedWorker {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskfleet-worker"));
+    cmd.args([
+        "--redis-url",
+        url,
+        "--types",
+        "voice_generation",
+        "--poll-ms",
+        "200",
+    ])
+    .env("TASKFLEET__REDIS__PREFIX", prefix)
+    .env("TASKFLEET__ARTIFACTS__DIR", artifacts)
+    .env("RUST_LOG", "warn")
+    .envs(extra.iter().copied())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    if std::env::var("TEST_WORKER_LOGS").is_err() {
+        cmd.stderr(Stdio::null());
+    }
+    LimitedWorker(cmd.spawn().expect("taskfleet-worker runs"))
+}
+
 async fn finished(b: &Broker, id: &str, limit: Duration) -> Task {
     eventually(&format!("task {id} to finish"), limit, || async {
         b.get(id)
@@ -115,4 +143,53 @@ async fn a_memory_limited_worker_refuses_a_lesson_of_hours_of_speech_and_runs_th
     let t = finished(&b, &normal.id, Duration::from_secs(60)).await;
     assert_eq!(t.status, TaskStatus::Completed, "{:?}", t.error);
     assert!(worker.is_running(), "the worker is still up");
+}
+
+#[tokio::test]
+async fn programs_a_worker_runs_see_none_of_its_secrets() {
+    let url = taskfleet::testing::shared_redis().url();
+    let b = common::broker(&url);
+    let dir = tempfile::tempdir().unwrap();
+    // An espeak-ng that writes down what it was given, then speaks.
+    let dump = dir.path().join("espeak-env");
+    let espeak = dir.path().join("espeak-ng");
+    std::fs::write(
+        &espeak,
+        format!(
+            "#!/bin/sh\nenv > '{}'\nexec espeak-ng \"$@\"\n",
+            dump.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&espeak, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let _worker = worker_with_env(
+        &url,
+        b.keys().prefix(),
+        &dir.path().join("artifacts"),
+        &[
+            ("TASKFLEET__TOOLS__ESPEAK", espeak.to_str().unwrap()),
+            ("REDIS_URL", &url),
+            ("TASKFLEET__TEXT__API_KEY", "sk-do-not-leak"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-do-not-leak"),
+        ],
+    );
+    let now = common::now(&b).await;
+    let t = b
+        .enqueue(
+            NewTask::new("voice_generation", json!({"text": "Hello there."})).owner("acme", "ann"),
+            now,
+        )
+        .await
+        .unwrap();
+    let t = finished(&b, &t.id, Duration::from_secs(60)).await;
+    assert_eq!(t.status, TaskStatus::Completed, "{:?}", t.error);
+    let env = std::fs::read_to_string(&dump).expect("the program ran");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    for l in env.lines() {
+        assert!(
+            !l.starts_with("TASKFLEET__") && !l.starts_with("REDIS") && !l.starts_with("AWS_"),
+            "{l} reached the program"
+        );
+        assert!(!l.contains("do-not-leak") && !l.contains(&url), "{l}");
+    }
 }

@@ -1,5 +1,10 @@
 //! The external programs processors run (espeak-ng, ffmpeg): finding them, and running one as a
-//! child process that dies with its task.
+//! child process that dies with its task and sees none of the worker's environment.
+//!
+//! Why the environment is cleared: the worker's holds the Redis URL (with its password), the
+//! providers' API keys and the object store's credentials. A child gets [`CHILD_ENV`] only,
+//! what a program needs to find itself, its data and its locale; an ffmpeg or espeak-ng fed
+//! hostile input, or anything they run, has nothing of ours to read.
 //!
 //! Why kill and wait rather than just drop: `kill_on_drop` alone sends SIGKILL but leaves the
 //! reaping to tokio's background orphan queue, so for a moment a zombie is still listed. On
@@ -34,6 +39,33 @@ impl Default for Tools {
 
 pub const ESPEAK: &str = "espeak-ng";
 pub const FFMPEG: &str = "ffmpeg";
+
+/// The worker's environment variables a child process gets (when set): where programs are, a
+/// home and a temp directory, the locale, and where espeak-ng's voices are when not in the
+/// default place. Nothing else.
+pub const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "ESPEAK_DATA_PATH",
+];
+
+/// A command for `tool` with the environment cleared but for [`CHILD_ENV`].
+pub fn command(tool: &Path) -> Command {
+    let mut cmd = Command::new(tool);
+    cmd.env_clear();
+    for k in CHILD_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
 
 impl Tools {
     /// Fails `Permanent`, naming the program, if `tool` cannot be found.
@@ -118,7 +150,7 @@ where
     if cancel.is_cancelled() {
         return Err(TaskError::Retry("cancelled".into()));
     }
-    let mut child = Command::new(tool)
+    let mut child = command(tool)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -257,6 +289,21 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e, TaskError::Permanent("sh failed (exit 3)".into()));
+    }
+
+    #[tokio::test]
+    async fn a_child_gets_only_the_essential_environment() {
+        // This test process has cargo's CARGO_* variables and more: none may reach the child.
+        let c = CancellationToken::new();
+        let out = run(&c, Path::new("env"), "env", Vec::<&str>::new(), None)
+            .await
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let keys: Vec<&str> = out.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(keys.contains(&"PATH"), "{out}");
+        for k in keys {
+            assert!(CHILD_ENV.contains(&k), "{k} reached the child: {out}");
+        }
     }
 
     #[tokio::test]

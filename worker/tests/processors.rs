@@ -738,6 +738,44 @@ async fn a_missing_tool_fails_permanently_naming_it() {
 }
 
 #[tokio::test]
+async fn a_voice_espeak_ng_does_not_have_is_refused_naming_it() {
+    let s = setup();
+    for (voice, known) in [
+        ("en-us", true),
+        ("de+f3", true),
+        ("gmw/en-US", true),
+        ("zz-nope", false),
+        ("en+nosuchvariant", false),
+    ] {
+        let lesson = json!({"title": "t", "steps": [{"text": "Hi."}], "voice": voice});
+        let r = s.run(TaskType::AnimatedLesson, lesson).await;
+        let speech = s
+            .run(
+                TaskType::VoiceGeneration,
+                json!({"text": "Hi.", "voice": voice}),
+            )
+            .await;
+        if known {
+            assert!(r.is_ok(), "{voice}: {r:?}");
+            assert!(speech.is_ok(), "{voice}: {speech:?}");
+        } else {
+            for r in [r, speech] {
+                let m = permanent(r);
+                assert!(m.starts_with("invalid voice:") && m.contains(voice), "{m}");
+            }
+        }
+    }
+    let m = permanent(
+        s.run(
+            TaskType::Video,
+            json!({"title": "t", "slides": slides(1), "voice": "zz-nope"}),
+        )
+        .await,
+    );
+    assert!(m.contains("zz-nope"), "{m}");
+}
+
+#[tokio::test]
 async fn a_failing_program_is_named_with_its_exit_status_and_nothing_of_its_stderr() {
     let s = setup();
     // An "ffmpeg" that fails the way a real one does: a message about a file in a temp dir.

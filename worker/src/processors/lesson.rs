@@ -13,7 +13,7 @@ use taskfleet::artifacts::ArtifactStore;
 use super::image::ImageProvider;
 use super::requests::{self, AnimatedLessonRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
 use super::tools::{self, Scratch, Tools};
-use super::voice::{max_spoken_seconds, round2, speak, WavWriter};
+use super::voice::{check_voice, max_spoken_seconds, round2, speak, WavWriter};
 use super::{invalid, store_error, Processor, TaskContext, TaskError};
 
 /// Narration up to this size is embedded in the page; larger narration is stored beside it.
@@ -32,6 +32,7 @@ impl Processor for AnimatedLessonProcessor {
         let r: AnimatedLessonRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_espeak("animated_lesson")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
+        check_voice(&self.tools, voice).await?;
         let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;
         let n = r.steps.len();
         let mut narration =

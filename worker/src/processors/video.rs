@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::image::ImageProvider;
 use super::requests::{self, VideoRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
 use super::tools::{self, Scratch, Tools};
-use super::voice::{max_spoken_seconds, round2, speak, WavWriter};
+use super::voice::{check_voice, max_spoken_seconds, round2, speak, WavWriter};
 use super::{invalid, store_error, Processor, TaskContext, TaskError};
 
 /// Frames per second of a slide video: slides are still pictures, so few frames are needed.
@@ -38,6 +38,7 @@ impl Processor for VideoProcessor {
         self.tools.require_ffmpeg("video")?;
         self.tools.require_espeak("video")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
+        check_voice(&self.tools, voice).await?;
         // yuv420p needs even sides.
         let (w, h) = (self.size.0 & !1, self.size.1 & !1);
         let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;

@@ -21,6 +21,104 @@ use super::{invalid, store_error, Processor, TaskContext, TaskError};
 /// Longest piece of text one espeak-ng run speaks.
 pub const CHUNK_CHARS: usize = 1_500;
 
+/// The voices an espeak-ng knows, as `-v` takes them: lower-case language codes (`en-us`),
+/// voice names (`english_(america)`), voice files with and without their group (`gmw/en-us`,
+/// `en-us`), and the variants that may follow a `+` (`f3`, `klatt`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Voices {
+    pub voices: std::collections::HashSet<String>,
+    pub variants: std::collections::HashSet<String>,
+}
+
+impl Voices {
+    /// Reads `espeak-ng --voices` (or `--voices=variant`) output into `into`.
+    fn read(listing: &str, into: &mut std::collections::HashSet<String>) {
+        for line in listing.lines().skip(1) {
+            // Pty Language Age/Gender VoiceName File Other-Languages
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 5 {
+                continue;
+            }
+            let (language, name, file) = (cols[1], cols[3], cols[4]);
+            if language != "variant" {
+                into.insert(language.to_lowercase());
+            }
+            into.insert(name.to_lowercase());
+            let file = file.trim_start_matches('!').to_lowercase();
+            if let Some((_, base)) = file.rsplit_once('/') {
+                into.insert(base.to_string());
+            }
+            into.insert(file.trim_start_matches("v/").to_string());
+            into.insert(file);
+            // "(en 2)(en-gb 3)": other language codes the voice answers to.
+            let others = cols[5..].join(" ");
+            for part in others.split('(').skip(1) {
+                if let Some(code) = part.split_whitespace().next() {
+                    into.insert(code.trim_end_matches(')').to_lowercase());
+                }
+            }
+        }
+    }
+
+    /// Whether `-v voice` names one of these (a base voice, and a variant after `+` if any).
+    pub fn knows(&self, voice: &str) -> bool {
+        let voice = voice.to_lowercase();
+        let (base, variant) = match voice.split_once('+') {
+            Some((b, v)) => (b, Some(v)),
+            None => (voice.as_str(), None),
+        };
+        self.voices.contains(base) && variant.is_none_or(|v| self.variants.contains(v))
+    }
+}
+
+/// The voices of the espeak-ng at `espeak`, listed once per program and kept: `None` if it
+/// could not be listed (the voice is then left to espeak-ng itself to refuse).
+async fn voices_of(espeak: &Path) -> Option<Arc<Voices>> {
+    static LISTED: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<Voices>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    if let Some(v) = LISTED.lock().expect("voices lock").get(espeak) {
+        return Some(v.clone());
+    }
+    let mut voices = Voices::default();
+    let never = tokio_util::sync::CancellationToken::new();
+    for (arg, into) in [
+        ("--voices", &mut voices.voices),
+        ("--voices=variant", &mut voices.variants),
+    ] {
+        match tools::run(&never, espeak, tools::ESPEAK, [arg], None).await {
+            Ok(out) => Voices::read(&String::from_utf8_lossy(&out), into),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list espeak-ng's voices; not checking them");
+                return None;
+            }
+        }
+    }
+    if voices.voices.is_empty() {
+        tracing::warn!("espeak-ng listed no voices; not checking them");
+        return None;
+    }
+    let voices = Arc::new(voices);
+    LISTED
+        .lock()
+        .expect("voices lock")
+        .insert(espeak.to_path_buf(), voices.clone());
+    Some(voices)
+}
+
+/// Refuses, `Permanent` and naming it, a voice this worker's espeak-ng does not have: the API
+/// checks only the name's shape (it has no espeak-ng), so this is where `zz` is caught, before
+/// any work rather than at the first espeak-ng run.
+pub(crate) async fn check_voice(tools: &Tools, voice: &str) -> Result<(), TaskError> {
+    match voices_of(&tools.espeak).await {
+        Some(v) if !v.knows(voice) => Err(TaskError::Permanent(format!(
+            "invalid voice: espeak-ng on this worker has no voice {voice:?} \
+             (`espeak-ng --voices` lists them; a variant follows a `+`, as in \"de+f3\")"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The most speech espeak-ng may produce for one request, in seconds: past it the request is
 /// refused, whatever its estimate said.
 pub(crate) fn max_spoken_seconds() -> f64 {
@@ -38,6 +136,7 @@ impl Processor for VoiceProcessor {
         let r: VoiceRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_espeak("voice_generation")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
+        check_voice(&self.tools, voice).await?;
         let speed = r.speed();
         let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;
         ctx.progress(0, "speaking").await;
@@ -446,6 +545,41 @@ mod tests {
         sample_rate: 8000,
         bits: 16,
     };
+
+    const LISTING: &str = "\
+Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  de              --/M      German             gmw/de
+ 2  en-gb           --/M      English_(Great_Britain) gmw/en               (en 2)
+ 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)
+";
+    const VARIANTS: &str = "\
+Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  variant         --/M      Alex               !v/Alex
+ 5  variant         --/F      female3            !v/f3
+";
+
+    #[test]
+    fn voices_are_known_by_language_name_file_and_variant() {
+        let mut v = Voices::default();
+        Voices::read(LISTING, &mut v.voices);
+        Voices::read(VARIANTS, &mut v.variants);
+        for ok in [
+            "de",
+            "en",
+            "en-us",
+            "EN-US",
+            "gmw/en-US",
+            "en-gb",
+            "German",
+            "de+f3",
+            "de+alex",
+        ] {
+            assert!(v.knows(ok), "{ok}");
+        }
+        for bad in ["zz", "fr", "de+f9", "de+", "variant", "+f3"] {
+            assert!(!v.knows(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn the_data_chunk_is_found_from_the_head_of_a_file() {

@@ -3,7 +3,7 @@
 //!
 //! Shutdown order on SIGTERM/SIGINT: stop accepting connections, end the event streams (they
 //! would otherwise hold the drain open for up to their lifetime), let in-flight requests finish
-//! for up to [`DRAIN_TIMEOUT`], then exit 0.
+//! for up to [`DRAIN_TIMEOUT`], then exit 0 (the accept loop is [`crate::server`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,11 +13,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use taskfleet::{Broker, Settings};
 
-use crate::auth::{self, Role};
 use crate::state::{AppState, Options};
+use taskfleet::Role;
 
-/// How long in-flight requests get to finish after a shutdown signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::server::DRAIN_TIMEOUT;
 
 #[derive(Debug, Parser)]
 #[command(name = "taskfleet-api", version, about = "taskfleet REST API")]
@@ -136,26 +135,27 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
         } => {
             let now = broker.server_time_ms().await.context("reading Redis")?;
             let role = if admin { Role::Admin } else { Role::User };
-            let key = auth::create_key(&broker, &account, &user, role, &name, now).await?;
+            let key = broker
+                .create_api_key(&account, &user, role, &name, now)
+                .await?;
             println!("{key}");
         }
         KeysCommand::List => {
             println!("id\taccount\tuser\trole\tname\tcreated_at");
-            for k in auth::list_keys(&broker).await? {
-                let role = if k.caller.is_admin() { "admin" } else { "user" };
+            for k in broker.api_keys().await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     &k.sha256[..12],
-                    k.caller.account_id,
-                    k.caller.user_id,
-                    role,
+                    k.account_id,
+                    k.user_id,
+                    k.role.as_str(),
                     k.name,
                     k.created_at
                 );
             }
         }
         KeysCommand::Revoke { key_or_id } => {
-            let sha = auth::revoke_key(&broker, &key_or_id).await?;
+            let sha = broker.revoke_api_key(&key_or_id).await?;
             eprintln!("revoked {}", &sha[..12]);
         }
     }
@@ -179,16 +179,8 @@ pub async fn serve(settings: Settings, options: Options) -> anyhow::Result<()> {
         tracing::info!("admin key from TASKFLEET__AUTH__ADMIN_KEY is active");
     }
     tokio::spawn(follow_redis_clock(state.clone()));
-    let shutdown = state.shutdown.clone();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let server = axum::serve(listener, crate::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        r = server => r?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
-            tracing::warn!("requests still running after the drain timeout; exiting");
-        }
-    }
+    tokio::spawn(cancel_on_signal(state.shutdown.clone()));
+    crate::server::serve(listener, state).await;
     tracing::info!("taskfleet-api stopped");
     Ok(())
 }

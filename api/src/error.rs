@@ -29,8 +29,12 @@ pub enum AppError {
     NoRoute,
     /// 405: the path exists but not with this method.
     MethodNotAllowed,
+    /// 408: the request (its body) did not arrive within the request timeout.
+    RequestTimeout,
     /// 409: the task is already finished.
     Conflict(String),
+    /// 416: the `Range` asked for selects none of the artifact's `size` bytes.
+    RangeNotSatisfiable { size: u64 },
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge(usize),
     /// 415: the body is not `application/json`.
@@ -52,6 +56,8 @@ pub enum AppError {
     Unavailable(String),
     /// 503: this process holds as many event streams as it may.
     TooManyStreams,
+    /// 429: this account holds as many event streams on this process as it may.
+    TooManyAccountStreams { limit: usize },
     /// 500: anything else; the detail is logged, not sent.
     Internal(String),
 }
@@ -112,7 +118,17 @@ impl AppError {
                 "method_not_allowed",
                 "this endpoint does not take that method".into(),
             ),
+            AppError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took longer than the server allows; send it again".into(),
+            ),
             AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            AppError::RangeNotSatisfiable { size } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the Range asked for selects none of the artifact's {size} bytes"),
+            ),
             AppError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -169,6 +185,14 @@ impl AppError {
                 "redis_unavailable",
                 "the queue store is unreachable; try again".into(),
             ),
+            AppError::TooManyAccountStreams { limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!(
+                    "this account already has {limit} open event streams on this server; \
+                     close one first"
+                ),
+            ),
             AppError::TooManyStreams => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_streams",
@@ -211,6 +235,13 @@ impl IntoResponse for AppError {
         {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if let AppError::RangeNotSatisfiable { size } = self {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            resp.headers_mut()
+                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Clients and load balancers back off rather than hammer a Redis that is down.

@@ -13,6 +13,7 @@
 //! - [`workers`]: live workers from their heartbeat keys.
 //! - [`metrics`]: request counts and latency, Prometheus text.
 //! - [`openapi`]: the OpenAPI document.
+//! - [`server`]: the accept loop: HTTP/1.1 connections under a header read timeout, drain.
 //! - [`cli`]: `taskfleet-api [serve flags]` and `taskfleet-api keys ...`.
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod requests;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod workers;
 
@@ -43,10 +45,27 @@ use crate::error::AppError;
 use crate::routes::{dashboard, events, generate, health, queue, tasks};
 pub use crate::state::{AppState, Options};
 
+/// Middleware: 408 for a request that takes longer than [`AppState::request_timeout`] to be
+/// answered: a body trickled in byte by byte, or a handler stuck past every Redis timeout.
+/// Dropping the handler's future is safe: each change is one Redis script, done or not.
+async fn request_timeout(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match state.request_timeout {
+        Some(limit) => match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(resp) => resp,
+            Err(_) => AppError::RequestTimeout.into_response(),
+        },
+        None => next.run(req).await,
+    }
+}
+
 /// The header carrying each request's id (set if the client did not send one, echoed back).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The whole API as a router; tests drive it with `oneshot`, `main` serves it.
+/// The whole API as a router; tests drive it with `oneshot`, [`server::serve`] serves it.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
@@ -63,7 +82,6 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/queue/stop", post(queue::stop))
         .route("/api/tasks/queue/cleanup", post(queue::cleanup))
         .route("/api/tasks/{id}", get(tasks::get_one))
-        .route("/api/tasks/{id}/events", get(events::events))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/tasks/{id}/artifacts/{name}", get(tasks::artifact))
         .route("/api/video/generate", post(generate::video))
@@ -77,6 +95,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/story/generate", post(generate::story))
         .route("/api/image/generate", post(generate::image))
         .route("/api/voice-generation/generate", post(generate::voice))
+        // Every route above answers (body read, handler done) within the request timeout.
+        // The layer wraps routes added before it only: the event stream below is long-lived by
+        // design (its handler answers at once; the stream then runs up to its own lifetime).
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .route("/api/tasks/{id}/events", get(events::events))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(

@@ -1,6 +1,8 @@
 //! Request metrics in Prometheus text: a counter and a latency histogram per method, route
-//! template and status. Route templates (`/api/tasks/{id}`), not paths, are the labels, so
-//! the number of series stays bounded whatever ids clients send.
+//! template and status. Every label has a fixed set of values, so the number of series stays
+//! bounded whatever clients send: route templates (`/api/tasks/{id}`), not paths, and
+//! `unmatched` for any path no route has; the nine standard methods, and `other` for any method
+//! a client invents (HTTP lets a client send `BREW` or a fresh random token per request).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -91,6 +94,22 @@ impl Metrics {
     }
 }
 
+/// The method as a label: a standard method by name, anything else `other`.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware: times each request and records it under its route template.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
@@ -98,11 +117,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
     state.metrics.observe(
-        &method,
+        method,
         &route,
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),

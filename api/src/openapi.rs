@@ -98,6 +98,13 @@ impl Modify for CommonErrors {
                     add.push(("401", "No API key, or one that is not valid"));
                     add.push(("503", "Redis is unreachable"));
                 }
+                // Every route but the event stream runs under the request timeout.
+                if !path.ends_with("/events") {
+                    add.push((
+                        "408",
+                        "The request (its body) took longer than the request timeout",
+                    ));
+                }
                 if op.request_body.is_some() {
                     add.push(("400", "Malformed JSON, or a value out of range (named)"));
                     add.push((

@@ -125,7 +125,7 @@ typed_request! {
 typed_request! {
     /// Speech audio from text.
     VoiceRequest for TaskType::VoiceGeneration => {
-        /// What to say (1-20,000 characters).
+        /// What to say (1-20,000 characters, at most an hour of speech at its speed).
         text: String,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,7 +177,7 @@ typed_request! {
     VideoRequest for TaskType::Video => {
         /// 1-200 characters.
         title: String,
-        /// 1-100 slides.
+        /// 1-100 slides, narrating at most 60,000 characters and an hour of speech together.
         #[schema(min_items = 1, max_items = 100)]
         slides: Vec<Slide>,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
@@ -199,7 +199,7 @@ typed_request! {
     AnimatedLessonRequest for TaskType::AnimatedLesson => {
         /// 1-200 characters.
         title: String,
-        /// 1-100 steps.
+        /// 1-100 steps, narrating at most 60,000 characters and an hour of speech together.
         #[schema(min_items = 1, max_items = 100)]
         steps: Vec<Step>,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
@@ -224,7 +224,7 @@ typed_request! {
     CourseVideoRequest for TaskType::CourseVideo => {
         /// 1-200 characters.
         title: String,
-        /// 1-50 lessons.
+        /// 1-50 lessons, narrating at most 60,000 characters and an hour of speech together.
         #[schema(min_items = 1, max_items = 50)]
         lessons: Vec<Lesson>,
         /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.

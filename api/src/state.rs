@@ -2,6 +2,7 @@
 //! metrics, and a short-lived cache of the live workers. The API itself keeps no task state:
 //! any number of replicas can serve the same Redis.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -49,9 +50,17 @@ pub struct AppState {
     pub sse_lifetime: Duration,
     /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<Semaphore>,
+    /// Open event streams per account (`api.max_streams_per_account`).
+    pub account_streams: Arc<AccountStreams>,
     pub test_processors: bool,
     /// Fires at shutdown: long-lived responses (event streams) end so the server can drain.
     pub shutdown: CancellationToken,
+    /// How long a connection may take to send a request's head (or sit idle between requests).
+    pub header_read_timeout: Option<Duration>,
+    /// How long one request may take before its answer starts (408); not event streams.
+    pub request_timeout: Option<Duration>,
+    /// The wait before a 401 ([`auth::FailureDelay`]).
+    pub auth_failures: Arc<auth::FailureDelay>,
 }
 
 impl AppState {
@@ -92,8 +101,12 @@ impl AppState {
             ))),
             sse_lifetime: DEFAULT_SSE_LIFETIME,
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            account_streams: Arc::new(AccountStreams::new(settings.api.max_streams_per_account)),
             test_processors: options.test_processors,
             shutdown: CancellationToken::new(),
+            header_read_timeout: secs(settings.api.header_read_timeout_secs),
+            request_timeout: secs(settings.api.request_timeout_secs),
+            auth_failures: Arc::new(auth::FailureDelay::default()),
             broker,
             clock,
         })
@@ -108,6 +121,69 @@ impl AppState {
     pub fn at(&self) -> At {
         self.clock.at()
     }
+}
+
+/// How many event streams each account holds open on this process, against a cap, so that one
+/// account cannot take every one of [`MAX_EVENT_STREAMS`]. Per process, like that cap: each
+/// stream is a connection of this process's.
+#[derive(Debug)]
+pub struct AccountStreams {
+    /// 0 = no cap of its own.
+    max: usize,
+    // A std mutex: held for one map update, never across an await.
+    open: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl AccountStreams {
+    pub fn new(max: usize) -> Self {
+        AccountStreams {
+            max,
+            open: Default::default(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A place for one more stream of `account`, given back when dropped; `None` at the cap.
+    pub fn try_open(self: &Arc<Self>, account: &str) -> Option<AccountStream> {
+        let mut open = self.open.lock().expect("account streams lock");
+        let n = open.entry(account.to_string()).or_default();
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AccountStream {
+            streams: self.clone(),
+            account: account.to_string(),
+        })
+    }
+}
+
+/// One account's place for an open stream; dropping it gives the place back.
+#[derive(Debug)]
+pub struct AccountStream {
+    streams: Arc<AccountStreams>,
+    account: String,
+}
+
+impl Drop for AccountStream {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().expect("account streams lock");
+        if let Some(n) = open.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                // No entry per account ever seen: the map holds only accounts with streams.
+                open.remove(&self.account);
+            }
+        }
+    }
+}
+
+/// A setting in seconds, 0 meaning none.
+fn secs(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n))
 }
 
 /// The Redis server's clock once it has answered; the machine's until then (while Redis is

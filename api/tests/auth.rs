@@ -6,7 +6,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{settings, setup, setup_with, TEST_QUEUE};
 use serde_json::{json, Value};
-use taskfleet_api::auth::{list_keys, revoke_key, sha256_hex};
+use taskfleet_api::auth::sha256_hex;
 
 /// Every route that needs a key, with a body where it takes one.
 fn keyed_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
@@ -132,44 +132,21 @@ async fn the_settings_admin_key_is_an_admin() {
 #[tokio::test]
 async fn keys_are_stored_only_as_their_sha256() {
     let api = setup().await;
-    let mut conn = api.broker.conn().await.unwrap();
-    let pattern = format!("{}:*", api.broker.keys().prefix());
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(keys.contains(&api.broker.keys().apikey(&sha256_hex(&api.user))));
-    for k in &keys {
+    let stored = taskfleet::testing::dump(&api.broker).await;
+    let names: Vec<&str> = stored.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert!(names.contains(&api.broker.keys().apikey(&sha256_hex(&api.user)).as_str()));
+    for (k, _, contents) in &stored {
         assert!(!k.contains(&api.user), "a key name holds the key");
-        let t: String = redis::cmd("TYPE")
-            .arg(k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let dump: Vec<String> = match t.as_str() {
-            "hash" => redis::cmd("HGETALL")
-                .arg(k)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "set" => redis::cmd("SMEMBERS")
-                .arg(k)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            _ => Vec::new(),
-        };
         assert!(
-            dump.iter().all(|v| !v.contains(&api.user)),
+            contents.iter().all(|v| !v.contains(&api.user)),
             "{k} holds the key"
         );
     }
-    let listed = list_keys(&api.broker).await.unwrap();
+    let listed = api.broker.api_keys().await.unwrap();
     assert_eq!(listed.len(), 3);
     assert!(listed
         .iter()
-        .any(|k| k.caller.account_id == "acme" && !k.caller.is_admin()));
+        .any(|k| k.account_id == "acme" && k.role == taskfleet::Role::User));
 }
 
 #[tokio::test]
@@ -184,16 +161,71 @@ async fn a_revoked_key_stops_working() {
         StatusCode::OK
     );
     let id = &sha256_hex(&api.other)[..12];
-    revoke_key(&api.broker, id).await.unwrap();
+    api.broker.revoke_api_key(id).await.unwrap();
     assert_eq!(
         api.get("/api/tasks", &api.other).await.status,
         StatusCode::UNAUTHORIZED
     );
-    revoke_key(&api.broker, &api.user).await.unwrap();
+    api.broker.revoke_api_key(&api.user).await.unwrap();
     assert_eq!(
         api.get("/api/tasks", &api.user).await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert!(revoke_key(&api.broker, &api.user).await.is_err());
-    assert!(revoke_key(&api.broker, "abc").await.is_err());
+    assert!(api.broker.revoke_api_key(&api.user).await.is_err());
+    assert!(api.broker.revoke_api_key("abc").await.is_err());
+}
+
+#[tokio::test]
+async fn a_failed_authentication_waits_and_only_so_many_wait_at_once() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use taskfleet_api::auth::FailureDelay;
+    use tower::ServiceExt;
+    let mut api = setup().await;
+    // One failure may wait, for longer than this test runs.
+    api.state.auth_failures = Arc::new(FailureDelay::new(Duration::from_secs(3600), 1));
+    let router = taskfleet_api::app(api.state.clone());
+    let bad = |key: &str| {
+        axum::http::Request::get("/api/tasks")
+            .header("authorization", format!("Bearer {key}"))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let first = tokio::spawn(router.clone().oneshot(bad("tfk_wrong")));
+    common::eventually_true("the first failure is waiting", || {
+        api.state.auth_failures.waiting() == 1
+    })
+    .await;
+    assert!(
+        !first.is_finished(),
+        "a failed authentication is not answered at once"
+    );
+    // The one waiting place is taken: the next failure is answered at once (a flood of bad keys
+    // cannot pile up waiting responses), and still 401.
+    let second = router.clone().oneshot(bad("tfk_also_wrong")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::UNAUTHORIZED);
+    let none = router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/api/tasks")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    // A valid key is never delayed, waiting failures or not.
+    let ok = router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/api/tasks")
+                .header("authorization", format!("Bearer {}", api.user))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(!first.is_finished());
+    first.abort();
 }

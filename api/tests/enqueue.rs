@@ -124,7 +124,36 @@ async fn out_of_range_values_are_refused_with_400_naming_the_field() {
     let slides: Vec<_> = (0..101)
         .map(|_| json!({"title": "t", "text": "x"}))
         .collect();
+    // Each part within its own limit, the whole far past an hour of speech.
+    let words = vec!["a"; 10_000].join(" ");
+    let hours_of_steps: Vec<_> = (0..50).map(|_| json!({ "text": words })).collect();
+    let long_slides: Vec<_> = (0..4)
+        .map(|_| json!({"title": "t", "text": "x".repeat(20_000)}))
+        .collect();
     let cases = [
+        (
+            "/api/animated-lesson/generate",
+            json!({"title": "t", "steps": hours_of_steps.clone()}),
+            "steps",
+        ),
+        (
+            "/api/video/generate",
+            json!({"title": "t", "slides": long_slides.clone()}),
+            "slides",
+        ),
+        (
+            "/api/course-video/generate",
+            json!({"title": "t", "lessons": [
+                {"title": "a", "slides": long_slides[..2]},
+                {"title": "b", "slides": long_slides[2..]},
+            ]}),
+            "lessons",
+        ),
+        (
+            "/api/voice-generation/generate",
+            json!({"text": words, "speed": 80}),
+            "text",
+        ),
         (
             "/api/image/generate",
             json!({"prompt": "a", "width": 4096}),
@@ -217,6 +246,17 @@ async fn out_of_range_values_are_refused_with_400_naming_the_field() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.message().starts_with("request.width"), "{}", r.message());
+    let r = api
+        .post(
+            "/api/tasks",
+            &api.user,
+            json!({"task_type": "animated_lesson",
+                   "request": {"title": "t", "steps": hours_of_steps}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.message().starts_with("request.steps"), "{}", r.message());
+    assert!(r.message().contains("at most"), "{}", r.message());
 }
 
 #[tokio::test]

@@ -170,3 +170,43 @@ async fn streams_over_the_limit_are_refused_with_503_until_one_ends() {
     let mut again = open(&api, &waiting, &api.user).await;
     assert_eq!(again.next().await.unwrap().0, "cancelled");
 }
+
+#[tokio::test]
+async fn one_account_cannot_hold_more_streams_than_its_share() {
+    let (mut s, dir) = common::settings();
+    s.api.max_streams_per_account = 2;
+    let api = common::setup_with(s, dir).await;
+    let mine = api.enqueue_test(&api.user, json!({})).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut ev = open(&api, &mine, &api.user).await;
+        assert_eq!(ev.next().await.unwrap().0, "queued");
+        held.push(ev);
+    }
+    let r = api
+        .get(&format!("/api/tasks/{mine}/events"), &api.user)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json());
+    assert_eq!(r.code(), "too_many_streams");
+    // Another account still gets its own.
+    let theirs = api.enqueue_test(&api.other, json!({})).await;
+    let mut ev = open(&api, &theirs, &api.other).await;
+    assert_eq!(ev.next().await.unwrap().0, "queued");
+    // A stream the account closes gives its place back.
+    drop(held.pop());
+    let mut reopened = None;
+    for _ in 0..500 {
+        let req = Request::get(format!("/api/tasks/{mine}/events"))
+            .header("authorization", format!("Bearer {}", api.user))
+            .body(Body::empty())
+            .unwrap();
+        let resp = api.router.clone().oneshot(req).await.unwrap();
+        if resp.status() == StatusCode::OK {
+            reopened = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reopened.is_some(), "the closed stream's place came back");
+}

@@ -95,6 +95,33 @@ async fn metrics_count_requests_by_route_template_and_status() {
 }
 
 #[tokio::test]
+async fn invented_methods_share_one_metrics_label() {
+    let api = setup().await;
+    for m in ["BREW", "PROPFIND", "X-ANYTHING-1", "X-ANYTHING-2"] {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        let r = api.call(method.clone(), "/health", None, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m}");
+        let r = api.call(method, "/no/such/path", None, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{m}");
+    }
+    let text =
+        String::from_utf8(api.call(Method::GET, "/metrics", None, None).await.bytes).unwrap();
+    for m in ["BREW", "PROPFIND", "X-ANYTHING"] {
+        assert!(!text.contains(m), "{m} became a label: {text}");
+    }
+    assert!(
+        text.contains(
+            r#"taskfleet_api_requests_total{method="other",route="/health",status="405"} 4"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"method="other",route="unmatched",status="404"} 4"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn every_answer_carries_a_request_id_and_echoes_the_clients() {
     let api = setup().await;
     let r = api.call(Method::GET, "/health", None, None).await;

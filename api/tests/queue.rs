@@ -58,8 +58,28 @@ async fn the_queue_list_is_in_claim_order_by_band_then_age() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// Registers a live worker (its heartbeat hash exists, on host "box1", pid 42) and a dead one
+/// (only in the set).
+async fn register_workers(api: &common::Api, now: i64) {
+    let live = taskfleet::WorkerInfo {
+        id: "w-live".into(),
+        host: "box1".into(),
+        pid: Some(42),
+        types: vec![TEST_QUEUE.into()],
+        concurrency: 4,
+        started_at: Some(now),
+        in_flight: 1,
+        last_beat: Some(now),
+    };
+    api.broker
+        .register_worker(&live, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    taskfleet::testing::register_vanished_worker(&api.broker, "w-dead", now - 120_000).await;
+}
+
 #[tokio::test]
-async fn the_status_counts_states_workers_and_throughput() {
+async fn the_status_counts_states_workers_and_throughput_for_an_admin() {
     let api = setup().await;
     for _ in 0..3 {
         api.enqueue_test(&api.user, json!({})).await;
@@ -78,39 +98,11 @@ async fn the_status_counts_states_workers_and_throughput() {
         )
         .await
         .unwrap();
-    // A live worker (its heartbeat hash exists) and a dead one (only in the set).
-    let k = api.broker.keys();
-    let mut conn = api.broker.conn().await.unwrap();
-    redis::pipe()
-        .cmd("HSET")
-        .arg(k.worker("w-live"))
-        .arg("host")
-        .arg("box1")
-        .arg("pid")
-        .arg(42)
-        .arg("types")
-        .arg(TEST_QUEUE)
-        .arg("concurrency")
-        .arg(4)
-        .arg("started_at")
-        .arg(now)
-        .arg("in_flight")
-        .arg(1)
-        .cmd("PEXPIRE")
-        .arg(k.worker("w-live"))
-        .arg(60_000)
-        .cmd("ZADD")
-        .arg(k.workers())
-        .arg(now)
-        .arg("w-live")
-        .arg(now - 120_000)
-        .arg("w-dead")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    let r = api.get("/api/tasks/queue/status", &api.user).await;
+    register_workers(&api, now).await;
+    let r = api.get("/api/tasks/queue/status", &api.admin).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json());
     let b = r.json();
+    assert_eq!(b["scope"], "all");
     let test = b["task_types"]
         .as_array()
         .unwrap()
@@ -130,6 +122,69 @@ async fn the_status_counts_states_workers_and_throughput() {
     assert_eq!(b["workers"]["slots"], 4);
     assert_eq!(b["workers"]["workers"][0]["id"], "w-live");
     assert_eq!(b["workers"]["workers"][0]["host"], "box1");
+    assert_eq!(b["workers"]["workers"][0]["pid"], 42);
+}
+
+#[tokio::test]
+async fn a_user_sees_only_its_own_accounts_counts_and_no_worker_hosts() {
+    let api = setup().await;
+    // acme: 3 tasks (one processing, one completed, one queued); globex: 5 queued.
+    for _ in 0..3 {
+        api.enqueue_test(&api.user, json!({})).await;
+    }
+    let now = api.now();
+    let c = api.broker.claim(&[TEST_QUEUE], 2, now).await.unwrap();
+    api.broker
+        .complete(
+            TEST_QUEUE,
+            &[Completion {
+                id: c[0].id.clone(),
+                lease: c[0].lease.clone(),
+                result: json!({}),
+            }],
+            now + 1_000,
+        )
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        api.enqueue_test(&api.other, json!({})).await;
+    }
+    register_workers(&api, now).await;
+
+    let r = api.get("/api/tasks/queue/status", &api.user).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let b = r.json();
+    assert_eq!(b["scope"], "account");
+    let test = b["task_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_type"] == TEST_QUEUE)
+        .unwrap()
+        .clone();
+    assert_eq!(test["counts"]["queued"], 1, "{b}");
+    assert_eq!(test["counts"]["processing"], 1);
+    assert_eq!(test["counts"]["completed"], 1);
+    assert_eq!(b["totals"]["queued"], 1, "globex's five are not counted");
+    // No other account's activity: no global counters or throughput.
+    assert_eq!(test["stats"], json!({}));
+    assert_eq!(test["completed_last_minute"], json!(null));
+    assert_eq!(b["completed_last_minute"], json!(null));
+    // The fleet's size, but no host, pid or worker id.
+    assert_eq!(b["workers"]["live"], 1);
+    assert_eq!(b["workers"]["slots"], 4);
+    assert_eq!(
+        b["workers"]["in_flight"], 1,
+        "the account's own running tasks"
+    );
+    assert_eq!(b["workers"]["workers"], json!([]));
+    let text = String::from_utf8(r.bytes.clone()).unwrap();
+    assert!(!text.contains("box1") && !text.contains("w-live"), "{text}");
+
+    let theirs = api.get("/api/tasks/queue/status", &api.other).await.json();
+    assert_eq!(theirs["totals"]["queued"], 5);
+    assert_eq!(theirs["totals"]["processing"], 0);
+    assert_eq!(theirs["totals"]["completed"], 0);
 }
 
 #[tokio::test]

@@ -220,6 +220,78 @@ async fn an_artifact_is_served_with_its_media_type() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// GET of an artifact with a `Range` header.
+async fn ranged(api: &common::Api, path: &str, range: &str) -> common::Reply {
+    let req = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {}", api.user))
+        .header("range", range)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    api.send(req).await
+}
+
+#[tokio::test]
+async fn artifacts_are_streamed_with_ranges() {
+    let api = setup().await;
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    api.state
+        .artifacts
+        .put(&id, "data.wav", bytes.clone())
+        .await
+        .unwrap();
+    let path = format!("/api/tasks/{id}/artifacts/data.wav");
+    let r = api.get(&path, &api.user).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.bytes, bytes);
+    assert_eq!(r.headers["accept-ranges"], "bytes");
+    assert_eq!(r.headers["content-length"], "100000");
+    assert_eq!(
+        r.headers["content-disposition"],
+        "inline; filename=\"data.wav\""
+    );
+    for (range, from, to) in [
+        ("bytes=10-19", 10, 19),
+        ("bytes=99990-", 99_990, 99_999),
+        ("bytes=-5", 99_995, 99_999),
+        ("bytes=99999-200000", 99_999, 99_999),
+        ("bytes=0-0", 0, 0),
+    ] {
+        let r = ranged(&api, &path, range).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(r.bytes, &bytes[from..=to], "{range}");
+        assert_eq!(
+            r.headers["content-range"],
+            format!("bytes {from}-{to}/100000"),
+            "{range}"
+        );
+        assert_eq!(
+            r.headers["content-length"],
+            (to - from + 1).to_string(),
+            "{range}"
+        );
+    }
+    for range in ["bytes=100000-", "bytes=5-2", "bytes=-0", "bytes=x-y"] {
+        let r = ranged(&api, &path, range).await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(r.code(), "range_not_satisfiable");
+        assert_eq!(r.headers["content-range"], "bytes */100000", "{range}");
+    }
+    // Another unit, or several ranges: the Range header is ignored and the whole file sent.
+    for range in ["items=0-5", "bytes=0-1,5-6"] {
+        let r = ranged(&api, &path, range).await;
+        assert_eq!(r.status, StatusCode::OK, "{range}");
+        assert_eq!(r.bytes, bytes, "{range}");
+    }
+    let r = ranged(
+        &api,
+        &format!("/api/tasks/{id}/artifacts/none.wav"),
+        "bytes=0-1",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn the_types_list_every_catalog_type_and_the_test_queue() {
     let api = setup().await;

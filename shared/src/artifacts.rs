@@ -1,15 +1,19 @@
 //! Artifact storage: the files tasks produce, by (task id, name). Workers write them, the API
 //! serves them, and trim deletes them with their task. A local directory by default; an
 //! object store (S3 or S3-compatible, [`ObjectStoreArtifacts`]) lets workers on many machines
-//! share files.
+//! share files. Reads for serving are streams of an optional byte range
+//! ([`ArtifactStore::open`]), so an hour of audio is never held in memory to be sent.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ArtifactSettings;
@@ -23,6 +27,73 @@ pub struct Artifact {
     pub media_type: String,
 }
 
+/// A byte range a reader asks for, in the three forms of HTTP's `Range: bytes=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `first-last`, both inclusive.
+    FromTo(u64, u64),
+    /// `first-`: from `first` to the end.
+    From(u64),
+    /// `-n`: the last `n` bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The bytes this range selects of an artifact of `size` bytes (`start..end`), or `None`
+    /// if it selects none (HTTP 416): a first byte at or past the end, a last byte before the
+    /// first, or a suffix of zero bytes. A last byte past the end is cut to the end.
+    pub fn resolve(self, size: u64) -> Option<Range<u64>> {
+        match self {
+            ByteRange::FromTo(a, b) => {
+                (a < size && a <= b).then(|| a..b.saturating_add(1).min(size))
+            }
+            ByteRange::From(a) => (a < size).then_some(a..size),
+            ByteRange::Last(n) => (n > 0 && size > 0).then(|| size - n.min(size)..size),
+        }
+    }
+}
+
+/// An artifact opened for reading.
+pub enum Opened {
+    /// The artifact: its whole size, the bytes being sent (`range`, all of it when no range
+    /// was asked for), and those bytes as a stream.
+    Found {
+        size: u64,
+        range: Range<u64>,
+        body: BoxStream<'static, std::io::Result<Bytes>>,
+    },
+    /// The artifact exists, but the range asked for selects none of its `size` bytes.
+    Unsatisfiable { size: u64 },
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Opened::Found { size, range, .. } => f
+                .debug_struct("Found")
+                .field("size", size)
+                .field("range", range)
+                .finish_non_exhaustive(),
+            Opened::Unsatisfiable { size } => {
+                f.debug_struct("Unsatisfiable").field("size", size).finish()
+            }
+        }
+    }
+}
+
+impl Opened {
+    /// Reads the whole stream (tests and small files).
+    pub async fn bytes(self) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Opened::Found { body, .. } => {
+                let parts: Vec<Bytes> = body.try_collect().await?;
+                Ok(Some(parts.concat()))
+            }
+            Opened::Unsatisfiable { .. } => Ok(None),
+        }
+    }
+}
+
 /// Where artifacts live.
 #[async_trait]
 pub trait ArtifactStore: Send + Sync {
@@ -30,15 +101,44 @@ pub trait ArtifactStore: Send + Sync {
     async fn put(&self, task_id: &str, name: &str, bytes: Vec<u8>) -> Result<Artifact>;
     /// One artifact's bytes, `None` if there is no such artifact.
     async fn get(&self, task_id: &str, name: &str) -> Result<Option<Vec<u8>>>;
+    /// One artifact (or `range` of it) as a stream, `None` if there is no such artifact. The
+    /// stores here read it in pieces from disk or the object store; this default reads it whole.
+    async fn open(
+        &self,
+        task_id: &str,
+        name: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Option<Opened>> {
+        let Some(bytes) = self.get(task_id, name).await? else {
+            return Ok(None);
+        };
+        let size = bytes.len() as u64;
+        let Some(r) = resolve(range, size) else {
+            return Ok(Some(Opened::Unsatisfiable { size }));
+        };
+        let part = Bytes::from(bytes).slice(r.start as usize..r.end as usize);
+        Ok(Some(Opened::Found {
+            size,
+            range: r,
+            body: futures::stream::once(async move { Ok(part) }).boxed(),
+        }))
+    }
     /// Deletes every artifact of a task.
     async fn delete_task(&self, task_id: &str) -> Result<()>;
 
-    /// Stores a file from disk.
+    /// Stores a file from disk. The stores here copy it in a stream (an hour of audio is
+    /// never read into memory); this default reads it whole.
     async fn put_file(&self, task_id: &str, name: &str, path: &Path) -> Result<Artifact> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| Error::Redis(format!("reading {}: {e}", path.display())))?;
+        let bytes = tokio::fs::read(path).await.map_err(io)?;
         self.put(task_id, name, bytes).await
+    }
+}
+
+/// The bytes to send of an artifact of `size` bytes: all of them without a range.
+fn resolve(range: Option<ByteRange>, size: u64) -> Option<Range<u64>> {
+    match range {
+        None => Some(0..size),
+        Some(r) => r.resolve(size),
     }
 }
 
@@ -134,6 +234,27 @@ impl ArtifactStore for LocalStore {
         })
     }
 
+    async fn put_file(&self, task_id: &str, name: &str, from: &Path) -> Result<Artifact> {
+        let path = self.path(task_id, name)?;
+        let dir = path.parent().expect("artifact path has a parent");
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        // Copy then rename, as `put` does: a reader never sees half a file.
+        let tmp = dir.join(format!(".{name}.{:x}.tmp", rand::random::<u64>()));
+        let size = match tokio::fs::copy(from, &tmp).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(io(e));
+            }
+        };
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        Ok(Artifact {
+            name: name.to_string(),
+            size,
+            media_type: media_type(name).to_string(),
+        })
+    }
+
     async fn get(&self, task_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(task_id, name)?;
         match tokio::fs::read(&path).await {
@@ -141,6 +262,37 @@ impl ArtifactStore for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
         }
+    }
+
+    async fn open(
+        &self,
+        task_id: &str,
+        name: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Option<Opened>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(task_id, name)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        // The open file stays what it is even if a retried attempt renames a new one over the
+        // name meanwhile: a reader gets one version, whole.
+        let size = file.metadata().await.map_err(io)?.len();
+        let Some(r) = resolve(range, size) else {
+            return Ok(Some(Opened::Unsatisfiable { size }));
+        };
+        file.seek(std::io::SeekFrom::Start(r.start))
+            .await
+            .map_err(io)?;
+        let body =
+            tokio_util::io::ReaderStream::with_capacity(file.take(r.end - r.start), 64 << 10);
+        Ok(Some(Opened::Found {
+            size,
+            range: r,
+            body: body.boxed(),
+        }))
     }
 
     async fn delete_task(&self, task_id: &str) -> Result<()> {
@@ -254,6 +406,37 @@ impl ArtifactStore for ObjectStoreArtifacts {
         })
     }
 
+    async fn put_file(&self, task_id: &str, name: &str, from: &Path) -> Result<Artifact> {
+        use tokio::io::AsyncReadExt;
+        let location = self.location(task_id, name)?;
+        let mut file = tokio::fs::File::open(from).await.map_err(io)?;
+        // A multipart upload, fed a part at a time: the object still appears whole or not at
+        // all (the upload completes in one call, or is aborted).
+        let upload = self.store.put_multipart(&location).await.map_err(os)?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(io(e));
+                }
+            };
+            writer.wait_for_capacity(4).await.map_err(os)?;
+            writer.write(&buf[..n]);
+            size += n as u64;
+        }
+        writer.finish().await.map_err(os)?;
+        Ok(Artifact {
+            name: name.to_string(),
+            size,
+            media_type: media_type(name).to_string(),
+        })
+    }
+
     async fn get(&self, task_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let location = self.location(task_id, name)?;
         match self.store.get(&location).await {
@@ -261,6 +444,39 @@ impl ArtifactStore for ObjectStoreArtifacts {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(os(e)),
         }
+    }
+
+    async fn open(
+        &self,
+        task_id: &str,
+        name: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Option<Opened>> {
+        let location = self.location(task_id, name)?;
+        let mut options = GetOptions::default();
+        if range.is_some() {
+            // The size first, to resolve the range (and answer 416) as the local store does.
+            let meta = match self.store.head(&location).await {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(os(e)),
+            };
+            let Some(r) = resolve(range, meta.size) else {
+                return Ok(Some(Opened::Unsatisfiable { size: meta.size }));
+            };
+            options.range = Some(GetRange::Bounded(r));
+        }
+        let got = match self.store.get_opts(&location, options).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(os(e)),
+        };
+        let (size, range) = (got.meta.size, got.range.clone());
+        let body = got
+            .into_stream()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed();
+        Ok(Some(Opened::Found { size, range, body }))
     }
 
     async fn delete_task(&self, task_id: &str) -> Result<()> {
@@ -331,6 +547,88 @@ mod tests {
         assert_eq!(s.get("t1", "b.png").await.unwrap(), None);
         assert_eq!(s.get("t1", "c.md").await.unwrap(), None);
         assert_eq!(s.get("t2", "b.png").await.unwrap(), Some(vec![1]));
+    }
+
+    #[tokio::test]
+    async fn both_stores_store_a_file_from_disk() {
+        let dir = tempfile_dir();
+        let file = dir.join("big.bin");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let local = LocalStore::new(dir.join("store"));
+        let objects = ObjectStoreArtifacts::from_url_with("memory:///p", Vec::new()).unwrap();
+        let stores: [&dyn ArtifactStore; 2] = [&local, &objects];
+        for s in stores {
+            let a = s.put_file("t1", "big.wav", &file).await.unwrap();
+            assert_eq!((a.size, a.media_type.as_str()), (3_000_000, "audio/wav"));
+            assert_eq!(s.get("t1", "big.wav").await.unwrap().as_ref(), Some(&bytes));
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn byte_ranges_resolve_against_the_size() {
+        use ByteRange::*;
+        assert_eq!(FromTo(2, 4).resolve(10), Some(2..5));
+        assert_eq!(FromTo(2, 400).resolve(10), Some(2..10));
+        assert_eq!(FromTo(10, 12).resolve(10), None);
+        assert_eq!(FromTo(5, 2).resolve(10), None);
+        assert_eq!(From(9).resolve(10), Some(9..10));
+        assert_eq!(From(10).resolve(10), None);
+        assert_eq!(Last(3).resolve(10), Some(7..10));
+        assert_eq!(Last(30).resolve(10), Some(0..10));
+        assert_eq!(Last(0).resolve(10), None);
+        assert_eq!(Last(1).resolve(0), None);
+    }
+
+    #[tokio::test]
+    async fn both_stores_open_artifacts_and_ranges_of_them() {
+        let dir = tempfile_dir();
+        let local = LocalStore::new(&dir);
+        let objects = ObjectStoreArtifacts::from_url_with("memory:///p", Vec::new()).unwrap();
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let stores: [&dyn ArtifactStore; 2] = [&local, &objects];
+        for s in stores {
+            s.put("t1", "a.bin", bytes.clone()).await.unwrap();
+            let whole = s.open("t1", "a.bin", None).await.unwrap().unwrap();
+            assert!(
+                matches!(&whole, Opened::Found { size: 200_000, range, .. } if *range == (0..200_000))
+            );
+            assert_eq!(whole.bytes().await.unwrap().unwrap(), bytes);
+            let part = s
+                .open("t1", "a.bin", Some(ByteRange::FromTo(70_000, 139_999)))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(matches!(&part, Opened::Found { range, .. } if *range == (70_000..140_000)));
+            assert_eq!(
+                part.bytes().await.unwrap().unwrap(),
+                &bytes[70_000..140_000]
+            );
+            let tail = s
+                .open("t1", "a.bin", Some(ByteRange::Last(5)))
+                .await
+                .unwrap();
+            assert_eq!(
+                tail.unwrap().bytes().await.unwrap().unwrap(),
+                &bytes[199_995..]
+            );
+            let past = s
+                .open("t1", "a.bin", Some(ByteRange::From(200_000)))
+                .await
+                .unwrap();
+            assert!(matches!(
+                past,
+                Some(Opened::Unsatisfiable { size: 200_000 })
+            ));
+            assert!(s.open("t1", "none.bin", None).await.unwrap().is_none());
+            assert!(s
+                .open("t1", "none.bin", Some(ByteRange::From(0)))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -50,6 +50,16 @@ pub const DEFAULT_MAX_TASKS: u64 = 50_000;
 /// a single-machine Redis with large requests (Redis runs `noeviction`: a full Redis stops
 /// everyone).
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+/// Default time a client has to send a request's head (and an idle keep-alive connection to
+/// start its next one) before the API closes the connection: slow-header clients cannot hold
+/// connections open.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default time the API gives one request, its body included, before answering 408 (event
+/// streams, long-lived by design, are exempt once their first answer is sent).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default number of event streams one account may hold open on one API process (of the
+/// process's 1,024), so one account cannot take them all.
+pub const DEFAULT_MAX_STREAMS_PER_ACCOUNT: usize = 32;
 
 /// A task type's settings (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +275,12 @@ pub struct ApiSettings {
     /// How long an API key's lookup is reused (ms): a revoked key stops working within this
     /// long. 0 = every request looks its key up.
     pub key_cache_ms: u64,
+    /// Seconds a client has to send a request's head; 0 = no limit.
+    pub header_read_timeout_secs: u64,
+    /// Seconds one request (its body included) may take, event streams exempt; 0 = no limit.
+    pub request_timeout_secs: u64,
+    /// Event streams one account may hold open on one API process; 0 = no limit of its own.
+    pub max_streams_per_account: usize,
 }
 
 impl Default for ApiSettings {
@@ -273,6 +289,9 @@ impl Default for ApiSettings {
             listen: DEFAULT_API_LISTEN.to_string(),
             max_body_bytes: 1 << 20,
             key_cache_ms: DEFAULT_KEY_CACHE_MS,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            max_streams_per_account: DEFAULT_MAX_STREAMS_PER_ACCOUNT,
         }
     }
 }
@@ -524,11 +543,17 @@ mod tests {
                 "REDIS_URL".to_string(),
                 "redis://127.0.0.1:7777".to_string(),
             ),
+            (
+                "TASKFLEET__API__MAX_STREAMS_PER_ACCOUNT".to_string(),
+                "5".to_string(),
+            ),
         ]);
         let s = Settings::load_from(Some(&file), &env).unwrap();
         assert_eq!(s.redis.prefix, "fromfile");
         assert_eq!(s.redis.url, "redis://127.0.0.1:7777");
         assert_eq!(s.worker.concurrency, 12);
+        assert_eq!(s.api.max_streams_per_account, 5);
+        assert_eq!(s.api.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT_SECS);
         assert_eq!(s.worker.lease_seconds, DEFAULT_LEASE_SECONDS);
         let quiz = s.catalog().unwrap().get(TaskType::Quiz).queue_config();
         assert_eq!(quiz.max_attempts, 7);

@@ -73,6 +73,46 @@ impl Broker {
         Ok(out)
     }
 
+    /// One account's tasks of every registered queue by state, in one round trip: per type and
+    /// state, `ZINTERCARD` of the state's set and the account's index (`tf:{T}:account:<a>`,
+    /// the same hash tag, so one Cluster slot). Each count stops at `limit` (a count equal to
+    /// it means at least that many). Redis walks the smaller of the two sets for each, so the
+    /// work is bounded by the account's own index and the state's set, never the whole keyspace.
+    pub async fn account_counts(
+        &self,
+        account_id: &str,
+        limit: u64,
+    ) -> Result<Vec<(String, BTreeMap<String, u64>)>> {
+        let names = self.queue_names();
+        let k = self.keys();
+        let mut pipe = redis::pipe();
+        for t in &names {
+            let index = k.account(t, account_id);
+            for s in TaskStatus::ALL {
+                pipe.cmd("ZINTERCARD")
+                    .arg(2)
+                    .arg(self.state_key(t, s))
+                    .arg(&index)
+                    .arg("LIMIT")
+                    .arg(limit);
+            }
+        }
+        let values: Vec<u64> = self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let per = TaskStatus::ALL.len();
+        Ok(names
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let counts = TaskStatus::ALL
+                    .into_iter()
+                    .zip(&values[i * per..(i + 1) * per])
+                    .map(|(s, n)| (s.as_str().to_string(), *n))
+                    .collect();
+                (t.to_string(), counts)
+            })
+            .collect())
+    }
+
     /// The set that holds the ids of a type in a state.
     pub fn state_key(&self, task_type: &str, s: TaskStatus) -> String {
         let k = self.keys();

@@ -739,6 +739,66 @@ async fn a_missing_tool_fails_permanently_naming_it() {
 }
 
 #[tokio::test]
+async fn a_voice_espeak_ng_does_not_have_is_refused_naming_it() {
+    let s = setup();
+    for (voice, known) in [
+        ("en-us", true),
+        ("de+f3", true),
+        ("gmw/en-US", true),
+        ("zz-nope", false),
+        ("en+nosuchvariant", false),
+    ] {
+        let lesson = json!({"title": "t", "steps": [{"text": "Hi."}], "voice": voice});
+        let r = s.run(TaskType::AnimatedLesson, lesson).await;
+        let speech = s
+            .run(
+                TaskType::VoiceGeneration,
+                json!({"text": "Hi.", "voice": voice}),
+            )
+            .await;
+        if known {
+            assert!(r.is_ok(), "{voice}: {r:?}");
+            assert!(speech.is_ok(), "{voice}: {speech:?}");
+        } else {
+            for r in [r, speech] {
+                let m = permanent(r);
+                assert!(m.starts_with("invalid voice:") && m.contains(voice), "{m}");
+            }
+        }
+    }
+    let m = permanent(
+        s.run(
+            TaskType::Video,
+            json!({"title": "t", "slides": slides(1), "voice": "zz-nope"}),
+        )
+        .await,
+    );
+    assert!(m.contains("zz-nope"), "{m}");
+}
+
+#[tokio::test]
+async fn a_failing_program_is_named_with_its_exit_status_and_nothing_of_its_stderr() {
+    let s = setup();
+    // An "ffmpeg" that fails the way a real one does: a message about a file in a temp dir.
+    let fake = s.dir.path().join("fake-ffmpeg");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"/tmp/tf-work-1234/segment-0.mp4: Permission denied\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut deps = s.deps();
+    deps.tools.ffmpeg = fake;
+    let ctx = s.ctx(TaskType::Video);
+    let m = permanent(
+        for_type(TaskType::Video, &deps)
+            .process(&ctx, json!({"title": "t", "slides": slides(1)}))
+            .await,
+    );
+    assert_eq!(m, "ffmpeg failed (exit 1)");
+}
+
+#[tokio::test]
 async fn bad_requests_fail_permanently_with_the_field_named() {
     let s = setup();
     let cases = [
@@ -786,6 +846,16 @@ async fn bad_requests_fail_permanently_with_the_field_named() {
             TaskType::CourseVideo,
             json!({"title": "t", "lessons": []}),
             "lessons",
+        ),
+        (
+            TaskType::AnimatedLesson,
+            json!({"title": "t", "steps": vec![json!({"text": "a ".repeat(9_999)}); 50]}),
+            "steps",
+        ),
+        (
+            TaskType::VoiceGeneration,
+            json!({"text": "a ".repeat(9_999), "speed": 80}),
+            "text",
         ),
     ];
     for (t, request, field) in cases {
@@ -959,6 +1029,22 @@ async fn openai_errors_mean_retry_or_permanent() {
     assert!(matches!(run("bad").await, Err(TaskError::Permanent(m)) if m.contains("400")));
     assert!(matches!(run("nokey").await, Err(TaskError::Permanent(m)) if m.contains("401")));
     assert!(matches!(run("slow").await, Err(TaskError::Retry(m)) if m.contains("timed out")));
+    // What is stored on the task says what failed, in the user's terms: not the provider's URL
+    // and not its answer's body (the worker's log has both).
+    for p in ["busy", "broken", "bad", "nokey", "slow"] {
+        let m = run(p).await.unwrap_err().message().to_string();
+        assert!(m.starts_with("text provider "), "{p}: {m}");
+        for leak in [
+            "127.0.0.1",
+            "/v1",
+            "rate limited",
+            "overloaded",
+            "bad request",
+            "no key",
+        ] {
+            assert!(!m.contains(leak), "{p}: {m:?} shows {leak:?}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -48,7 +48,9 @@ pub struct TaskEvent {
     params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
     responses((status = 200, description = "A stream of events, one per state the task is seen in", content_type = "text/event-stream", body = TaskEvent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 404, body = ErrorBody),
+        (status = 429, description = "This account holds as many open event streams on this server as it may (`too_many_streams`)", body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -56,6 +58,12 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let task = load_owned(&state, &caller, &id).await?;
+    // The account's share first (429: that account's to fix), then the process's (503).
+    let place = state.account_streams.try_open(&caller.account_id).ok_or(
+        AppError::TooManyAccountStreams {
+            limit: state.account_streams.max(),
+        },
+    )?;
     let permit = state
         .event_streams
         .clone()
@@ -67,7 +75,9 @@ pub async fn events(
     let (tx, rx) = mpsc::channel::<Event>(16);
     tokio::spawn(async move {
         follow(state, task.id, stream_key, conn, last_id, tx).await;
-        drop(permit); // the stream and its connection are gone
+        // The stream and its connection are gone.
+        drop(permit);
+        drop(place);
     });
     let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Event, Infallible>);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

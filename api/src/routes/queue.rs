@@ -22,19 +22,26 @@ pub const MAX_QUEUE_LIST: usize = 500;
 /// tasks: bounded work per request, however long the queue or the account's history.
 pub const MAX_QUEUE_SCAN: usize = 10_000;
 
+/// The most a non-admin's count of one type and state goes to: each is one `ZINTERCARD ...
+/// LIMIT`, so a huge account costs Redis a bounded walk and answers "at least this many".
+pub const ACCOUNT_COUNT_LIMIT: u64 = 100_000;
+
 /// One type's state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TypeStatus {
     pub task_type: String,
-    /// Tasks by state (scheduled, queued, processing, retrying, completed, failed, cancelled).
+    /// Tasks by state (scheduled, queued, processing, retrying, completed, failed, cancelled):
+    /// every account's for an admin, the caller's account's for anyone else (each at most
+    /// `count_limit`).
     pub counts: BTreeMap<String, u64>,
     /// True while claiming is stopped for this type.
     pub paused: bool,
-    /// Tasks completed in the last 60 seconds.
-    pub completed_last_minute: u64,
+    /// Tasks completed in the last 60 seconds, every account's; null for a non-admin.
+    pub completed_last_minute: Option<u64>,
     /// Measured average run time (busy_ms / completed); null before the first completion.
     pub average_run_ms: Option<u64>,
-    /// The type's counters: enqueued, started, completed, failed, retried, cancelled, recovered, busy_ms.
+    /// The type's counters (enqueued, started, completed, failed, retried, cancelled,
+    /// recovered, busy_ms), every account's: empty for a non-admin.
     pub stats: BTreeMap<String, i64>,
 }
 
@@ -44,32 +51,61 @@ pub struct WorkersStatus {
     pub live: usize,
     /// Their summed concurrency.
     pub slots: u64,
-    /// Tasks they run now.
+    /// Tasks they run now: all of them for an admin, the caller's account's for anyone else.
     pub in_flight: u64,
+    /// Each live worker (id, host, pid, types, ...) for an admin; empty for anyone else.
     pub workers: Vec<WorkerInfo>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct QueueStatusResponse {
-    /// Tasks by state over all types.
+    /// `all` (an admin: every account) or `account` (anyone else: the caller's account only).
+    pub scope: String,
+    /// Tasks by state over all types (in the scope).
     pub totals: BTreeMap<String, u64>,
     /// True when every type is paused.
     pub paused: bool,
-    /// Tasks completed in the last 60 seconds, all types.
-    pub completed_last_minute: u64,
+    /// Tasks completed in the last 60 seconds, all types and accounts; null for a non-admin.
+    pub completed_last_minute: Option<u64>,
+    /// For scope `account`: the most any one count goes to (a count equal to it means at
+    /// least that many). Null for `all`, whose counts are exact.
+    pub count_limit: Option<u64>,
     pub task_types: Vec<TypeStatus>,
     pub workers: WorkersStatus,
 }
 
-/// Counts by state per type, paused or not, live workers and throughput.
+/// Counts by state per type, paused or not, live workers and throughput. An admin sees every
+/// account's counts, the type counters, throughput and each worker (host, pid); anyone else
+/// sees only its own account's counts, and of the workers only how many and their slots.
 #[utoipa::path(get, path = "/api/tasks/queue/status", tag = "queue",
     responses((status = 200, body = QueueStatusResponse), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<QueueStatusResponse>, AppError> {
+    if caller.is_admin() {
+        admin_status(&state).await
+    } else {
+        account_status(&state, &caller.account_id).await
+    }
+}
+
+fn zero_totals() -> BTreeMap<String, u64> {
+    TaskStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect()
+}
+
+fn average_run_ms(stats: &BTreeMap<String, i64>) -> Option<u64> {
+    let busy = stats.get("busy_ms").copied().unwrap_or(0);
+    let done = stats.get("completed").copied().unwrap_or(0);
+    (done > 0).then(|| (busy.max(0) / done) as u64)
+}
+
+async fn admin_status(state: &AppState) -> Result<Json<QueueStatusResponse>, AppError> {
     let now = state.now();
     let statuses = state.broker.status().await?;
     let mut pipe = redis::pipe();
@@ -84,30 +120,27 @@ pub async fn status(
         .with_conn(async |c| pipe.query_async(c).await)
         .await?;
     let workers = read_live(&state.broker).await?;
-    let mut totals: BTreeMap<String, u64> = TaskStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), 0))
-        .collect();
+    let mut totals = zero_totals();
     let mut types = Vec::with_capacity(statuses.len());
     for (s, completed_last_minute) in statuses.into_iter().zip(recent) {
         for (k, v) in &s.counts {
             *totals.entry(k.clone()).or_default() += v;
         }
-        let busy = s.stats.get("busy_ms").copied().unwrap_or(0);
-        let done = s.stats.get("completed").copied().unwrap_or(0);
         types.push(TypeStatus {
-            average_run_ms: (done > 0).then(|| (busy.max(0) / done) as u64),
+            average_run_ms: average_run_ms(&s.stats),
             task_type: s.task_type,
             counts: s.counts,
             paused: s.paused,
-            completed_last_minute,
+            completed_last_minute: Some(completed_last_minute),
             stats: s.stats,
         });
     }
     Ok(Json(QueueStatusResponse {
+        scope: "all".into(),
         totals,
         paused: !types.is_empty() && types.iter().all(|t| t.paused),
-        completed_last_minute: types.iter().map(|t| t.completed_last_minute).sum(),
+        completed_last_minute: Some(types.iter().filter_map(|t| t.completed_last_minute).sum()),
+        count_limit: None,
         task_types: types,
         workers: WorkersStatus {
             live: workers.len(),
@@ -115,6 +148,50 @@ pub async fn status(
             in_flight: workers.iter().map(|w| u64::from(w.in_flight)).sum(),
             workers,
         },
+    }))
+}
+
+/// A non-admin's view: its account's counts (from its index, bounded), whether each type is
+/// paused and its average run time (the enqueue estimate shows that anyway), and the fleet's
+/// size; nothing about other accounts' tasks and nothing about the machines.
+async fn account_status(
+    state: &AppState,
+    account_id: &str,
+) -> Result<Json<QueueStatusResponse>, AppError> {
+    let counts = state
+        .broker
+        .account_counts(account_id, ACCOUNT_COUNT_LIMIT)
+        .await?;
+    let statuses = state.broker.status().await?;
+    let workers = read_live(&state.broker).await?;
+    let mut totals = zero_totals();
+    let mut types = Vec::with_capacity(counts.len());
+    for ((task_type, counts), s) in counts.into_iter().zip(statuses) {
+        for (k, v) in &counts {
+            *totals.entry(k.clone()).or_default() += v;
+        }
+        types.push(TypeStatus {
+            average_run_ms: average_run_ms(&s.stats),
+            task_type,
+            counts,
+            paused: s.paused,
+            completed_last_minute: None,
+            stats: BTreeMap::new(),
+        });
+    }
+    Ok(Json(QueueStatusResponse {
+        scope: "account".into(),
+        paused: !types.is_empty() && types.iter().all(|t| t.paused),
+        completed_last_minute: None,
+        count_limit: Some(ACCOUNT_COUNT_LIMIT),
+        workers: WorkersStatus {
+            live: workers.len(),
+            slots: workers.iter().map(|w| u64::from(w.concurrency)).sum(),
+            in_flight: totals.get("processing").copied().unwrap_or(0),
+            workers: Vec::new(),
+        },
+        totals,
+        task_types: types,
     }))
 }
 

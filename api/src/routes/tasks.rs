@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use taskfleet::artifacts::{ByteRange, Opened};
 use taskfleet::{Millis, Task, TaskStatus, TaskType};
 use taskfleet_worker::processors::testing::TEST_QUEUE;
 use utoipa::{IntoParams, ToSchema};
@@ -401,45 +402,155 @@ pub async fn cancel(
         .into_response())
 }
 
-/// A file the task produced, with its media type.
+/// What a request's `Range` header asks of an artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeAsked {
+    /// No header, another unit, or several ranges: the whole file (RFC 9110 lets a server
+    /// ignore a Range it does not serve; several ranges would need multipart/byteranges).
+    Whole,
+    One(ByteRange),
+    /// A bytes range that cannot be read (`bytes=x-y`, `bytes=5-2`): 416, as for one that
+    /// selects nothing.
+    Malformed,
+}
+
+fn range_asked(headers: &HeaderMap) -> RangeAsked {
+    let Some(v) = headers.get(header::RANGE) else {
+        return RangeAsked::Whole;
+    };
+    let Some(spec) = v.to_str().ok().and_then(|v| {
+        let (unit, spec) = v.trim().split_once('=')?;
+        unit.trim().eq_ignore_ascii_case("bytes").then_some(spec)
+    }) else {
+        return RangeAsked::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsked::Whole;
+    }
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    let parsed = match spec.trim().split_once('-') {
+        Some(("", last)) => num(last).map(ByteRange::Last),
+        Some((first, "")) => num(first).map(ByteRange::From),
+        Some((first, last)) => match (num(first), num(last)) {
+            (Some(a), Some(b)) if a <= b => Some(ByteRange::FromTo(a, b)),
+            _ => None,
+        },
+        None => None,
+    };
+    parsed.map_or(RangeAsked::Malformed, RangeAsked::One)
+}
+
+/// A file the task produced, with its media type, streamed from the artifact store. A `Range:
+/// bytes=first-last` (or `first-`, or `-suffix`) gets 206 with exactly those bytes and
+/// `Content-Range`; a range that selects nothing, or cannot be read, gets 416.
 #[utoipa::path(get, path = "/api/tasks/{id}/artifacts/{name}", tag = "tasks",
     params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)"),
-        ("name" = String, Path, description = "Artifact name, as in the task's result")),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
+        ("name" = String, Path, description = "Artifact name, as in the task's result"),
+        ("Range" = Option<String>, Header,
+            description = "One byte range: `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; another unit or several ranges are ignored")),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream",
+            headers(("Accept-Ranges" = String, description = "`bytes`"),
+                ("Content-Length" = u64, description = "The file's size"),
+                ("Content-Disposition" = String, description = "`inline; filename=\"<name>\"`"))),
+        (status = 206, description = "The bytes of the range asked for", content_type = "application/octet-stream",
+            headers(("Accept-Ranges" = String, description = "`bytes`"),
+                ("Content-Range" = String, description = "`bytes first-last/size`"),
+                ("Content-Length" = u64, description = "The range's length"),
+                ("Content-Disposition" = String, description = "`inline; filename=\"<name>\"`"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody),
+        (status = 416, description = "The range selects none of the file, or cannot be read", body = ErrorBody,
+            headers(("Content-Range" = String, description = "`bytes */size`"))),
+    ),
     security(("bearer" = [])))]
 pub async fn artifact(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let task = load_owned(&state, &caller, &id).await?;
     taskfleet::artifacts::validate_name(&name)?;
-    let bytes = state
+    let asked = range_asked(&headers);
+    let range = match asked {
+        RangeAsked::Whole => None,
+        RangeAsked::One(r) => Some(r),
+        // Selects nothing of any file: the store still says whether the file exists (404)
+        // and how large it is (for 416's `Content-Range: bytes */size`).
+        RangeAsked::Malformed => Some(ByteRange::From(u64::MAX)),
+    };
+    let opened = state
         .artifacts
-        .get(&task.id, &name)
+        .open(&task.id, &name, range)
         .await?
         .ok_or(AppError::ArtifactNotFound)?;
-    Ok((
+    let (size, sent, body) = match opened {
+        Opened::Found { size, range, body } => (size, range, body),
+        Opened::Unsatisfiable { size } => return Err(AppError::RangeNotSatisfiable { size }),
+    };
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (
+        status,
         [
             (
                 header::CONTENT_TYPE,
-                taskfleet::artifacts::media_type(&name),
+                taskfleet::artifacts::media_type(&name).to_string(),
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
             // An HTML artifact runs in an opaque origin: it cannot act as this API's pages.
-            (header::CONTENT_SECURITY_POLICY, "sandbox allow-scripts"),
-            (header::CACHE_CONTROL, "private, max-age=3600"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox allow-scripts".into(),
+            ),
+            (header::CACHE_CONTROL, "private, max-age=3600".into()),
+            (header::ACCEPT_RANGES, "bytes".into()),
+            // Names are one segment of [A-Za-z0-9._-] (validate_name): nothing to escape.
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}\""),
+            ),
+            // Set, so the stream is sent with a length rather than chunked.
+            (header::CONTENT_LENGTH, (sent.end - sent.start).to_string()),
         ],
-        Body::from(bytes),
+        Body::from_stream(body),
     )
-        .into_response())
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let v = format!("bytes {}-{}/{size}", sent.start, sent.end - 1);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_headers_are_read_as_one_range_or_ignored() {
+        let asked = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::RANGE, v.parse().unwrap());
+            range_asked(&h)
+        };
+        assert_eq!(range_asked(&HeaderMap::new()), RangeAsked::Whole);
+        assert_eq!(asked("bytes=1-2"), RangeAsked::One(ByteRange::FromTo(1, 2)));
+        assert_eq!(asked("Bytes = 7-"), RangeAsked::One(ByteRange::From(7)));
+        assert_eq!(asked("bytes=-9"), RangeAsked::One(ByteRange::Last(9)));
+        assert_eq!(asked("items=1-2"), RangeAsked::Whole);
+        assert_eq!(asked("bytes=1-2,4-5"), RangeAsked::Whole);
+        assert_eq!(asked("bytes=2-1"), RangeAsked::Malformed);
+        assert_eq!(asked("bytes=a-"), RangeAsked::Malformed);
+        assert_eq!(asked("bytes=-"), RangeAsked::Malformed);
+        assert_eq!(asked("bytes=99999999999999999999-"), RangeAsked::Malformed);
+    }
 
     #[test]
     fn cursors_round_trip_and_junk_is_refused() {

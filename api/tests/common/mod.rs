@@ -8,8 +8,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use taskfleet::testing;
+use taskfleet::Role;
 use taskfleet::{Broker, Settings};
-use taskfleet_api::auth::{create_key, Role};
 use taskfleet_api::{app, AppState, Options};
 use tower::ServiceExt;
 
@@ -53,6 +53,19 @@ impl Reply {
     }
 }
 
+/// Polls `check` every 10 ms until it holds, at most 10 s (a bound on waiting for an event, not
+/// a timing assertion); panics with `what` when the bound runs out.
+pub async fn eventually_true(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 pub fn settings() -> (Settings, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("artifact dir");
     let mut s = Settings::default();
@@ -68,7 +81,7 @@ pub async fn setup() -> Api {
 }
 
 pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
-    let state = AppState::new(
+    let mut state = AppState::new(
         &s,
         Options {
             test_processors: true,
@@ -76,15 +89,24 @@ pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
     )
     .await
     .expect("state");
+    // Tests send many bad keys on purpose: a failure waits a millisecond here, not the
+    // production 200 ms (auth.rs tests the delay itself).
+    state.auth_failures = std::sync::Arc::new(taskfleet_api::auth::FailureDelay::new(
+        std::time::Duration::from_millis(1),
+        taskfleet_api::auth::MAX_DELAYED_FAILURES,
+    ));
     let broker = state.broker.clone();
     let now = state.now();
-    let user = create_key(&broker, "acme", "alice", Role::User, "t", now)
+    let user = broker
+        .create_api_key("acme", "alice", Role::User, "t", now)
         .await
         .unwrap();
-    let other = create_key(&broker, "globex", "bob", Role::User, "t", now)
+    let other = broker
+        .create_api_key("globex", "bob", Role::User, "t", now)
         .await
         .unwrap();
-    let admin = create_key(&broker, "ops", "root", Role::Admin, "t", now)
+    let admin = broker
+        .create_api_key("ops", "root", Role::Admin, "t", now)
         .await
         .unwrap();
     Api {

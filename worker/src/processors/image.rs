@@ -46,7 +46,10 @@ pub trait ImageProvider: Send + Sync {
 /// The provider the settings name.
 pub fn provider(settings: &ProviderSettings) -> Arc<dyn ImageProvider> {
     if settings.is_openai() {
-        Arc::new(OpenAiImages(OpenAi::new(settings.clone())))
+        Arc::new(OpenAiImages(OpenAi::new(
+            settings.clone(),
+            "image provider",
+        )))
     } else {
         Arc::new(LocalImages)
     }
@@ -125,7 +128,9 @@ impl ImageProvider for OpenAiImages {
         let prompt: String = prompt.chars().take(MAX_PROMPT_CHARS).collect();
         let bytes = self.0.image(&prompt, w, h, cancel).await?;
         if render::png_size(&bytes).is_none() {
-            return Err(TaskError::Retry("provider image is not a PNG".into()));
+            return Err(TaskError::Retry(
+                "image provider's image is not a PNG".into(),
+            ));
         }
         Ok(bytes)
     }

@@ -1,6 +1,7 @@
 //! animated_lesson: one self-contained HTML file that animates the steps in time with their
 //! narration (espeak-ng, one WAV embedded as a data URI, or beside the page when large), and a
-//! poster PNG from the image provider.
+//! poster PNG from the image provider. The narration is written to disk as it is spoken; only
+//! narration small enough to embed is read back into memory.
 
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use taskfleet::artifacts::ArtifactStore;
 
 use super::image::ImageProvider;
 use super::requests::{self, AnimatedLessonRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
-use super::tools::{Scratch, Tools};
-use super::voice::{round2, speak, Wav};
+use super::tools::{self, Scratch, Tools};
+use super::voice::{check_voice, max_spoken_seconds, round2, speak, WavWriter};
 use super::{invalid, store_error, Processor, TaskContext, TaskError};
 
 /// Narration up to this size is embedded in the page; larger narration is stored beside it.
@@ -31,44 +32,45 @@ impl Processor for AnimatedLessonProcessor {
         let r: AnimatedLessonRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_espeak("animated_lesson")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
+        check_voice(&self.tools, voice).await?;
         let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;
         let n = r.steps.len();
-        let mut joined: Option<Wav> = None;
+        let mut narration =
+            WavWriter::create(scratch.join("narration.wav"), max_spoken_seconds()).await?;
         let mut timings = Vec::with_capacity(n);
         let mut at = 0.0;
         ctx.progress(0, "narrating").await;
         for (i, step) in r.steps.iter().enumerate() {
-            let speech = speak(
+            let spoken = speak(
                 ctx,
                 &self.tools,
                 &step.text,
                 voice,
                 DEFAULT_SPEED_WPM,
                 scratch.path(),
+                &mut narration,
                 None,
             )
             .await?;
-            let wav = Wav::parse(&speech.wav).map_err(TaskError::Permanent)?;
-            timings.push((at, at + speech.seconds));
-            at += speech.seconds;
-            match &mut joined {
-                None => joined = Some(wav),
-                Some(j) => j.append(&wav).map_err(TaskError::Permanent)?,
-            }
+            timings.push((at, at + spoken.seconds));
+            at += spoken.seconds;
             ctx.progress(
                 (80 * (i + 1) / n) as u8,
                 &format!("narrated step {} of {n}", i + 1),
             )
             .await;
         }
-        let audio = joined.expect("at least one step").encode();
+        let (audio_path, audio_size) = narration.finish().await?;
         let poster = self
             .images
             .generate(&r.title, self.size.0, self.size.1, &ctx.cancel)
             .await?;
         ctx.progress(90, "writing the page").await;
-        let embedded = audio.len() <= MAX_EMBEDDED_AUDIO_BYTES;
+        let embedded = audio_size <= MAX_EMBEDDED_AUDIO_BYTES as u64;
         let audio_src = if embedded {
+            let audio = tokio::fs::read(&audio_path)
+                .await
+                .map_err(tools::io_retry("reading the narration"))?;
             format!(
                 "data:audio/wav;base64,{}",
                 base64::engine::general_purpose::STANDARD.encode(&audio)
@@ -90,7 +92,7 @@ impl Processor for AnimatedLessonProcessor {
         if !embedded {
             artifacts.push(
                 self.store
-                    .put(&ctx.task_id, "narration.wav", audio)
+                    .put_file(&ctx.task_id, "narration.wav", &audio_path)
                     .await
                     .map_err(store_error)?,
             );

@@ -9,6 +9,8 @@
 //!   [`story`], [`docs`], [`quiz`]; [`openai`] (the OpenAI-compatible client).
 //! - [`video`], [`lesson`] (animated_lesson), [`course`] (course_video, a flow of videos).
 //! - [`tools`]: espeak-ng and ffmpeg as child processes that die with their task.
+//! - [`sanitize`]: the last pass over every error before it is stored on the task (no paths,
+//!   URLs cut to their host); [`for_type`] wraps every processor in it.
 //!
 //! Idempotency per (task id, attempt): each attempt works in a fresh scratch directory of its
 //! own and stores artifacts under fixed names of its task, so a repeated attempt replaces what
@@ -33,6 +35,7 @@ pub mod openai;
 pub mod quiz;
 mod render;
 pub mod requests;
+pub mod sanitize;
 pub mod story;
 pub mod testing;
 pub mod text;
@@ -263,8 +266,13 @@ impl Deps {
     }
 }
 
-/// The processor of each catalog type.
+/// The processor of each catalog type, its errors cleaned for the task's owner
+/// ([`sanitize::Sanitized`]).
 pub fn for_type(t: TaskType, deps: &Deps) -> Arc<dyn Processor> {
+    Arc::new(sanitize::Sanitized(processor_of(t, deps)))
+}
+
+fn processor_of(t: TaskType, deps: &Deps) -> Arc<dyn Processor> {
     let store = deps.store.clone();
     match t {
         TaskType::VoiceGeneration => Arc::new(voice::VoiceProcessor {
@@ -327,11 +335,15 @@ pub(crate) fn invalid(e: requests::Invalid) -> TaskError {
     TaskError::Permanent(e.to_string())
 }
 
-/// An artifact store failure: the store may be back on the next attempt.
+/// An artifact store failure: the store may be back on the next attempt. Its detail (a
+/// bucket, an endpoint, a path) goes to the log; the task says the store failed.
 pub(crate) fn store_error(e: taskfleet::Error) -> TaskError {
     match e {
         taskfleet::Error::InvalidInput { .. } => TaskError::Permanent(e.to_string()),
-        other => TaskError::Retry(other.to_string()),
+        other => {
+            tracing::warn!(error = %other, "artifact store failed");
+            TaskError::Retry("the artifact store failed".into())
+        }
     }
 }
 

@@ -2,6 +2,11 @@
 //! completions for text, image generations for pictures. What a failure means is decided here
 //! once: 429, 5xx, a timeout or a refused connection are worth another attempt (`Retry`);
 //! 400, 401, 403, 404 and 422 will fail the same way again (`Permanent`).
+//!
+//! What a failure says is decided here too: the error stored on the task names the provider by
+//! its role and what went wrong (`text provider answered 502 Bad Gateway`, `image provider
+//! timed out`); the endpoint's URL and its answer's body (which may echo the prompt, a key's
+//! prefix or an internal host) go to the worker's log at warn, never onto the task.
 
 use std::time::Duration;
 
@@ -111,16 +116,23 @@ impl ProviderSettings {
 pub struct OpenAi {
     client: reqwest::Client,
     settings: ProviderSettings,
+    /// What the endpoint is for, as errors name it: `text provider` or `image provider`.
+    role: &'static str,
 }
 
 impl OpenAi {
-    pub fn new(settings: ProviderSettings) -> Self {
+    /// An endpoint for `role` (`text provider`, `image provider`).
+    pub fn new(settings: ProviderSettings, role: &'static str) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client with rustls");
-        OpenAi { client, settings }
+        OpenAi {
+            client,
+            settings,
+            role,
+        }
     }
 
     pub fn model(&self) -> &str {
@@ -148,10 +160,11 @@ impl OpenAi {
         if !self.settings.api_key.is_empty() {
             req = req.bearer_auth(&self.settings.api_key);
         }
+        let role = self.role;
         let send = async {
-            let resp = req.send().await.map_err(transport)?;
+            let resp = req.send().await.map_err(|e| transport(role, e))?;
             let status = resp.status();
-            let text = resp.text().await.map_err(transport)?;
+            let text = resp.text().await.map_err(|e| transport(role, e))?;
             Ok::<_, TaskError>((status, text))
         };
         let (status, text) = tokio::select! {
@@ -160,15 +173,18 @@ impl OpenAi {
         };
         if !status.is_success() {
             let detail: String = text.chars().take(300).collect();
-            let msg = format!("provider at {url} answered {status}: {detail}");
+            tracing::warn!(provider = role, url = %url, status = %status, body = %detail, "provider refused");
+            let msg = format!("{role} answered {status}");
             return Err(match status.as_u16() {
                 408 | 409 | 425 | 429 => TaskError::Retry(msg),
                 s if s >= 500 => TaskError::Retry(msg),
                 _ => TaskError::Permanent(msg),
             });
         }
-        serde_json::from_str(&text)
-            .map_err(|e| TaskError::Retry(format!("provider at {url} answered invalid JSON: {e}")))
+        serde_json::from_str(&text).map_err(|e| {
+            tracing::warn!(provider = role, url = %url, error = %e, "provider answered invalid JSON");
+            TaskError::Retry(format!("{role} answered invalid JSON"))
+        })
     }
 
     /// One chat completion: the assistant's text.
@@ -191,7 +207,7 @@ impl OpenAi {
             .and_then(Value::as_str)
             .map(str::to_string)
             .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| TaskError::Retry("provider answered no message content".into()))
+            .ok_or_else(|| TaskError::Retry(format!("{} answered no message content", self.role)))
     }
 
     /// One generated image as bytes (from `b64_json`, or fetched from `url`).
@@ -214,35 +230,49 @@ impl OpenAi {
         if let Some(b64) = answer.pointer("/data/0/b64_json").and_then(Value::as_str) {
             return base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|e| TaskError::Retry(format!("provider image is not base64: {e}")));
+                .map_err(|_| TaskError::Retry(format!("{}'s image is not base64", self.role)));
         }
         if let Some(url) = answer.pointer("/data/0/url").and_then(Value::as_str) {
+            let role = self.role;
             let get = async {
-                let r = self.client.get(url).send().await.map_err(transport)?;
+                let r = self
+                    .client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| transport(role, e))?;
                 if !r.status().is_success() {
+                    tracing::warn!(provider = role, url = %url, status = %r.status(), "image download refused");
                     return Err(TaskError::Retry(format!(
-                        "fetching image {url}: {}",
+                        "{role}'s image download answered {}",
                         r.status()
                     )));
                 }
-                r.bytes().await.map(|b| b.to_vec()).map_err(transport)
+                r.bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| transport(role, e))
             };
             return tokio::select! {
                 r = get => r,
                 _ = cancel.cancelled() => Err(TaskError::Retry("cancelled".into())),
             };
         }
-        Err(TaskError::Retry("provider answered no image".into()))
+        Err(TaskError::Retry(format!("{} answered no image", self.role)))
     }
 }
 
-fn transport(e: reqwest::Error) -> TaskError {
+/// A request that did not get an answer. reqwest's message names the URL: the log has it.
+fn transport(role: &str, e: reqwest::Error) -> TaskError {
+    tracing::warn!(provider = role, error = %e, "provider request failed");
     if e.is_timeout() {
-        TaskError::Retry(format!("provider timed out: {e}"))
+        TaskError::Retry(format!("{role} timed out"))
     } else if e.is_builder() {
-        TaskError::Permanent(format!("provider request: {e}"))
+        TaskError::Permanent(format!(
+            "{role}: the request could not be built (check its url)"
+        ))
     } else {
-        TaskError::Retry(format!("provider unreachable: {e}"))
+        TaskError::Retry(format!("{role} unreachable"))
     }
 }
 
@@ -276,16 +306,18 @@ mod tests {
 
     #[test]
     fn endpoints_join_the_base_once() {
-        let o = OpenAi::new(ProviderSettings::openai("http://h/v1/", "", "m"));
+        let o = OpenAi::new(
+            ProviderSettings::openai("http://h/v1/", "", "m"),
+            "text provider",
+        );
         assert_eq!(
             o.endpoint("/chat/completions"),
             "http://h/v1/chat/completions"
         );
-        let o = OpenAi::new(ProviderSettings::openai(
-            "http://h/v1/chat/completions",
-            "",
-            "m",
-        ));
+        let o = OpenAi::new(
+            ProviderSettings::openai("http://h/v1/chat/completions", "", "m"),
+            "text provider",
+        );
         assert_eq!(
             o.endpoint("/chat/completions"),
             "http://h/v1/chat/completions"

@@ -3,7 +3,7 @@
 //! into a question: a cloze (fill in the blank) or a multiple choice whose distractors are other
 //! key terms of the same kind from the same text. Every answer is a phrase of the source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,10 +84,38 @@ pub(crate) fn sentences(text: &str) -> Vec<String> {
 }
 
 fn words(s: &str) -> Vec<&str> {
-    s.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '-'))
-        .map(|w| w.trim_matches(|c| c == '\'' || c == '-'))
-        .filter(|w| !w.is_empty())
-        .collect()
+    word_spans(s).into_iter().map(|(a, b)| &s[a..b]).collect()
+}
+
+/// Where the words of `s` are (byte ranges): runs of letters, digits, `'` and `-`, without a
+/// leading or trailing `'` or `-`.
+fn word_spans(s: &str) -> Vec<(usize, usize)> {
+    let inner = |c: char| c.is_alphanumeric() || c == '\'' || c == '-';
+    let mut out = Vec::new();
+    let mut run: Option<usize> = None;
+    let mut push = |a: usize, b: usize| {
+        let w = &s[a..b];
+        let trimmed = w.trim_start_matches(['\'', '-']);
+        let a = a + (w.len() - trimmed.len());
+        let b = a + trimmed.trim_end_matches(['\'', '-']).len();
+        if a < b {
+            out.push((a, b));
+        }
+    };
+    for (i, c) in s.char_indices() {
+        match (inner(c), run) {
+            (true, None) => run = Some(i),
+            (false, Some(a)) => {
+                push(a, i);
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(a) = run {
+        push(a, s.len());
+    }
+    out
 }
 
 /// Lower-case words inside names ("Francisco de Orellana", "Ludwig van Beethoven").
@@ -177,32 +205,70 @@ fn key_terms(sents: &[String]) -> Vec<Term> {
     terms
 }
 
-/// Where `term` occurs in `sentence` as whole words (case-insensitive): the byte range.
-fn find_term(sentence: &str, term: &str) -> Option<(usize, usize)> {
-    let ls = sentence.to_lowercase();
-    let lt = term.to_lowercase();
-    if ls.len() != sentence.len() {
-        // Lowercasing changed byte lengths (rare scripts): search case-sensitively.
-        return sentence.find(term).map(|i| (i, i + term.len()));
-    }
-    let mut from = 0;
-    while let Some(p) = ls[from..].find(&lt) {
-        let start = from + p;
-        let end = start + lt.len();
-        let before_ok = ls[..start]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric());
-        let after_ok = ls[end..]
-            .chars()
-            .next()
-            .is_none_or(|c| !c.is_alphanumeric());
-        if before_ok && after_ok {
-            return Some((start, end));
+/// The key terms as a trie over their lower-case words, so that a sentence finds every term
+/// it holds in one walk from each of its words. (Searching the sentence once per candidate
+/// term was quadratic: a text can hold thousands of names that share a first word.)
+struct TermIndex {
+    /// Lower-case word → its id.
+    words: HashMap<String, u32>,
+    /// (node, word id) → the next node; node 0 is the root.
+    edges: HashMap<(u32, u32), u32>,
+    /// Node → the term that ends there.
+    ends: HashMap<u32, usize>,
+}
+
+impl TermIndex {
+    fn new(terms: &[Term]) -> TermIndex {
+        let mut ix = TermIndex {
+            words: HashMap::new(),
+            edges: HashMap::new(),
+            ends: HashMap::new(),
+        };
+        let mut nodes = 0u32;
+        for (k, t) in terms.iter().enumerate() {
+            let mut node = 0;
+            for w in words(&t.text) {
+                let next_id = ix.words.len() as u32;
+                let id = *ix.words.entry(w.to_lowercase()).or_insert(next_id);
+                node = *ix.edges.entry((node, id)).or_insert_with(|| {
+                    nodes += 1;
+                    nodes
+                });
+            }
+            ix.ends.entry(node).or_insert(k);
         }
-        from = end;
+        ix
     }
-    None
+
+    /// The terms that occur in `s` as whole words (case-insensitive; the words of a name
+    /// separated by one space, as in the term), each with the byte range of its first
+    /// occurrence, best term first.
+    fn find_in(&self, s: &str) -> Vec<(usize, (usize, usize))> {
+        let spans = word_spans(s);
+        let ids: Vec<Option<u32>> = spans
+            .iter()
+            .map(|&(a, b)| self.words.get(&s[a..b].to_lowercase()).copied())
+            .collect();
+        let mut found: HashMap<usize, (usize, usize)> = HashMap::new();
+        for i in 0..spans.len() {
+            let mut node = 0;
+            for j in i..spans.len() {
+                if j > i && &s[spans[j - 1].1..spans[j].0] != " " {
+                    break;
+                }
+                let Some(next) = ids[j].and_then(|id| self.edges.get(&(node, id))) else {
+                    break;
+                };
+                node = *next;
+                if let Some(&k) = self.ends.get(&node) {
+                    found.entry(k).or_insert((spans[i].0, spans[j].1));
+                }
+            }
+        }
+        let mut out: Vec<(usize, (usize, usize))> = found.into_iter().collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 /// Makes `n` questions from `text`; `Err` with how many it could make if the text is too thin.
@@ -211,89 +277,77 @@ pub fn generate(text: &str, n: usize) -> Result<Vec<Question>, usize> {
         .into_iter()
         .filter(|s| (4..=80).contains(&words(s).len()))
         .collect();
+    // Sorted best first: a term's index is its rank.
     let terms = key_terms(&sents);
-    let rank: HashMap<&str, usize> = terms
+    let index = TermIndex::new(&terms);
+    // Each sentence's key terms (best first, with where they are), and the sentence's score.
+    let found: Vec<Vec<(usize, (usize, usize))>> = sents.iter().map(|s| index.find_in(s)).collect();
+    let mut per_sentence: Vec<(usize, f64)> = found
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.text.as_str(), i))
-        .collect();
-    // Terms by their first word, so each sentence looks up only the terms its words could
-    // start (a long text has thousands of terms and sentences).
-    let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, t) in terms.iter().enumerate() {
-        if let Some(w) = words(&t.text).first() {
-            by_first.entry(w.to_lowercase()).or_default().push(i);
-        }
-    }
-    // Each sentence's key terms, best first, and the sentence's score.
-    let mut per_sentence: Vec<(usize, f64, Vec<&Term>)> = sents
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut candidates: Vec<usize> = words(s)
-                .iter()
-                .filter_map(|w| by_first.get(&w.to_lowercase()))
-                .flatten()
-                .copied()
-                .collect();
-            candidates.sort_unstable();
-            candidates.dedup();
-            let mut ts: Vec<&Term> = candidates
-                .into_iter()
-                .map(|k| &terms[k])
-                .filter(|t| find_term(s, &t.text).is_some())
-                .collect();
-            ts.sort_by_key(|t| rank[t.text.as_str()]);
-            let score =
-                ts.iter().take(3).map(|t| t.score).sum::<f64>() / (words(s).len() as f64).sqrt();
-            (i, score, ts)
+        .filter(|(_, ts)| !ts.is_empty())
+        .map(|(i, ts)| {
+            let best: f64 = ts.iter().take(3).map(|(k, _)| terms[*k].score).sum();
+            (i, best / (words(&sents[i]).len() as f64).sqrt())
         })
-        .filter(|(_, _, ts)| !ts.is_empty())
         .collect();
     per_sentence.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     // Rounds: the best term of every sentence first, then second-best terms, and so on, never
-    // asking for the same answer twice.
-    let mut picked: Vec<(usize, &Term)> = Vec::new();
-    let mut answers: Vec<String> = Vec::new();
-    let max_round = per_sentence.iter().map(|p| p.2.len()).max().unwrap_or(0);
-    'rounds: for round in 0..max_round {
-        for (si, _, ts) in &per_sentence {
+    // asking for the same answer twice (terms differ in lower case, so a term is its answer).
+    // Answers only accumulate, so each sentence keeps a cursor past its answered terms; a round
+    // that picks nothing ends the rounds. Linear in the terms found, whatever the text.
+    let mut picked: Vec<(usize, usize)> = Vec::new();
+    let mut answered: HashSet<usize> = HashSet::new();
+    let mut cursor = vec![0usize; per_sentence.len()];
+    'rounds: loop {
+        let before = picked.len();
+        for (c, (si, _)) in per_sentence.iter().enumerate() {
             if picked.len() == n {
                 break 'rounds;
             }
-            let fresh = ts
-                .iter()
-                .find(|t| !answers.contains(&t.text.to_lowercase()));
-            if let Some(t) = fresh {
-                if picked.iter().filter(|(s, _)| s == si).count() <= round {
-                    answers.push(t.text.to_lowercase());
-                    picked.push((*si, t));
-                }
+            let ts = &found[*si];
+            while cursor[c] < ts.len() && answered.contains(&ts[cursor[c]].0) {
+                cursor[c] += 1;
             }
+            if let Some(&(k, _)) = ts.get(cursor[c]) {
+                answered.insert(k);
+                picked.push((*si, k));
+                cursor[c] += 1;
+            }
+        }
+        if picked.len() == before {
+            break;
         }
     }
     if picked.len() < n {
         return Err(picked.len());
     }
-    picked.sort_by_key(|(si, t)| (*si, rank[t.text.as_str()]));
+    picked.sort_unstable();
     let mut rng = Rng::new(fnv1a(text));
     let questions = picked
         .iter()
         .enumerate()
-        .map(|(qi, (si, term))| {
-            let s = &sents[*si];
-            let (a, b) = find_term(s, &term.text).expect("the term is in its sentence");
+        .map(|(qi, &(si, k))| {
+            let s = &sents[si];
+            let term = &terms[k];
+            let (a, b) = found[si]
+                .iter()
+                .find(|(t, _)| *t == k)
+                .map(|(_, span)| *span)
+                .expect("a picked term is in its sentence");
+            let in_sentence: HashSet<usize> = found[si].iter().map(|(t, _)| *t).collect();
             let answer = s[a..b].to_string();
             let blanked = format!("{}_____{}", &s[..a], &s[b..]);
             let distractors: Vec<String> = terms
                 .iter()
-                .filter(|t| {
+                .enumerate()
+                .filter(|(j, t)| {
                     t.class == term.class
-                        && find_term(s, &t.text).is_none()
+                        && !in_sentence.contains(j)
                         && !t.text.eq_ignore_ascii_case(&answer)
                 })
                 .take(3)
-                .map(|t| t.text.clone())
+                .map(|(_, t)| t.text.clone())
                 .collect();
             if qi % 2 == 0 && distractors.len() >= 2 {
                 let mut options = distractors;
@@ -361,5 +415,38 @@ mod tests {
         assert_eq!(generate("Too short.", 3), Err(0));
         let n = generate(TEXT, 50).unwrap_err();
         assert!(n > 5 && n < 50);
+    }
+
+    /// Thousands of names sharing a first word, in every sentence: each sentence used to
+    /// search itself for every one of them (about 40 million searches here).
+    #[test]
+    fn names_sharing_a_first_word_in_every_sentence_still_make_a_quiz() {
+        let mut text = String::new();
+        let mut i = 0;
+        while text.len() < 199_000 {
+            text.push_str(&format!("Then Alpha Z{i} saw the river. "));
+            i += 1;
+        }
+        let qs = generate(&text, 5).unwrap();
+        assert_eq!(qs.len(), 5);
+        for q in &qs {
+            assert!(text.contains(&q.source_sentence), "{q:?}");
+            assert!(q.source_sentence.contains(&q.answer), "{q:?}");
+            assert!(q.question.contains("_____"));
+        }
+        assert!(qs.iter().any(|q| q.answer.starts_with("Alpha Z")), "{qs:?}");
+        let answers: HashSet<&str> = qs.iter().map(|q| q.answer.as_str()).collect();
+        assert_eq!(answers.len(), 5, "no answer is asked twice");
+    }
+
+    /// Hundreds of sentences that each hold the same 39 names, asked for more questions than
+    /// there are names: every round used to walk every sentence's terms again, comparing each
+    /// with every answer so far.
+    #[test]
+    fn a_repetitive_text_says_how_many_it_can_make() {
+        let names: Vec<String> = (0..39).map(|i| format!("K{i}x")).collect();
+        let sentence = format!("Then {}. ", names.join(" and "));
+        let text = sentence.repeat(199_000 / sentence.len());
+        assert_eq!(generate(&text, 50), Err(39));
     }
 }

@@ -34,6 +34,83 @@ pub const QUESTIONS: std::ops::RangeInclusive<u32> = 1..=50;
 pub const DEFAULT_QUESTIONS: u32 = 5;
 /// Default image side when a request gives none.
 pub const DEFAULT_IMAGE_SIDE: u32 = 512;
+/// Most characters one request may have spoken, all its slides, steps or lessons together
+/// (about an hour of prose at the default speed). Per-field limits alone let a lesson ask for
+/// 100 steps of 20,000 characters: tens of hours of audio.
+pub const MAX_NARRATION_CHARS: usize = 60_000;
+/// Longest speech one request may ask for, in seconds, estimated from its words at its speed
+/// ([`speech_seconds`]): 20,000 characters of one-letter words at 80 words/min would be two
+/// hours.
+pub const MAX_NARRATION_SECONDS: u32 = 3_600;
+/// The most speech a processor lets espeak-ng actually produce for one request, as a multiple
+/// of [`MAX_NARRATION_SECONDS`]: the estimate is only an estimate (digits are read out, some
+/// words are long), and this bounds the disk and time a request can take whatever it holds.
+pub const SPOKEN_SECONDS_SLACK: u32 = 2;
+
+/// Seconds of speech `text` takes at `wpm` words per minute, estimated: each whitespace-separated
+/// word counts as one spoken word per six letters (at least one), plus one per digit (digits
+/// are read out); words without a letter or digit are not spoken.
+pub fn speech_seconds(text: &str, wpm: u32) -> f64 {
+    let words: usize = text
+        .split_whitespace()
+        .map(|w| {
+            let digits = w.chars().filter(char::is_ascii_digit).count();
+            let letters = w.chars().filter(|c| c.is_alphabetic()).count();
+            digits + letters.div_ceil(6)
+        })
+        .sum();
+    words as f64 * 60.0 / f64::from(wpm.max(1))
+}
+
+/// What one request has spoken: characters and estimated seconds, added up over its parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Narration {
+    pub chars: usize,
+    pub seconds: f64,
+}
+
+impl Narration {
+    /// Adds one spoken text at `wpm`.
+    pub fn add(&mut self, text: &str, wpm: u32) {
+        self.chars += text.chars().count();
+        self.seconds += speech_seconds(text, wpm);
+    }
+
+    /// Refuses a narration past [`MAX_NARRATION_CHARS`] or [`MAX_NARRATION_SECONDS`], naming
+    /// `field` (the list or text it comes from).
+    pub fn check(&self, field: &str, wpm: u32) -> Result<(), Invalid> {
+        if self.chars > MAX_NARRATION_CHARS {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "narrates {} characters in all; at most {MAX_NARRATION_CHARS} are allowed",
+                    self.chars
+                ),
+            ));
+        }
+        if self.seconds > f64::from(MAX_NARRATION_SECONDS) {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "is about {:.0} s of speech at {wpm} words/min; at most \
+                     {MAX_NARRATION_SECONDS} s are allowed",
+                    self.seconds.ceil()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The narration of one slide, as a video speaks it: its title, then its text.
+pub fn slide_narration(slide: &Slide) -> String {
+    let title = slide.title.trim();
+    if title.ends_with(['.', '!', '?', ':']) {
+        format!("{title} {}", slide.text)
+    } else {
+        format!("{title}. {}", slide.text)
+    }
+}
 
 /// A request that a limit refuses: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +336,13 @@ pub struct VoiceRequest {
     pub speed: Option<u32>,
 }
 
+impl VoiceRequest {
+    /// Words per minute: the request's, else the default.
+    pub fn speed(&self) -> u32 {
+        self.speed.unwrap_or(DEFAULT_SPEED_WPM)
+    }
+}
+
 impl TypedRequest for VoiceRequest {
     fn validate(&self) -> Result<(), Invalid> {
         text("text", &self.text, MAX_VOICE_CHARS)?;
@@ -275,7 +359,9 @@ impl TypedRequest for VoiceRequest {
                 ));
             }
         }
-        Ok(())
+        let mut n = Narration::default();
+        n.add(&self.text, self.speed());
+        n.check("text", self.speed())
     }
 }
 
@@ -356,6 +442,13 @@ fn slides(field: &str, slides: &[Slide]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The narration of slides, as videos speak them (at the default speed).
+fn slides_narration(n: &mut Narration, slides: &[Slide]) {
+    for s in slides {
+        n.add(&slide_narration(s), DEFAULT_SPEED_WPM);
+    }
+}
+
 /// `video`: `{title, slides: [{title, text}], voice?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -370,7 +463,10 @@ impl TypedRequest for VideoRequest {
     fn validate(&self) -> Result<(), Invalid> {
         text("title", &self.title, MAX_TITLE_CHARS)?;
         slides("slides", &self.slides)?;
-        voice("voice", &self.voice)
+        voice("voice", &self.voice)?;
+        let mut n = Narration::default();
+        slides_narration(&mut n, &self.slides);
+        n.check("slides", DEFAULT_SPEED_WPM)
     }
 }
 
@@ -398,7 +494,12 @@ impl TypedRequest for AnimatedLessonRequest {
         for (i, s) in self.steps.iter().enumerate() {
             text(&format!("steps[{i}].text"), &s.text, MAX_TEXT_CHARS)?;
         }
-        voice("voice", &self.voice)
+        voice("voice", &self.voice)?;
+        let mut n = Narration::default();
+        for s in &self.steps {
+            n.add(&s.text, DEFAULT_SPEED_WPM);
+        }
+        n.check("steps", DEFAULT_SPEED_WPM)
     }
 }
 
@@ -440,7 +541,14 @@ impl TypedRequest for CourseVideoRequest {
             text(&format!("lessons[{i}].title"), &l.title, MAX_TITLE_CHARS)?;
             slides(&format!("lessons[{i}].slides"), &l.slides)?;
         }
-        voice("voice", &self.voice)
+        voice("voice", &self.voice)?;
+        // The lessons are videos of their own, each under the limit anyway; the course as a
+        // whole is held to the same total.
+        let mut n = Narration::default();
+        for l in &self.lessons {
+            slides_narration(&mut n, &l.slides);
+        }
+        n.check("lessons", DEFAULT_SPEED_WPM)
     }
 }
 
@@ -495,6 +603,39 @@ mod tests {
             field_of::<AnimatedLessonRequest>(json!({"title": "t", "steps": []})),
             "steps"
         );
+    }
+
+    #[test]
+    fn total_narration_is_capped_naming_the_list() {
+        // 50 steps of 10,000 one-letter words: each within its own limit, 47 hours together.
+        let words = vec!["a"; 10_000].join(" ");
+        let steps: Vec<Value> = (0..50).map(|_| json!({ "text": words })).collect();
+        let e = parse::<AnimatedLessonRequest>(json!({"title": "t", "steps": steps})).unwrap_err();
+        assert_eq!(e.field, "steps");
+        assert!(e.message.contains("at most 60000"), "{e}");
+        let slides: Vec<Value> = (0..4)
+            .map(|_| json!({"title": "t", "text": "x".repeat(20_000)}))
+            .collect();
+        let e = parse::<VideoRequest>(json!({"title": "t", "slides": slides.clone()})).unwrap_err();
+        assert_eq!(e.field, "slides");
+        let lessons: Vec<Value> = (0..2)
+            .map(|_| json!({"title": "l", "slides": slides[..2]}))
+            .collect();
+        let e = parse::<CourseVideoRequest>(json!({"title": "c", "lessons": lessons})).unwrap_err();
+        assert_eq!(e.field, "lessons");
+        // Within the characters, past the seconds: slow speech of short words.
+        let e = parse::<VoiceRequest>(json!({"text": words, "speed": 80})).unwrap_err();
+        assert_eq!(e.field, "text");
+        assert!(e.message.contains("at most 3600 s"), "{e}");
+        assert!(parse::<VoiceRequest>(json!({"text": words, "speed": 175})).is_ok());
+    }
+
+    #[test]
+    fn speech_is_estimated_from_words_letters_and_digits() {
+        assert_eq!(speech_seconds("one two three", 60), 3.0);
+        // Long words count once per six letters, digits once each, dashes not at all.
+        assert_eq!(speech_seconds("photosynthesis — 1867", 60), 3.0 + 4.0);
+        assert_eq!(speech_seconds("", 175), 0.0);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub trait TextProvider: Send + Sync {
 /// The provider the settings name.
 pub fn provider(settings: &ProviderSettings) -> Arc<dyn TextProvider> {
     if settings.is_openai() {
-        Arc::new(OpenAiText(OpenAi::new(settings.clone())))
+        Arc::new(OpenAiText(OpenAi::new(settings.clone(), "text provider")))
     } else {
         Arc::new(LocalText)
     }
@@ -187,11 +187,12 @@ impl TextProvider for OpenAiText {
         }
         // A model that answers in the wrong shape may answer right the next time: Retry.
         let mut q: Quiz = serde_json::from_str(strip_fences(&answer)).map_err(|e| {
-            TaskError::Retry(format!("provider's quiz is not the JSON asked for: {e}"))
+            tracing::warn!(error = %e, "the text provider's quiz is not the JSON asked for");
+            TaskError::Retry("text provider's quiz is not the JSON asked for".into())
         })?;
         if q.questions.len() < n {
             return Err(TaskError::Retry(format!(
-                "provider wrote {} questions, not {n}",
+                "text provider wrote {} questions, not {n}",
                 q.questions.len()
             )));
         }

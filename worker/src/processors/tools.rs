@@ -1,5 +1,10 @@
 //! The external programs processors run (espeak-ng, ffmpeg): finding them, and running one as a
-//! child process that dies with its task.
+//! child process that dies with its task and sees none of the worker's environment.
+//!
+//! Why the environment is cleared: the worker's holds the Redis URL (with its password), the
+//! providers' API keys and the object store's credentials. A child gets [`CHILD_ENV`] only,
+//! what a program needs to find itself, its data and its locale; an ffmpeg or espeak-ng fed
+//! hostile input, or anything they run, has nothing of ours to read.
 //!
 //! Why kill and wait rather than just drop: `kill_on_drop` alone sends SIGKILL but leaves the
 //! reaping to tokio's background orphan queue, so for a moment a zombie is still listed. On
@@ -35,6 +40,33 @@ impl Default for Tools {
 pub const ESPEAK: &str = "espeak-ng";
 pub const FFMPEG: &str = "ffmpeg";
 
+/// The worker's environment variables a child process gets (when set): where programs are, a
+/// home and a temp directory, the locale, and where espeak-ng's voices are when not in the
+/// default place. Nothing else.
+pub const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "ESPEAK_DATA_PATH",
+];
+
+/// A command for `tool` with the environment cleared but for [`CHILD_ENV`].
+pub fn command(tool: &Path) -> Command {
+    let mut cmd = Command::new(tool);
+    cmd.env_clear();
+    for k in CHILD_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
 impl Tools {
     /// Fails `Permanent`, naming the program, if `tool` cannot be found.
     pub fn require(&self, tool: &Path, name: &str, for_type: &str) -> Result<(), TaskError> {
@@ -66,16 +98,17 @@ impl Tools {
     }
 }
 
+/// Where the program was looked for goes to the log, not into the task's error.
 fn missing_message(name: &str, tool: &Path, for_type: &str) -> String {
+    tracing::warn!(program = name, path = %tool.display(), "program not found");
     let package = if name == ESPEAK {
         "espeak-ng"
     } else {
         "ffmpeg"
     };
     format!(
-        "{name} is not installed on this worker (looked for {}); {for_type} needs it \
-         (Debian/Ubuntu: apt-get install {package})",
-        tool.display()
+        "{name} is not installed on this worker; {for_type} needs it \
+         (Debian/Ubuntu: apt-get install {package})"
     )
 }
 
@@ -99,8 +132,10 @@ pub fn resolve(tool: &Path) -> Option<PathBuf> {
 
 /// Runs `tool` with `args`, feeding it `stdin`; returns its stdout. Cancellation kills it and
 /// returns `Retry("cancelled")` (the runner discards the outcome of a cancelled task). A
-/// missing program is `Permanent`; a non-zero exit is `Permanent` with the end of its stderr
-/// (our inputs are generated, so a failure would fail again), unless a signal killed it.
+/// missing program is `Permanent`; a non-zero exit is `Permanent` (our inputs are generated, so
+/// a failure would fail again), unless a signal killed it. The error stored on the task says
+/// only what failed (`ffmpeg failed (exit 1)`): the end of the program's stderr, which names
+/// scratch files and may echo anything, goes to the worker's log at warn.
 pub async fn run<I, S>(
     cancel: &CancellationToken,
     tool: &Path,
@@ -115,7 +150,7 @@ where
     if cancel.is_cancelled() {
         return Err(TaskError::Retry("cancelled".into()));
     }
-    let mut child = Command::new(tool)
+    let mut child = command(tool)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -130,7 +165,8 @@ where
             if e.kind() == std::io::ErrorKind::NotFound {
                 TaskError::Permanent(missing_message(name, tool, "this task"))
             } else {
-                TaskError::Retry(format!("could not start {name}: {e}"))
+                tracing::warn!(program = name, path = %tool.display(), error = %e, "could not start");
+                TaskError::Retry(format!("could not start {name}"))
             }
         })?;
     let feeder = match (stdin, child.stdin.take()) {
@@ -173,13 +209,10 @@ where
         let start = t.char_indices().rev().nth(600).map(|(i, _)| i).unwrap_or(0);
         t[start..].to_string()
     };
+    tracing::warn!(program = name, status = %status, stderr = %tail, "program failed");
     match status.code() {
-        Some(code) => Err(TaskError::Permanent(format!(
-            "{name} exited with status {code}: {tail}"
-        ))),
-        None => Err(TaskError::Retry(format!(
-            "{name} was killed by a signal: {tail}"
-        ))),
+        Some(code) => Err(TaskError::Permanent(format!("{name} failed (exit {code})"))),
+        None => Err(TaskError::Retry(format!("{name} was killed by a signal"))),
     }
 }
 
@@ -192,9 +225,10 @@ pub struct Scratch {
 impl Scratch {
     pub async fn new(base: &Path, attempt: u32) -> Result<Scratch, TaskError> {
         let path = base.join(format!("work-{attempt}-{:x}", rand::random::<u32>()));
-        tokio::fs::create_dir_all(&path)
-            .await
-            .map_err(|e| TaskError::Retry(format!("creating {}: {e}", path.display())))?;
+        tokio::fs::create_dir_all(&path).await.map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "could not create a scratch directory");
+            TaskError::Retry(format!("could not create a scratch directory: {}", e.kind()))
+        })?;
         Ok(Scratch { path })
     }
 
@@ -213,9 +247,14 @@ impl Drop for Scratch {
     }
 }
 
-/// An I/O failure on the worker's own disk: worth another attempt.
+/// An I/O failure on the worker's own disk: worth another attempt. The error's kind (`no
+/// space left on device`, `permission denied`) is what the task says; std's messages carry no
+/// path, and the log has the rest.
 pub fn io_retry(what: &str) -> impl Fn(std::io::Error) -> TaskError + '_ {
-    move |e| TaskError::Retry(format!("{what}: {e}"))
+    move |e| {
+        tracing::warn!(error = %e, "{what}");
+        TaskError::Retry(format!("{what}: {}", e.kind()))
+    }
 }
 
 #[cfg(test)]
@@ -244,14 +283,27 @@ mod tests {
             &c,
             Path::new("sh"),
             "sh",
-            ["-c", "echo bad >&2; exit 3"],
+            ["-c", "echo bad things in /tmp/x/y >&2; exit 3"],
             None,
         )
         .await
         .unwrap_err();
-        assert!(
-            matches!(&e, TaskError::Permanent(m) if m.contains("status 3") && m.contains("bad"))
-        );
+        assert_eq!(e, TaskError::Permanent("sh failed (exit 3)".into()));
+    }
+
+    #[tokio::test]
+    async fn a_child_gets_only_the_essential_environment() {
+        // This test process has cargo's CARGO_* variables and more: none may reach the child.
+        let c = CancellationToken::new();
+        let out = run(&c, Path::new("env"), "env", Vec::<&str>::new(), None)
+            .await
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let keys: Vec<&str> = out.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(keys.contains(&"PATH"), "{out}");
+        for k in keys {
+            assert!(CHILD_ENV.contains(&k), "{k} reached the child: {out}");
+        }
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::image::ImageProvider;
 use super::requests::{self, VideoRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
 use super::tools::{self, Scratch, Tools};
-use super::voice::{round2, speak};
+use super::voice::{check_voice, max_spoken_seconds, round2, speak, WavWriter};
 use super::{invalid, store_error, Processor, TaskContext, TaskError};
 
 /// Frames per second of a slide video: slides are still pictures, so few frames are needed.
@@ -38,6 +38,7 @@ impl Processor for VideoProcessor {
         self.tools.require_ffmpeg("video")?;
         self.tools.require_espeak("video")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
+        check_voice(&self.tools, voice).await?;
         // yuv420p needs even sides.
         let (w, h) = (self.size.0 & !1, self.size.1 & !1);
         let scratch = Scratch::new(&ctx.artifact_dir, ctx.attempt).await?;
@@ -45,6 +46,7 @@ impl Processor for VideoProcessor {
         let mut segments = Vec::with_capacity(n);
         let mut slides = Vec::with_capacity(n);
         let mut total = 0.0;
+        let mut spoken_total = 0.0;
         ctx.progress(0, &format!("slide 1 of {n}")).await;
         for (i, slide) in r.slides.iter().enumerate() {
             let png = self
@@ -55,27 +57,26 @@ impl Processor for VideoProcessor {
             tokio::fs::write(&png_path, png)
                 .await
                 .map_err(tools::io_retry("writing a slide"))?;
-            let title = slide.title.trim();
-            let narration = if title.ends_with(['.', '!', '?', ':']) {
-                format!("{title} {}", slide.text)
-            } else {
-                format!("{title}. {}", slide.text)
-            };
-            let speech = speak(
+            // The narration the request's check estimated, spoken onto its own WAV file; the
+            // video's slides share one limit on how much espeak-ng may produce.
+            let narration = requests::slide_narration(slide);
+            let wav_path = scratch.join(format!("slide-{i}.wav"));
+            let mut wav =
+                WavWriter::create(wav_path.clone(), max_spoken_seconds() - spoken_total).await?;
+            let spoken = speak(
                 ctx,
                 &self.tools,
                 &narration,
                 voice,
                 DEFAULT_SPEED_WPM,
                 scratch.path(),
+                &mut wav,
                 None,
             )
             .await?;
-            let wav_path = scratch.join(format!("slide-{i}.wav"));
-            tokio::fs::write(&wav_path, &speech.wav)
-                .await
-                .map_err(tools::io_retry("writing narration"))?;
-            let seconds = speech.seconds.max(MIN_SLIDE_SECONDS);
+            wav.finish().await?;
+            spoken_total += spoken.seconds;
+            let seconds = spoken.seconds.max(MIN_SLIDE_SECONDS);
             let segment = scratch.join(format!("segment-{i}.mp4"));
             encode_slide(
                 &ctx.cancel,

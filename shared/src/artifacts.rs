@@ -126,6 +126,24 @@ pub trait ArtifactStore: Send + Sync {
     /// Deletes every artifact of a task.
     async fn delete_task(&self, task_id: &str) -> Result<()>;
 
+    /// Copies an artifact to a file on disk in a stream (a lesson's video joined into its
+    /// course is never held in memory); false if there is no such artifact.
+    async fn get_to_file(&self, task_id: &str, name: &str, path: &Path) -> Result<bool> {
+        let Some(Opened::Found { mut body, .. }) = self.open(task_id, name, None).await? else {
+            return Ok(false);
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+        while let Some(chunk) = body.try_next().await.map_err(io)? {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io)?;
+        Ok(true)
+    }
+
     /// Stores a file from disk. The stores here copy it in a stream (an hour of audio is
     /// never read into memory); this default reads it whole.
     async fn put_file(&self, task_id: &str, name: &str, path: &Path) -> Result<Artifact> {

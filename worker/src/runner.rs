@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::in_flight::{Attempt, Entry, RunState};
 use crate::metrics::Event;
-use crate::processors::{TaskContext, TaskError};
+use crate::processors::{sanitize, TaskContext, TaskError};
 use crate::{backoff, webhook, Shared};
 
 /// The largest batch one claim asks for.
@@ -358,10 +358,12 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
                 .entry(a.task_type)
                 .or_default()
                 .push(failure(m, true)),
-            (RunState::Running, Outcome::Panicked(m)) => failures
-                .entry(a.task_type)
-                .or_default()
-                .push(failure(format!("processor panicked: {m}"), false)),
+            (RunState::Running, Outcome::Panicked(m)) => {
+                failures.entry(a.task_type).or_default().push(failure(
+                    format!("processor panicked: {}", sanitize::user_message(&m)),
+                    false,
+                ))
+            }
             (RunState::Running, Outcome::TimedOut(d)) => failures
                 .entry(a.task_type)
                 .or_default()

@@ -22,10 +22,11 @@ use serde_json::{json, Value};
 use taskfleet::artifacts::ArtifactStore;
 use taskfleet::{NewTask, Task, TaskStatus, TaskType};
 
+use super::requests::DEFAULT_VOICE;
 use super::requests::{self, CourseVideoRequest};
-use super::tools::{self, Scratch, Tools};
+use super::tools::{Scratch, Tools};
 use super::video::{concat_and_store, VIDEO_ARTIFACT};
-use super::voice::round2;
+use super::voice::{check_voice, round2};
 use super::{broker_error, invalid, store_error, Processor, TaskContext, TaskError};
 
 /// How long a course waits between looks at its lessons, by default.
@@ -49,6 +50,8 @@ impl Processor for CourseVideoProcessor {
     async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
         let r: CourseVideoRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_ffmpeg("course_video")?;
+        // An unknown voice is refused before any lesson is enqueued, not by its first lesson.
+        check_voice(&self.tools, r.voice.as_deref().unwrap_or(DEFAULT_VOICE)).await?;
         let broker = ctx.broker();
         let video = TaskType::Video.as_str();
         let n = r.lessons.len();
@@ -173,21 +176,18 @@ impl CourseVideoProcessor {
         let mut lessons = Vec::with_capacity(ids.len());
         let mut total = 0.0;
         for (i, id) in ids.iter().enumerate() {
-            let bytes = self
-                .store
-                .get(id, VIDEO_ARTIFACT)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| {
-                    TaskError::Permanent(format!(
-                        "lesson {}'s video (task {id}) is not in the artifact store",
-                        i + 1
-                    ))
-                })?;
             let path = scratch.join(format!("lesson-{i}.mp4"));
-            tokio::fs::write(&path, bytes)
+            let found = self
+                .store
+                .get_to_file(id, VIDEO_ARTIFACT, &path)
                 .await
-                .map_err(tools::io_retry("writing a lesson video"))?;
+                .map_err(store_error)?;
+            if !found {
+                return Err(TaskError::Permanent(format!(
+                    "lesson {}'s video (task {id}) is not in the artifact store",
+                    i + 1
+                )));
+            }
             parts.push(path);
             let seconds = children
                 .iter()

@@ -331,6 +331,10 @@ async fn round(
 /// The enqueue script driven by redis-benchmark (50 clients, C, no pool) with real arguments,
 /// `per_call` tasks a call: what the server does with our script when the client costs
 /// nothing, to tell server-side from client-side cost.
+///
+/// The script, its keys and its arguments are put together here as `broker/enqueue.rs` does
+/// (the includes joined before the file, 9 keys, 7 arguments, then 13 values a task): when
+/// that layout changes, this must follow, or the run fails on the server's error.
 async fn enqueue_script_run(
     server: &mut Server,
     ceiling_args: &CeilingArgs,
@@ -338,7 +342,17 @@ async fn enqueue_script_run(
     tasks: usize,
     per_call: usize,
 ) -> Result<ScriptRun> {
-    const ENQUEUE_LUA: &str = include_str!("../../shared/src/scripts/enqueue.lua");
+    // The same text as the library's `script!("enqueue.lua", "now.lua", "band.lua",
+    // "wake.lua")`, so the same SHA.
+    const ENQUEUE_LUA: &str = concat!(
+        include_str!("../../shared/src/scripts/includes/now.lua"),
+        "\n",
+        include_str!("../../shared/src/scripts/includes/band.lua"),
+        "\n",
+        include_str!("../../shared/src/scripts/includes/wake.lua"),
+        "\n",
+        include_str!("../../shared/src/scripts/enqueue.lua"),
+    );
     let sha = server.script_load(ENQUEUE_LUA).await?;
     let keys = taskfleet::Keys::new(format!("bR{per_call}"));
     let key_list = [
@@ -350,6 +364,7 @@ async fn enqueue_script_run(
         keys.task_prefix(QUEUE),
         keys.account_prefix(QUEUE),
         keys.idem_prefix(QUEUE),
+        keys.account_bytes(QUEUE),
     ];
     // -r is read as a C int: a keyspace over 2^31 wraps and every __rand_int__ becomes 0 (one
     // task written over and over). 10^9 keeps the ids distinct but for a handful of collisions.
@@ -361,18 +376,26 @@ async fn enqueue_script_run(
         QUEUE.to_string(),
         taskfleet::broker::IDEMPOTENCY_TTL.as_secs().to_string(),
         taskfleet::broker::EVENTS_MAXLEN.to_string(),
+        // All or nothing, no task or byte quota: as the bench's own brokers enqueue.
+        "all".to_string(),
+        "0".to_string(),
+        "0".to_string(),
     ]);
     for _ in 0..per_call {
         // redis-benchmark puts a fresh random number in every __rand_int__ of every request.
+        // id, explicit, priority, run_at, max_attempts, request, account, user, webhook,
+        // parent, batch, idempotency key, fingerprint.
         cmd.extend(
             [
                 "r-__rand_int__",
+                "",
                 "normal",
                 "0",
                 "3",
                 r#"{"n":123}"#,
                 "acct1",
                 "user1",
+                "",
                 "",
                 "",
                 "",

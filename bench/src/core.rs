@@ -81,6 +81,7 @@ pub struct CoreArgs {
     pub readme: Option<PathBuf>,
     /// Runs again, up to this many times, while a run was disturbed: the rounds' ceilings
     /// differ by more than 15%, or other processes took CPU (the machine's load changed).
+    /// Only with --readme: a run that only prints is not repeated.
     #[arg(long, default_value_t = 2)]
     pub retries: usize,
     /// Write the README even when every run was disturbed.
@@ -106,15 +107,22 @@ pub async fn main(args: CoreArgs) -> Result<()> {
     );
     let mut report = run(&args).await?;
     println!("{}", report::text(&report));
-    // A run whose ceiling moved says more about the machine's load than about taskfleet.
-    for attempt in 1..=args.retries {
+    // A run whose ceiling moved says more about the machine's load than about taskfleet: run
+    // again, but only when the figures are to go into the README (a printed run says it was
+    // disturbed, and another run on a shared machine costs the others their cores).
+    let retries = if args.readme.is_some() {
+        args.retries
+    } else {
+        0
+    };
+    for attempt in 1..=retries {
         if !report.disturbed() {
             break;
         }
         eprintln!(
             "disturbed run: waiting 30 s, then run {} of {}",
             attempt + 1,
-            args.retries + 1
+            retries + 1
         );
         tokio::time::sleep(Duration::from_secs(30)).await;
         report = run(&args).await?;

@@ -439,6 +439,9 @@ async fn latency_with(
     Ok((idle_cpu, StartLatency::of(us, elapsed)))
 }
 
+/// The API's per-account limits during the HTTP case: far above what one run sends.
+const LIMIT_OUT_OF_REACH: &str = "1000000000000";
+
 /// A free loopback port (bound, then released).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -461,6 +464,12 @@ async fn http_case(
     cmd.args(["--listen", &addr, "--redis-url", url, "--test-processors"])
         .env("TASKFLEET__REDIS__PREFIX", prefix)
         .env("TASKFLEET__AUTH__ADMIN_KEY", &key)
+        // Every request comes from one account: its limits (6000 enqueues a minute, 50000
+        // tasks by default) are raised out of reach, not turned off (0), so each request still
+        // pays for the rate limit's count in Redis, as in production.
+        .env("TASKFLEET__LIMITS__RATE_PER_MINUTE", LIMIT_OUT_OF_REACH)
+        .env("TASKFLEET__LIMITS__MAX_TASKS", LIMIT_OUT_OF_REACH)
+        .env("TASKFLEET__LIMITS__MAX_BYTES", LIMIT_OUT_OF_REACH)
         .env("RUST_LOG", "warn");
     let mut api = Proc::spawn("taskfleet-api", cmd)?;
     let r = http_with(server, &mut api, &addr, &key, url, prefix, args, timeout).await;

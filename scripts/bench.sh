@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The benchmark (DESIGN §11): builds taskfleet-bench, taskfleet-worker and taskfleet-api in
 # release mode and runs `taskfleet-bench core` on a redis-server it starts itself on a free
-# loopback port (never 6379), next to redis-benchmark on the same server: the EVALSHA ceiling
-# and the library cases in interleaved rounds on fresh keys (--rounds, default 3; each case
-# reported as the median of its rounds with the min–max beside it, every ratio over the median
-# ceiling), then once each: one worker process draining, enqueue → start latency with idle
-# workers, an idle worker's CPU and HTTP enqueue through one API process, all in one run.
+# loopback port (never 6379), next to redis-benchmark on the same server: the EVALSHA ceilings
+# (50 clients, and 1 client for one call at a time) and the library cases (enqueue one task a
+# call with 50 in flight, one call at a time, enqueue_many, the drains) in interleaved rounds on
+# fresh keys (--rounds, default 3; each case reported as the median of its rounds with the
+# min–max beside it, every ratio over the median ceiling), then once each: one worker process
+# draining, enqueue → start latency with idle workers, an idle worker's CPU and HTTP enqueue
+# through one API process (50, then 64 connections), all in one run.
 # Prints the figures and writes them into README.md's `## Benchmarks`.
 #
 #   scripts/bench.sh                   # the default run: 3 rounds, 100,000 tasks a case and round

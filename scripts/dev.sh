@@ -32,22 +32,18 @@ install_missing "${need[@]}"
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup)" >&2; exit 1; }
 
 mkdir -p "$DEV/redis" "$DEV/artifacts" "$DEV/logs"
+# shellcheck source=scripts/lib/stop-processes.sh
+source scripts/lib/stop-processes.sh
 pids=()
 cleanup() {
   trap - INT TERM EXIT
   echo
   echo "== stopping"
-  # Workers and API first (SIGTERM: they drain), Redis last.
-  for pid in "${pids[@]:-}"; do
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "${redis_pid:-}" ]; then
-    redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-  fi
+  # Workers and API first (SIGTERM: they drain; SIGKILL after 30 s), Redis last (SIGTERM: it
+  # shuts down as SHUTDOWN would, the AOF flushed; SIGKILL after 10 s). Only the pids started
+  # below: a Redis that was already running is not ours and stays up.
+  stop_processes 30 "${pids[@]:-}"
+  stop_processes 10 "${redis_pid:-}"
 }
 trap cleanup INT TERM EXIT
 

@@ -1,6 +1,7 @@
 //! The machine's ceiling on the same server in the same run: `redis-benchmark` of `SET` and of
-//! `EVALSHA` of a one-line script (`return 1`), 50 clients, no pipelining. Every taskfleet
-//! case is reported as a ratio to the EVALSHA figure: each of our calls is one EVALSHA.
+//! `EVALSHA` of a one-line script (`return 1`), 50 clients, no pipelining, and the same EVALSHA
+//! from one client (`-c 1`), the ceiling of one call at a time. Every taskfleet case is
+//! reported as a ratio to the 50-client EVALSHA figure: each of our calls is one EVALSHA.
 
 use std::time::Duration;
 
@@ -26,11 +27,15 @@ pub struct Ceiling {
     pub server_us_per_op: f64,
 }
 
-/// SET and EVALSHA ceilings, measured once.
+/// The ceilings of one round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ceilings {
     pub set: Ceiling,
+    /// EVALSHA of `return 1` from `clients` clients: the ceiling every ratio uses.
     pub evalsha: Ceiling,
+    /// The same EVALSHA from one client, one request at a time: what one call at a time can
+    /// reach on this machine (a round trip per call, nothing overlapping).
+    pub evalsha_one_client: Ceiling,
 }
 
 /// How redis-benchmark is run.
@@ -43,6 +48,15 @@ pub struct CeilingArgs {
 }
 
 impl CeilingArgs {
+    /// The same binary, one client, `requests` requests.
+    pub fn one_client(&self, requests: usize) -> CeilingArgs {
+        CeilingArgs {
+            clients: 1,
+            requests: requests.max(1),
+            bin: self.bin.clone(),
+        }
+    }
+
     /// The command line of one run, for the report.
     pub fn command(&self, test: &[&str]) -> String {
         let mut parts = vec![
@@ -57,12 +71,23 @@ impl CeilingArgs {
     }
 }
 
-/// Runs redis-benchmark of SET, then of EVALSHA of [`TRIVIAL_SCRIPT`] (loaded first).
-pub async fn measure(server: &mut Server, args: &CeilingArgs) -> Result<Ceilings> {
+/// Runs redis-benchmark of SET, then of EVALSHA of [`TRIVIAL_SCRIPT`] (loaded first), then
+/// of the same EVALSHA from one client with `one_client_requests` requests.
+pub async fn measure(
+    server: &mut Server,
+    args: &CeilingArgs,
+    one_client_requests: usize,
+) -> Result<Ceilings> {
     let sha = server.script_load(TRIVIAL_SCRIPT).await?;
     let set = run_measured(server, args, &["-t", "set"]).await?;
     let evalsha = run_measured(server, args, &["EVALSHA", &sha, "0"]).await?;
-    Ok(Ceilings { set, evalsha })
+    let one = args.one_client(one_client_requests);
+    let evalsha_one_client = run_measured(server, &one, &["EVALSHA", &sha, "0"]).await?;
+    Ok(Ceilings {
+        set,
+        evalsha,
+        evalsha_one_client,
+    })
 }
 
 /// [`run`], with the server's CPU time per operation.

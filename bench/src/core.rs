@@ -3,16 +3,21 @@
 //!
 //! A single measurement on a small shared machine moves by ±10% from run to run, so the ceiling
 //! and the library cases run `--rounds` times, interleaved, each round on fresh keys (the
-//! keyspace is flushed between rounds), after an untimed redis-benchmark warm-up. One round, each case under its own key prefix:
-//! 0. the ceiling: redis-benchmark of SET and of EVALSHA of `return 1`;
+//! keyspace is flushed between rounds), after an untimed redis-benchmark warm-up. One round,
+//! each case under its own key prefix:
+//! 0. the ceilings: redis-benchmark of SET and of EVALSHA of `return 1` (50 clients), and of
+//!    the same EVALSHA from one client;
 //! 1. enqueue N tasks one call each, `in_flight` calls at a time (prefix A; memory measured);
-//! 2. enqueue N tasks with `enqueue_many`, `batch` a call, `in_flight` at a time (prefix B;
-//!    memory measured);
-//! 3. drain A with 1 consumer, 4. drain B with 4 consumers: each consumer claims
+//! 2. enqueue N tasks one call each, one call at a time (prefix S), held to the one-client
+//!    ceiling;
+//! 3. enqueue N tasks with `enqueue_many`, `batch` a call, `batch_in_flight` at a time
+//!    (prefix B; memory measured);
+//! 4. drain A with 1 consumer, 5. drain B with 4 consumers: each consumer claims
 //!    `claim_batch`, then completes the whole batch in one call.
 //!
 //! The report gives each case's median jobs/s over the rounds with the min–max beside it, and
-//! every ratio is the median case over the median EVALSHA ceiling.
+//! every ratio is the median case over the median EVALSHA ceiling (one call at a time: over
+//! the median one-client ceiling).
 //!
 //! After the rounds, once each: the enqueue script driven by redis-benchmark, then unless
 //! `--skip-fleet` the real binaries ([`crate::fleet`]): one `taskfleet-worker` draining no-op
@@ -32,9 +37,8 @@ use taskfleet::{Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, Tas
 use crate::ceiling::{self, CeilingArgs};
 use crate::fleet::{self, FleetArgs};
 use crate::machine::{self, Machine};
-use crate::report::ScriptRun;
-use crate::report::{self, CoreReport, Memory, Round};
-use crate::sample::Meter;
+use crate::report::{self, Case, Measurements, Memory, Report, Round, ScriptRun, Setup};
+use crate::sample::{Meter, Sample};
 use crate::server::Server;
 
 /// The queue (task type name) every case uses.
@@ -49,12 +53,16 @@ pub struct CoreArgs {
     /// Tasks per case and round.
     #[arg(long, default_value_t = 100_000)]
     pub tasks: usize,
-    /// Enqueue calls in flight at once.
-    #[arg(long, default_value_t = 16)]
+    /// Enqueue calls in flight at once in the one-task-a-call case: as many as the ceiling has
+    /// clients, so both keep the same number of requests in flight.
+    #[arg(long, default_value_t = 50)]
     pub in_flight: usize,
     /// Tasks per `enqueue_many` call.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// `enqueue_many` calls in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub batch_in_flight: usize,
     /// Tasks per claim (each claimed batch is completed in one call).
     #[arg(long, default_value_t = 32)]
     pub claim_batch: usize,
@@ -70,6 +78,10 @@ pub struct CoreArgs {
     /// redis-benchmark requests per test.
     #[arg(long, default_value_t = 200_000)]
     pub ceiling_requests: usize,
+    /// redis-benchmark requests of the one-client EVALSHA ceiling (one round trip each: a few
+    /// seconds at the default).
+    #[arg(long, default_value_t = 50_000)]
+    pub ceiling_one_client_requests: usize,
     /// The redis-benchmark binary.
     #[arg(long, default_value = "redis-benchmark")]
     pub redis_benchmark: String,
@@ -81,6 +93,7 @@ pub struct CoreArgs {
     pub readme: Option<PathBuf>,
     /// Runs again, up to this many times, while a run was disturbed: the rounds' ceilings
     /// differ by more than 15%, or other processes took CPU (the machine's load changed).
+    /// Only with --readme: a run that only prints is not repeated.
     #[arg(long, default_value_t = 2)]
     pub retries: usize,
     /// Write the README even when every run was disturbed.
@@ -95,8 +108,8 @@ pub struct CoreArgs {
 
 pub async fn main(args: CoreArgs) -> Result<()> {
     ensure!(
-        args.tasks > 0 && args.in_flight > 0 && args.rounds > 0,
-        "--tasks, --in-flight and --rounds must be > 0"
+        args.tasks > 0 && args.in_flight > 0 && args.batch_in_flight > 0 && args.rounds > 0,
+        "--tasks, --in-flight, --batch-in-flight and --rounds must be > 0"
     );
     ensure!(
         (1..=taskfleet::broker::MAX_BATCH).contains(&args.batch)
@@ -105,20 +118,27 @@ pub async fn main(args: CoreArgs) -> Result<()> {
         taskfleet::broker::MAX_BATCH
     );
     let mut report = run(&args).await?;
-    println!("{}", report::text(&report));
-    // A run whose ceiling moved says more about the machine's load than about taskfleet.
-    for attempt in 1..=args.retries {
+    println!("{}", report::text(&Report::new(&report)));
+    // A run whose ceiling moved says more about the machine's load than about taskfleet: run
+    // again, but only when the figures are to go into the README (a printed run says it was
+    // disturbed, and another run on a shared machine costs the others their cores).
+    let retries = if args.readme.is_some() {
+        args.retries
+    } else {
+        0
+    };
+    for attempt in 1..=retries {
         if !report.disturbed() {
             break;
         }
         eprintln!(
             "disturbed run: waiting 30 s, then run {} of {}",
             attempt + 1,
-            args.retries + 1
+            retries + 1
         );
         tokio::time::sleep(Duration::from_secs(30)).await;
         report = run(&args).await?;
-        println!("{}", report::text(&report));
+        println!("{}", report::text(&Report::new(&report)));
     }
     if report.disturbed() && args.readme.is_some() && !args.readme_even_if_disturbed {
         eprintln!("every run was disturbed: the README is left as it was");
@@ -127,7 +147,11 @@ pub async fn main(args: CoreArgs) -> Result<()> {
     if let Some(path) = &args.readme {
         let old =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let new = report::replace_section(&old, "## Benchmarks", &report::markdown(&report))?;
+        let new = report::replace_section(
+            &old,
+            "## Benchmarks",
+            &report::markdown(&Report::new(&report)),
+        )?;
         std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote the Benchmarks section of {}", path.display());
     }
@@ -135,7 +159,7 @@ pub async fn main(args: CoreArgs) -> Result<()> {
 }
 
 /// Runs every case on a fresh server; the server is killed when this returns.
-pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
+pub async fn run(args: &CoreArgs) -> Result<Measurements> {
     let load_before = machine::load_average();
     let mut server = Server::start().await?;
     let url = server.url();
@@ -161,7 +185,7 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
         requests: (args.ceiling_requests / 4).max(args.ceiling_clients),
         ..ceiling_args.clone()
     };
-    ceiling::measure(&mut server, &warm_up).await?;
+    ceiling::measure(&mut server, &warm_up, args.ceiling_one_client_requests / 4).await?;
 
     let clock = RedisClock::new(&broker(&url, "bC", "bench-clock", 1)?).await?;
     let mut rounds = Vec::with_capacity(args.rounds);
@@ -189,10 +213,21 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     let others = (machine::machine_busy_seconds() - machine_busy)
         - (crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await? - ours);
     let other_load = (others / started.elapsed().as_secs_f64().max(1e-9)).max(0.0);
-    Ok(CoreReport {
+    let evalsha = ["EVALSHA", "<sha of 'return 1'>", "0"];
+    Ok(Measurements {
+        setup: Setup {
+            command: args.command.clone(),
+            tasks: args.tasks,
+            accounts: args.accounts,
+            consumers: args.consumers.clone(),
+            ceiling_clients: args.ceiling_clients,
+            in_flight: args.in_flight,
+        },
         other_load,
-        args: args.clone(),
-        ceiling_command: ceiling_args.command(&["EVALSHA", "<sha of 'return 1'>", "0"]),
+        ceiling_command: ceiling_args.command(&evalsha),
+        ceiling_one_client_command: ceiling_args
+            .one_client(args.ceiling_one_client_requests)
+            .command(&evalsha),
         machine,
         date: machine::utc_now(),
         load_before,
@@ -203,9 +238,10 @@ pub async fn run(args: &CoreArgs) -> Result<CoreReport> {
     })
 }
 
-/// One round on fresh keys (prefixes `bA<r>`, `bB<r>`, `bD<r>-<i>`): the ceiling, enqueue one
-/// call each (A), enqueue_many (B), then the drains: the first drains A, the next B, any
-/// further ones fresh prefixes filled by enqueue_many first.
+/// One round on fresh keys (prefixes `bA<r>`, `bS<r>`, `bB<r>`, `bD<r>-<i>`): the ceilings,
+/// enqueue one call each with `in_flight` calls (A), one call at a time (S), enqueue_many (B),
+/// then the drains: the first drains A, the next B, any further ones fresh prefixes filled by
+/// enqueue_many first.
 async fn round(
     server: &mut Server,
     args: &CoreArgs,
@@ -215,66 +251,39 @@ async fn round(
     timeout: Duration,
 ) -> Result<Round> {
     let url = server.url();
-    eprintln!("  ceiling…");
-    let ceiling = ceiling::measure(server, ceiling_args).await?;
+    eprintln!("  ceilings…");
+    let ceiling = ceiling::measure(server, ceiling_args, args.ceiling_one_client_requests).await?;
     let mut samples = Vec::new();
-
-    eprintln!("  enqueue, one call each…");
-    let (pa, pb) = (format!("bA{r}"), format!("bB{r}"));
-    let a = broker(&url, &pa, "bench-enqueue", args.in_flight)?;
-    let m0 = server.used_memory().await?;
-    let meter = Meter::start(server).await?;
-    let calls = enqueue(
-        &a,
-        clock,
-        args.tasks,
-        1,
-        args.in_flight,
-        args.accounts,
+    let (pa, ps, pb) = (format!("bA{r}"), format!("bS{r}"), format!("bB{r}"));
+    let case = |prefix: &str, per_call: usize, in_flight: usize| EnqueueCase {
+        url: url.clone(),
+        prefix: prefix.to_string(),
+        tasks: args.tasks,
+        per_call,
+        in_flight,
+        accounts: args.accounts,
         timeout,
-    )
-    .await?;
-    let s = meter
-        .finish(
-            server,
-            &format!("enqueue, 1 per call, {} in flight", args.in_flight),
-            args.tasks,
-            calls,
-        )
-        .await?;
+    };
+
+    eprintln!("  enqueue, one call each, {} in flight…", args.in_flight);
+    let m0 = server.used_memory().await?;
+    let s = enqueue_case(server, clock, &case(&pa, 1, args.in_flight)).await?;
     let m1 = server.used_memory().await?;
-    samples.push(s);
+    samples.push((Case::Enqueue, s));
+
+    eprintln!("  enqueue, one call at a time…");
+    let s = enqueue_case(server, clock, &case(&ps, 1, 1)).await?;
+    samples.push((Case::EnqueueOneAtATime, s));
 
     eprintln!("  enqueue_many…");
-    let b = broker(&url, &pb, "bench-enqueue", args.in_flight)?;
-    let meter = Meter::start(server).await?;
-    let calls = enqueue(
-        &b,
-        clock,
-        args.tasks,
-        args.batch,
-        args.in_flight,
-        args.accounts,
-        timeout,
-    )
-    .await?;
-    let s = meter
-        .finish(
-            server,
-            &format!(
-                "enqueue_many, {} per call, {} in flight",
-                args.batch, args.in_flight
-            ),
-            args.tasks,
-            calls,
-        )
-        .await?;
     let m2 = server.used_memory().await?;
-    samples.push(s);
+    let s = enqueue_case(server, clock, &case(&pb, args.batch, args.batch_in_flight)).await?;
+    let m3 = server.used_memory().await?;
+    samples.push((Case::EnqueueMany, s));
     let memory = Memory {
         tasks: args.tasks,
         one_by_one: m1.saturating_sub(m0),
-        batched: m2.saturating_sub(m1),
+        batched: m3.saturating_sub(m2),
     };
 
     for (i, &consumers) in args.consumers.iter().enumerate() {
@@ -283,17 +292,9 @@ async fn round(
             1 => pb.clone(),
             _ => {
                 let p = format!("bD{r}-{i}");
-                let f = broker(&url, &p, "bench-enqueue", args.in_flight)?;
-                enqueue(
-                    &f,
-                    clock,
-                    args.tasks,
-                    args.batch,
-                    args.in_flight,
-                    args.accounts,
-                    timeout,
-                )
-                .await?;
+                let fill = case(&p, args.batch, args.batch_in_flight);
+                let f = broker(&url, &p, "bench-enqueue", fill.in_flight)?;
+                enqueue(&f, clock, &fill).await?;
                 p
             }
         };
@@ -319,7 +320,7 @@ async fn round(
             args.tasks
         );
         check_drained(&broker(&url, &prefix, "bench-check", 1)?, args.tasks).await?;
-        samples.push(s);
+        samples.push((Case::Drain { consumers }, s));
     }
     Ok(Round {
         ceiling,
@@ -328,9 +329,52 @@ async fn round(
     })
 }
 
+/// One enqueue case: `tasks` tasks under `prefix`, `per_call` a call (1: `enqueue`, more:
+/// `enqueue_many`), `in_flight` calls at a time.
+struct EnqueueCase {
+    url: String,
+    prefix: String,
+    tasks: usize,
+    per_call: usize,
+    in_flight: usize,
+    accounts: usize,
+    timeout: Duration,
+}
+
+impl EnqueueCase {
+    /// The name of its row.
+    fn name(&self) -> String {
+        if self.per_call == 1 {
+            format!("enqueue, 1 per call, {} in flight", self.in_flight)
+        } else {
+            format!(
+                "enqueue_many, {} per call, {} in flight",
+                self.per_call, self.in_flight
+            )
+        }
+    }
+}
+
+/// Runs an enqueue case on a broker of its own (one connection per call in flight) and
+/// measures it.
+async fn enqueue_case(
+    server: &mut Server,
+    clock: &Arc<RedisClock>,
+    case: &EnqueueCase,
+) -> Result<Sample> {
+    let b = broker(&case.url, &case.prefix, "bench-enqueue", case.in_flight)?;
+    let meter = Meter::start(server).await?;
+    let calls = enqueue(&b, clock, case).await?;
+    meter.finish(server, &case.name(), case.tasks, calls).await
+}
+
 /// The enqueue script driven by redis-benchmark (50 clients, C, no pool) with real arguments,
 /// `per_call` tasks a call: what the server does with our script when the client costs
 /// nothing, to tell server-side from client-side cost.
+///
+/// The script, its keys and its arguments are put together here as `broker/enqueue.rs` does
+/// (the includes joined before the file, 9 keys, 7 arguments, then 13 values a task): when
+/// that layout changes, this must follow, or the run fails on the server's error.
 async fn enqueue_script_run(
     server: &mut Server,
     ceiling_args: &CeilingArgs,
@@ -338,7 +382,17 @@ async fn enqueue_script_run(
     tasks: usize,
     per_call: usize,
 ) -> Result<ScriptRun> {
-    const ENQUEUE_LUA: &str = include_str!("../../shared/src/scripts/enqueue.lua");
+    // The same text as the library's `script!("enqueue.lua", "now.lua", "band.lua",
+    // "wake.lua")`, so the same SHA.
+    const ENQUEUE_LUA: &str = concat!(
+        include_str!("../../shared/src/scripts/includes/now.lua"),
+        "\n",
+        include_str!("../../shared/src/scripts/includes/band.lua"),
+        "\n",
+        include_str!("../../shared/src/scripts/includes/wake.lua"),
+        "\n",
+        include_str!("../../shared/src/scripts/enqueue.lua"),
+    );
     let sha = server.script_load(ENQUEUE_LUA).await?;
     let keys = taskfleet::Keys::new(format!("bR{per_call}"));
     let key_list = [
@@ -350,6 +404,7 @@ async fn enqueue_script_run(
         keys.task_prefix(QUEUE),
         keys.account_prefix(QUEUE),
         keys.idem_prefix(QUEUE),
+        keys.account_bytes(QUEUE),
     ];
     // -r is read as a C int: a keyspace over 2^31 wraps and every __rand_int__ becomes 0 (one
     // task written over and over). 10^9 keeps the ids distinct but for a handful of collisions.
@@ -361,18 +416,26 @@ async fn enqueue_script_run(
         QUEUE.to_string(),
         taskfleet::broker::IDEMPOTENCY_TTL.as_secs().to_string(),
         taskfleet::broker::EVENTS_MAXLEN.to_string(),
+        // All or nothing, no task or byte quota: as the bench's own brokers enqueue.
+        "all".to_string(),
+        "0".to_string(),
+        "0".to_string(),
     ]);
     for _ in 0..per_call {
         // redis-benchmark puts a fresh random number in every __rand_int__ of every request.
+        // id, explicit, priority, run_at, max_attempts, request, account, user, webhook,
+        // parent, batch, idempotency key, fingerprint.
         cmd.extend(
             [
                 "r-__rand_int__",
+                "",
                 "normal",
                 "0",
                 "3",
                 r#"{"n":123}"#,
                 "acct1",
                 "user1",
+                "",
                 "",
                 "",
                 "",
@@ -418,21 +481,13 @@ pub fn bench_task(i: usize, accounts: usize) -> NewTask {
     )
 }
 
-/// Enqueues `n` tasks, `per_call` a call (1: `enqueue`, more: `enqueue_many`), with
-/// `in_flight` calls at a time; returns each call's latency.
-async fn enqueue(
-    b: &Broker,
-    clock: &Arc<RedisClock>,
-    n: usize,
-    per_call: usize,
-    in_flight: usize,
-    accounts: usize,
-    timeout: Duration,
-) -> Result<Vec<Duration>> {
+/// Enqueues the case's tasks with `in_flight` calls at a time; returns each call's latency.
+async fn enqueue(b: &Broker, clock: &Arc<RedisClock>, case: &EnqueueCase) -> Result<Vec<Duration>> {
+    let (n, per_call, accounts, timeout) = (case.tasks, case.per_call, case.accounts, case.timeout);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + timeout;
     let mut tasks = Vec::new();
-    for _ in 0..in_flight {
+    for _ in 0..case.in_flight {
         let (b, clock, next) = (b.clone(), clock.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut calls = Vec::new();

@@ -1,25 +1,21 @@
 //! The cases that run the real binaries on the run's redis-server: one `taskfleet-worker`
 //! process draining pre-enqueued no-op tasks, the latency from enqueue to processor start at
 //! a steady rate with idle workers waiting, an idle worker's CPU, and HTTP enqueue through one
-//! `taskfleet-api` process (a keep-alive HTTP/1.1 load generator of our own, so the client
-//! costs next to nothing).
+//! `taskfleet-api` process ([`crate::http`]) once for each connection count asked for.
 //!
 //! Every process started here is killed by its pid (and reaped) when its case ends, also when
 //! the case fails; every wait is bounded.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 use taskfleet::{Broker, Clock, NewTask, QueueConfig, RedisClock, TaskStatus};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use crate::http::HttpCase;
 use crate::sample::{pid_cpu_seconds, pid_run_seconds, Meter, Sample};
 use crate::server::Server;
 
@@ -58,15 +54,18 @@ pub struct FleetArgs {
     /// POST /api/tasks requests of the HTTP case.
     #[arg(long, default_value_t = 50_000)]
     pub http_requests: usize,
-    /// Keep-alive connections of the HTTP case, one request in flight on each.
-    #[arg(long, default_value_t = 64)]
-    pub http_connections: usize,
+    /// Keep-alive connections of the HTTP case, one request in flight on each: one run (and
+    /// one API process) per count, in order. The first is the one the HTTP goal uses (50: as
+    /// many requests in flight as the ceiling has clients); 64 is the earlier case, kept.
+    #[arg(long, value_delimiter = ',', default_value = "50,64")]
+    pub http_connections: Vec<usize>,
 }
 
-/// What the worker and HTTP cases measured.
+/// What the worker and HTTP cases measured, with the settings the prose quotes.
 #[derive(Debug, Clone)]
 pub struct FleetReport {
-    pub args: FleetArgs,
+    /// `--concurrency` of every worker started.
+    pub worker_concurrency: usize,
     /// One worker process draining `worker_tasks` no-op tasks, timed from its start (process
     /// start included) to the last completion seen (status polled every 10 ms).
     pub drain: Sample,
@@ -75,12 +74,26 @@ pub struct FleetReport {
     /// CPU seconds the worker process used during the drain.
     pub drain_worker_cpu: f64,
     pub latency: StartLatency,
+    /// The rate the latency case was asked for (tasks a second).
+    pub latency_rate: u32,
+    pub latency_workers: usize,
+    pub latency_secs: u64,
     /// The busiest idle worker's CPU as a share of one core, over `idle_secs`.
     pub idle_cpu: f64,
-    /// POST /api/tasks through one API process; latency per request.
-    pub http: Sample,
-    /// CPU seconds the API process used during the HTTP case.
-    pub http_api_cpu: f64,
+    pub idle_secs: u64,
+    /// POST /api/tasks through one API process, one run per connection count, in order.
+    pub http: Vec<HttpRun>,
+}
+
+/// One HTTP enqueue run.
+#[derive(Debug, Clone)]
+pub struct HttpRun {
+    /// Keep-alive connections, one request in flight on each.
+    pub connections: usize,
+    /// Latency per request.
+    pub sample: Sample,
+    /// CPU seconds the API process used during the run.
+    pub api_cpu: f64,
 }
 
 /// Enqueue → processor start, as the `stamp` processor measured it.
@@ -116,14 +129,14 @@ impl StartLatency {
 }
 
 /// A process this run started: killed by its pid and reaped when dropped.
-struct Proc {
+pub(crate) struct Proc {
     name: &'static str,
     child: Child,
     pid: u32,
 }
 
 impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command) -> Result<Proc> {
+    pub(crate) fn spawn(name: &'static str, mut cmd: Command) -> Result<Proc> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -139,13 +152,13 @@ impl Proc {
             .with_context(|| format!("{} (pid {}) is gone", self.name, self.pid))
     }
 
-    fn cpu_seconds(&self) -> Result<f64> {
+    pub(crate) fn cpu_seconds(&self) -> Result<f64> {
         pid_cpu_seconds(self.pid)
             .with_context(|| format!("{} (pid {}) is gone", self.name, self.pid))
     }
 
     /// Fails when the process has already exited.
-    fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!("{} (pid {}) exited: {status}", self.name, self.pid);
         }
@@ -153,7 +166,7 @@ impl Proc {
     }
 
     /// Kills it (SIGKILL, by pid) and waits for it, at most 10 s.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
@@ -189,7 +202,7 @@ fn worker(bin: &Path, url: &str, prefix: &str, concurrency: usize) -> Result<Pro
     Proc::spawn("taskfleet-worker", cmd)
 }
 
-fn broker(url: &str, prefix: &str, pool: usize) -> Result<Broker> {
+pub(crate) fn broker(url: &str, prefix: &str, pool: usize) -> Result<Broker> {
     Ok(Broker::builder(url)
         .prefix(prefix)
         .queue(TEST_QUEUE, QueueConfig::default())
@@ -199,13 +212,13 @@ fn broker(url: &str, prefix: &str, pool: usize) -> Result<Broker> {
         .build()?)
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-async fn counts(b: &Broker) -> Result<(u64, u64)> {
+pub(crate) async fn counts(b: &Broker) -> Result<(u64, u64)> {
     let status = b.status().await?;
     let q = status
         .iter()
@@ -265,20 +278,31 @@ pub async fn run(
     );
     let (idle_cpu, latency) = latency_case(&worker_bin, &url, args, timeout).await?;
 
-    eprintln!(
-        "HTTP enqueue: one taskfleet-api, {} connections…",
-        args.http_connections
-    );
-    let (http, http_api_cpu) = http_case(server, &api_bin, &url, args, timeout).await?;
+    let mut http = Vec::new();
+    for &connections in &args.http_connections {
+        eprintln!("HTTP enqueue: one taskfleet-api, {connections} connections…");
+        let case = HttpCase {
+            bin: &api_bin,
+            url: &url,
+            prefix: &format!("bH{connections}"),
+            requests: args.http_requests,
+            connections,
+            timeout,
+        };
+        http.push(crate::http::run(server, &case).await?);
+    }
     Ok(FleetReport {
-        args: args.clone(),
+        worker_concurrency: args.worker_concurrency,
         drain,
         drain_startup,
         drain_worker_cpu,
         latency,
+        latency_rate: args.latency_rate,
+        latency_workers: args.latency_workers,
+        latency_secs: args.latency_secs,
         idle_cpu,
+        idle_secs: args.idle_secs,
         http,
-        http_api_cpu,
     })
 }
 
@@ -439,182 +463,6 @@ async fn latency_with(
     Ok((idle_cpu, StartLatency::of(us, elapsed)))
 }
 
-/// A free loopback port (bound, then released).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn http_case(
-    server: &mut Server,
-    bin: &Path,
-    url: &str,
-    args: &FleetArgs,
-    timeout: Duration,
-) -> Result<(Sample, f64)> {
-    let prefix = "bH";
-    let key = format!("bench-{:x}", now_us());
-    let port = free_port()?;
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--listen", &addr, "--redis-url", url, "--test-processors"])
-        .env("TASKFLEET__REDIS__PREFIX", prefix)
-        .env("TASKFLEET__AUTH__ADMIN_KEY", &key)
-        .env("RUST_LOG", "warn");
-    let mut api = Proc::spawn("taskfleet-api", cmd)?;
-    let r = http_with(server, &mut api, &addr, &key, url, prefix, args, timeout).await;
-    api.stop().await;
-    r
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn http_with(
-    server: &mut Server,
-    api: &mut Proc,
-    addr: &str,
-    key: &str,
-    url: &str,
-    prefix: &str,
-    args: &FleetArgs,
-    timeout: Duration,
-) -> Result<(Sample, f64)> {
-    // Ready when /health answers, within 10 s.
-    let ready_by = Instant::now() + Duration::from_secs(10);
-    loop {
-        api.check_alive()?;
-        if let Ok(mut c) = TcpStream::connect(addr).await {
-            let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-            if c.write_all(req.as_bytes()).await.is_ok() {
-                if let Ok(Ok((200, _))) = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    read_response(&mut c, &mut Vec::new()),
-                )
-                .await
-                {
-                    break;
-                }
-            }
-        }
-        ensure!(
-            Instant::now() < ready_by,
-            "taskfleet-api did not answer /health in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let body = r#"{"task_type":"test","request":{"op":"noop"}}"#;
-    let request = format!(
-        "POST /api/tasks HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let request: Arc<[u8]> = request.into_bytes().into();
-    let n = args.http_requests;
-    let next = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + timeout;
-    let cpu_before = api.cpu_seconds()?;
-    let meter = Meter::start(server).await?;
-    let mut conns = Vec::new();
-    for _ in 0..args.http_connections.max(1) {
-        let (next, request, addr) = (next.clone(), request.clone(), addr.to_string());
-        conns.push(tokio::spawn(async move {
-            let mut c = TcpStream::connect(&addr).await?;
-            c.set_nodelay(true)?;
-            let mut buf = Vec::with_capacity(4096);
-            let mut calls = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < n {
-                if Instant::now() > deadline {
-                    bail!("HTTP enqueue ran past its {timeout:?} limit");
-                }
-                let t0 = Instant::now();
-                c.write_all(&request).await?;
-                let (status, body) = read_response(&mut c, &mut buf).await?;
-                ensure!(
-                    status == 202,
-                    "POST /api/tasks answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-                calls.push(t0.elapsed());
-            }
-            Ok::<_, anyhow::Error>(calls)
-        }));
-    }
-    let mut calls = Vec::with_capacity(n);
-    for c in conns {
-        calls.extend(c.await??);
-    }
-    let sample = meter
-        .finish(
-            server,
-            &format!(
-                "HTTP POST /api/tasks, 1 API process, {} keep-alive connections",
-                args.http_connections
-            ),
-            n,
-            calls,
-        )
-        .await?;
-    let cpu = api.cpu_seconds()? - cpu_before;
-    let (queued, _) = counts(&broker(url, prefix, 1)?).await?;
-    ensure!(
-        queued == n as u64,
-        "after HTTP enqueue: {queued} of {n} queued"
-    );
-    Ok((sample, cpu))
-}
-
-/// Reads one HTTP/1.1 response with a `Content-Length` body from `c`; `buf` keeps what was
-/// read past it (nothing, one request at a time). Returns the status and the body.
-async fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, Vec<u8>)> {
-    loop {
-        if let Some((status, head_len, body_len)) = parse_head(buf)? {
-            while buf.len() < head_len + body_len {
-                read_more(c, buf).await?;
-            }
-            let body = buf[head_len..head_len + body_len].to_vec();
-            buf.drain(..head_len + body_len);
-            return Ok((status, body));
-        }
-        read_more(c, buf).await?;
-    }
-}
-
-async fn read_more(c: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
-    let mut chunk = [0u8; 4096];
-    let k = c.read(&mut chunk).await?;
-    ensure!(k > 0, "the API closed the connection");
-    buf.extend_from_slice(&chunk[..k]);
-    Ok(())
-}
-
-/// The status, head length and `Content-Length` of a response whose head is complete in
-/// `buf`; `None` while it is not.
-pub fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize)>> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..end]).context("a response head that is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut len = None;
-    for l in lines {
-        let Some((k, v)) = l.split_once(':') else {
-            continue;
-        };
-        if k.trim().eq_ignore_ascii_case("content-length") {
-            len = Some(v.trim().parse::<usize>()?);
-        } else if k.trim().eq_ignore_ascii_case("transfer-encoding") {
-            bail!("a chunked response: only Content-Length bodies are read");
-        }
-    }
-    Ok(Some((status, end + 4, len.unwrap_or(0))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,16 +482,5 @@ mod tests {
         assert_eq!((l.tasks, l.p50_us, l.max_us), (4, 300, 900));
         assert_eq!(l.p99_us, 900);
         assert!((l.rate - 2.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn a_response_head_gives_status_and_body_length() {
-        let r = b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}";
-        let (status, head, body) = parse_head(r).unwrap().unwrap();
-        assert_eq!((status, body), (202, 7));
-        assert_eq!(&r[head..], b"{\"a\":1}");
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le").unwrap(), None);
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
-        assert!(parse_head(b"nonsense\r\n\r\n").is_err());
     }
 }

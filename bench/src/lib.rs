@@ -5,16 +5,20 @@
 //! # Layout
 //! - [`core`]: the `core` subcommand: enqueue and drain cases through the library.
 //! - [`fleet`]: the real worker and API binaries: worker drain, enqueue → start latency,
-//!   idle CPU, HTTP enqueue.
+//!   idle CPU, and the HTTP runs of [`http`].
+//! - [`http`]: HTTP enqueue through one `taskfleet-api`, N keep-alive connections.
 //! - [`server`]: the redis-server the run starts, and what it tells (INFO memory, CPU).
-//! - [`ceiling`]: `redis-benchmark` of `SET` and of `EVALSHA` of `return 1`.
+//! - [`ceiling`]: `redis-benchmark` of `SET` and of `EVALSHA` of `return 1` (50 clients, and
+//!   1 client for the one-call-at-a-time case).
 //! - [`sample`]: one measured case: jobs, wall time, per-call latencies, CPU spent.
 //! - [`machine`]: the machine the figures come from (cores, CPU model, load, date).
-//! - [`report`]: the text table, the Markdown section, and its place in the README.
+//! - [`report`]: what a run measured, the rows and goals built from it once, and the two
+//!   renderers of those rows: text for the terminal, Markdown for the README.
 
 pub mod ceiling;
 pub mod core;
 pub mod fleet;
+pub mod http;
 pub mod machine;
 pub mod report;
 pub mod sample;

@@ -1,9 +1,29 @@
 //! The redis-server a run starts on a free loopback port (never 6379), killed when dropped,
 //! and the figures it reports about itself: `INFO memory` and `INFO cpu`.
+//!
+//! The bench's own admin calls (INFO, CONFIG, SCRIPT LOAD, FLUSHALL) each get a response
+//! timeout sized to what the call does, not redis-rs's default of 500 ms: on a slower or busier
+//! machine a `FLUSHALL SYNC` of a round's keys (a few hundred MB) takes seconds, and an INFO
+//! waits behind 50 benchmark clients' commands.
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
 use taskfleet::testing::RedisServer;
+
+/// Connecting to the run's own redis-server on loopback.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// INFO and CONFIG RESETSTAT: a read or a reset of counters, answered as soon as the server
+/// gets to it, which under load can be after a queue of benchmark commands.
+const INFO_TIMEOUT: Duration = Duration::from_secs(10);
+/// SCRIPT LOAD: compiles one script (the largest is a few KB of Lua).
+const SCRIPT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// FLUSHALL SYNC between rounds frees every key of the round in the server's main thread:
+/// several hundred thousand task hashes and index entries, a second or more on 2 cores,
+/// and on a slower or busier machine past redis-rs's default 500 ms many times over.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A redis-server owned by this run, with one connection for INFO and SCRIPT LOAD.
 pub struct Server {
@@ -17,8 +37,12 @@ impl Server {
         // RedisServer::start polls the port synchronously: keep it off the runtime's threads.
         let redis = tokio::task::spawn_blocking(RedisServer::start).await?;
         let client = redis::Client::open(redis.url())?;
+        // No default response timeout: every call below sets its own (see `query`).
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(None);
         let conn = client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .context("connecting to the bench redis-server")?;
         Ok(Server { redis, conn })
@@ -33,10 +57,9 @@ impl Server {
     }
 
     /// One field of `INFO <section>`, as text.
-    pub async fn info_field(&mut self, section: &str, field: &str) -> Result<String> {
-        let text: String = redis::cmd("INFO")
-            .arg(section)
-            .query_async(&mut self.conn)
+    pub async fn info_field(&self, section: &str, field: &str) -> Result<String> {
+        let text: String = self
+            .query("INFO", redis::cmd("INFO").arg(section), INFO_TIMEOUT)
             .await?;
         info_value(&text, field).with_context(|| format!("INFO {section} has no {field}"))
     }
@@ -59,40 +82,62 @@ impl Server {
 
     /// Loads a Lua script into the server's cache; returns its SHA1 for EVALSHA.
     pub async fn script_load(&mut self, body: &str) -> Result<String> {
-        Ok(redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(body)
-            .query_async(&mut self.conn)
-            .await?)
+        self.query(
+            "SCRIPT LOAD",
+            redis::cmd("SCRIPT").arg("LOAD").arg(body),
+            SCRIPT_LOAD_TIMEOUT,
+        )
+        .await
     }
 
     /// Deletes every key (`FLUSHALL SYNC`; the script cache stays): between rounds, so that
-    /// each round starts from the same empty keyspace.
+    /// each round starts from the same empty keyspace. SYNC, not ASYNC: the memory is free
+    /// when this returns, so no background freeing takes CPU from the next round's ceiling.
     pub async fn flush(&mut self) -> Result<()> {
-        let _: () = redis::cmd("FLUSHALL")
-            .arg("SYNC")
-            .query_async(&mut self.conn)
-            .await?;
-        Ok(())
+        self.query(
+            "FLUSHALL SYNC",
+            redis::cmd("FLUSHALL").arg("SYNC"),
+            FLUSH_TIMEOUT,
+        )
+        .await
     }
 
     /// Zeroes the per-command counters (`CONFIG RESETSTAT`).
     pub async fn reset_stats(&mut self) -> Result<()> {
-        let _: () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query_async(&mut self.conn)
-            .await?;
-        Ok(())
+        self.query(
+            "CONFIG RESETSTAT",
+            redis::cmd("CONFIG").arg("RESETSTAT"),
+            INFO_TIMEOUT,
+        )
+        .await
     }
 
     /// `INFO commandstats`: calls and microseconds per command since the last reset,
     /// commands run inside scripts included.
     pub async fn command_stats(&mut self) -> Result<Vec<CommandStat>> {
-        let text: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut self.conn)
+        let text: String = self
+            .query(
+                "INFO commandstats",
+                redis::cmd("INFO").arg("commandstats"),
+                INFO_TIMEOUT,
+            )
             .await?;
         Ok(parse_command_stats(&text))
+    }
+
+    /// Runs one admin command (`what`, for the error) on a clone of the connection that waits
+    /// at most `limit` for the answer (the clone's timeout is its own; the others keep theirs).
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<T> {
+        let mut conn = self.conn.clone();
+        conn.set_response_timeout(limit);
+        cmd.query_async(&mut conn)
+            .await
+            .with_context(|| format!("{what} on the bench redis-server (limit {limit:?})"))
     }
 }
 

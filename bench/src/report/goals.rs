@@ -1,0 +1,133 @@
+//! The goals of the benchmark issues (issue 11's targets), checked against the ceilings of the
+//! same run: every throughput goal is a ratio to a ceiling measured beside it, never a
+//! hard-coded rate.
+
+use super::{Case, Measurements};
+
+/// Enqueue, one task a call, with as many calls in flight as the ceiling has clients (50):
+/// at least this multiple of the EVALSHA ceiling.
+pub const GOAL_ENQUEUE_RATIO: f64 = 1.0;
+/// Enqueue one call at a time: at least this multiple of EVALSHA from one client (`-c 1`).
+pub const GOAL_ONE_AT_A_TIME_RATIO: f64 = 0.8;
+/// Batched enqueue (`enqueue_many`): at least this multiple of the EVALSHA ceiling.
+pub const GOAL_BATCHED_RATIO: f64 = 1.3;
+/// A drain with 4 consumers (claim + complete) must reach this multiple of it.
+pub const GOAL_DRAIN_RATIO: f64 = 0.5;
+/// Bytes of Redis memory one small queued task may take.
+pub const GOAL_BYTES_PER_TASK: f64 = 1024.0;
+/// One worker process draining no-op tasks must reach this multiple of the EVALSHA ceiling.
+pub const GOAL_WORKER_DRAIN_RATIO: f64 = 0.6;
+/// Enqueue → processor start at the latency case's rate: p50 and p99 under these, in µs.
+pub const GOAL_START_P50_US: i64 = 500;
+pub const GOAL_START_P99_US: i64 = 2_000;
+/// An idle worker may use less than this share of one core.
+pub const GOAL_IDLE_CPU: f64 = 0.01;
+/// HTTP enqueue through one API process (the first `--http-connections` run, 50 connections
+/// by default): at least this multiple of the EVALSHA ceiling.
+pub const GOAL_HTTP_RATIO: f64 = 0.5;
+
+/// One goal and whether this run met it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+fn at_least(what: String, target: f64, of: &str, measured: f64) -> Goal {
+    Goal {
+        what,
+        target: format!("≥ {target:.1}× {of}"),
+        measured: format!("{measured:.2}×"),
+        met: measured >= target,
+    }
+}
+
+/// Microseconds as milliseconds with three decimals (`480` → `0.480`).
+pub fn ms_of_us(us: i64) -> String {
+    format!("{:.3}", us as f64 / 1e3)
+}
+
+/// The goals this run has figures for, in the order of the table.
+pub fn goals(m: &Measurements) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    if let Some(c) = m.case(Case::Enqueue) {
+        goals.push(at_least(
+            format!("enqueue, 1 per call, {} in flight", m.setup.in_flight),
+            GOAL_ENQUEUE_RATIO,
+            "EVALSHA",
+            m.ratio(c.jobs_per_sec.median),
+        ));
+    }
+    if let Some(c) = m.case(Case::EnqueueOneAtATime) {
+        let one = m.one_client_spread().median;
+        goals.push(at_least(
+            "enqueue, 1 call at a time".into(),
+            GOAL_ONE_AT_A_TIME_RATIO,
+            "EVALSHA from 1 client",
+            c.jobs_per_sec.median / one.max(1e-9),
+        ));
+    }
+    if let Some(c) = m.case(Case::EnqueueMany) {
+        goals.push(at_least(
+            "batched enqueue".into(),
+            GOAL_BATCHED_RATIO,
+            "EVALSHA",
+            m.ratio(c.jobs_per_sec.median),
+        ));
+    }
+    if let Some(c) = m.case(Case::Drain { consumers: 4 }) {
+        goals.push(at_least(
+            "drain, 4 consumers".into(),
+            GOAL_DRAIN_RATIO,
+            "EVALSHA",
+            m.ratio(c.jobs_per_sec.median),
+        ));
+    }
+    let b = m.memory().bytes_per_task();
+    goals.push(Goal {
+        what: "memory per queued task".into(),
+        target: format!("< {GOAL_BYTES_PER_TASK:.0} B"),
+        measured: format!("{b:.0} B"),
+        met: b < GOAL_BYTES_PER_TASK,
+    });
+    let Some(f) = &m.fleet else {
+        return goals;
+    };
+    goals.push(at_least(
+        "worker drain, 1 process".into(),
+        GOAL_WORKER_DRAIN_RATIO,
+        "EVALSHA",
+        m.ratio(f.drain.jobs_per_sec()),
+    ));
+    let l = &f.latency;
+    let rate = f.latency_rate;
+    goals.push(Goal {
+        what: format!("enqueue → start p50 at {rate}/s"),
+        target: format!("< {} ms", ms_of_us(GOAL_START_P50_US)),
+        measured: format!("{} ms", ms_of_us(l.p50_us)),
+        met: l.p50_us < GOAL_START_P50_US,
+    });
+    goals.push(Goal {
+        what: format!("enqueue → start p99 at {rate}/s"),
+        target: format!("< {} ms", ms_of_us(GOAL_START_P99_US)),
+        measured: format!("{} ms", ms_of_us(l.p99_us)),
+        met: l.p99_us < GOAL_START_P99_US,
+    });
+    goals.push(Goal {
+        what: "idle worker CPU".into(),
+        target: format!("< {:.0}% of a core", GOAL_IDLE_CPU * 100.0),
+        measured: format!("{:.3}%", f.idle_cpu * 100.0),
+        met: f.idle_cpu < GOAL_IDLE_CPU,
+    });
+    if let Some(h) = f.http.first() {
+        goals.push(at_least(
+            format!("HTTP enqueue, 1 API process, {} connections", h.connections),
+            GOAL_HTTP_RATIO,
+            "EVALSHA",
+            m.ratio(h.sample.jobs_per_sec()),
+        ));
+    }
+    goals
+}

@@ -1,0 +1,355 @@
+//! The report as the body of the README's `## Benchmarks` section: the prose that says how the
+//! figures were taken, the table (one line per [`Row`]), where Redis's time went, and the
+//! goals; and the two helpers that put it in place (prose wrapped like the rest of the README,
+//! the section's body replaced). Formatting only: every figure comes computed in the
+//! [`Report`].
+
+use std::fmt::Write;
+
+use anyhow::{bail, Result};
+
+use super::goals::ms_of_us;
+use super::text::{ms, plus_minus, range};
+use super::{FleetFacts, Report, Row, DISTURBED_OTHER_LOAD, DISTURBED_SPREAD};
+
+/// The width the README's prose is wrapped at.
+const WIDTH: usize = 95;
+
+fn table_line(row: &Row) -> String {
+    let per_call = row
+        .per_call
+        .map_or_else(String::new, |l| format!("{} / {}", ms(l.p50), ms(l.p99)));
+    format!(
+        "| {} | {:.0} | {} | {:.2} | {} | {:.1} | {:.0}% | {:.2} | {} |",
+        row.name,
+        row.jobs_per_sec.median,
+        range(&row.jobs_per_sec),
+        row.x_evalsha,
+        per_call,
+        row.redis_us_per_job,
+        row.redis_busy * 100.0,
+        row.x_by_redis_cpu,
+        row.notes
+    )
+}
+
+/// The body of the README's `## Benchmarks` section (without the heading).
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let m = &r.machine;
+    let a = &r.setup;
+    let (c, one, set) = (&r.ceiling, &r.ceiling_one_client, &r.set);
+    let _ = writeln!(
+        o,
+        "Measured by `{}` on {}: {} cores ({}), redis-server {} on loopback without \
+         persistence, the bench client on the same cores. Load average {} before, {} after; \
+         other processes used {:.2} cores on average during the run.\n",
+        a.command,
+        r.date,
+        m.cores,
+        m.cpu_model,
+        m.redis_version,
+        r.load_before,
+        r.load_after,
+        r.other_load
+    );
+    let consumers: Vec<String> = a
+        .consumers
+        .iter()
+        .map(|c| format!("drain with {c}"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "A single measurement on this machine moves by about ±10% from run to run, so the \
+         ceilings and the library cases ran in **{} interleaved rounds** (each round: the \
+         ceilings, enqueue one task a call with {} calls in flight, enqueue one call at a time, \
+         enqueue_many, {}), each round on fresh keys (the keyspace is flushed between rounds), \
+         after an untimed `redis-benchmark` warm-up of the fresh server (without it the first \
+         ceiling often came out 15-20% low). The one-task-a-call case keeps {} calls in flight, \
+         as many as the ceiling has clients; it replaces the earlier case with 16 in flight. The \
+         jobs/s of those cases is the **median of the {} rounds**, with the lowest and highest \
+         round beside it, and every ratio is a median case over the median EVALSHA ceiling. The \
+         other columns (latency per call, Redis CPU, Redis busy) and the `INFO commandstats` \
+         figures below come from each case's median round (the round whose jobs/s is the \
+         median), not averaged. The worker, HTTP and `redis-benchmark`-driven `enqueue.lua` \
+         cases ran once, after the rounds, and their ratios use the same median ceiling.\n",
+        r.rounds,
+        a.in_flight,
+        consumers.join(", "),
+        a.in_flight,
+        r.rounds
+    );
+    let _ = writeln!(
+        o,
+        "The ceiling is `redis-benchmark` on the same server in the same run, {} clients, no \
+         pipelining (`{}`): `EVALSHA` of `return 1` {:.0} ops/s, median of {} rounds ({} \
+         over the rounds, {}), `SET` {:.0} ops/s ({}). Every taskfleet call is one EVALSHA, \
+         so each case is also given as a ratio to the median EVALSHA figure (the goals use \
+         these ratios). One call at a time is held to a second ceiling of the same rounds, the \
+         same EVALSHA from one client (`{}`): {:.0} ops/s ({}); its row's notes and its goal \
+         give that ratio. The column × by Redis CPU divides the Redis CPU time one ceiling op \
+         took by the Redis CPU time one job took: the ratio a case would reach if Redis's own \
+         CPU were the only limit on both sides. It moves much less with the machine's load than \
+         jobs/s, and it is lower than the measured ratio where the ceiling run leaves Redis \
+         idle part of the time (redis-benchmark shares the cores with it; see Redis busy). The \
+         `redis-benchmark` rows drive `enqueue.lua` itself with real arguments from {} C \
+         clients: the server's side of enqueue, without our client.\n",
+        a.ceiling_clients,
+        r.ceiling_command,
+        c.median,
+        c.n,
+        range(c),
+        plus_minus(c),
+        set.median,
+        range(set),
+        r.ceiling_one_client_command,
+        one.median,
+        range(one),
+        a.ceiling_clients
+    );
+    if r.disturbed {
+        let _ = writeln!(
+            o,
+            "**This run was disturbed**: other processes used more than {DISTURBED_OTHER_LOAD} \
+             cores on average, or the rounds' ceilings differ by more than {:.0}%.\n",
+            DISTURBED_SPREAD * 100.0
+        );
+    }
+    o.push_str(
+        "| case | jobs/s, median | min – max | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job | Redis busy | × by Redis CPU | notes |\n",
+    );
+    o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for row in &r.rows {
+        let _ = writeln!(o, "{}", table_line(row));
+    }
+    let mem = &r.memory;
+    let _ = writeln!(
+        o,
+        "\n{} tasks a case and round, each a small request (`{{\"n\":123}}`) of one of {} \
+         accounts and one of its ten users. Redis memory (`INFO memory` `used_memory`) grew by \
+         {:.0} B per queued task enqueued one by one and {:.0} B batched (median of the \
+         rounds; task hash, its entries in `queued` and in its account's index, and the capped \
+         event stream).\n",
+        mem.tasks,
+        a.accounts,
+        mem.one_by_one as f64 / mem.tasks.max(1) as f64,
+        mem.batched as f64 / mem.tasks.max(1) as f64
+    );
+    if let Some(f) = &r.fleet {
+        let _ = writeln!(o, "{}\n", fleet_markdown(r, f));
+    }
+    o.push_str(
+        "Where Redis's time went (`INFO commandstats` of each case's median round, µs per job; \
+         `evalsha` includes the commands its script ran):\n\n",
+    );
+    for row in r.rows.iter().filter(|row| !row.commands.is_empty()) {
+        let parts: Vec<String> = row
+            .commands
+            .iter()
+            .take(7)
+            .map(|c| format!("{} {:.2}", c.name, c.us_per_job))
+            .collect();
+        let _ = writeln!(o, "- {}: {}", row.name, parts.join(", "));
+    }
+    o.push('\n');
+    let _ = writeln!(
+        o,
+        "Goals, from the medians of the {} rounds (the worker, latency, idle and HTTP goals \
+         from their single run):\n",
+        r.rounds
+    );
+    o.push_str("| goal | target | measured | |\n|---|---|---|---|\n");
+    for g in &r.goals {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            g.what,
+            g.target,
+            g.measured,
+            if g.met { "met" } else { "missed" }
+        );
+    }
+    wrap_prose(&o, WIDTH)
+}
+
+/// The worker and HTTP figures beyond the table, as README prose.
+fn fleet_markdown(r: &Report, f: &FleetFacts) -> String {
+    let l = &f.latency;
+    let mut o = format!(
+        "The worker and HTTP cases run the release binaries on the same server. **Worker \
+         drain**: {} no-op tasks (`{{\"op\":\"noop\"}}`, queue `test`) enqueued first, then one \
+         `taskfleet-worker --test-processors --concurrency {}` started and timed from its \
+         start to the last completion (status polled every 10 ms): {:.2} s, {:.0} ms of it \
+         before the first claim; the worker used {:.1} µs of CPU per task. **Enqueue → \
+         processor start**: {} idle workers (concurrency {} each) waiting, then \
+         `{{\"op\":\"stamp\"}}` tasks enqueued one call each, evenly paced at {:.0}/s for {} s \
+         ({} tasks); the processor subtracts the enqueue's µs timestamp from its own at start \
+         (one machine, one clock): p50 {} ms, p99 {} ms, max {} ms. **Idle worker**: {:.3}% of \
+         a core over {} s (its threads' `/proc/<pid>/task/*/schedstat`, the busier of the {} \
+         workers, before the latency case).",
+        f.drain_tasks,
+        f.worker_concurrency,
+        f.drain_secs,
+        f.drain_startup_ms,
+        f.drain_worker_us_per_task,
+        f.latency_workers,
+        f.worker_concurrency,
+        l.rate,
+        f.latency_secs,
+        l.tasks,
+        ms_of_us(l.p50_us),
+        ms_of_us(l.p99_us),
+        ms_of_us(l.max_us),
+        f.idle_cpu * 100.0,
+        f.idle_secs,
+        f.latency_workers,
+    );
+    if f.http.is_empty() {
+        return o;
+    }
+    let runs: Vec<String> = f
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            format!(
+                "{}rom {} connections, {} requests: {:.0}/s, {:.2}× EVALSHA and {:.2}× the \
+                 library's enqueue one call each of this run; the API used {:.1} µs of CPU per \
+                 request",
+                if i == 0 { "F" } else { "f" },
+                h.connections,
+                h.requests,
+                h.jobs_per_sec,
+                h.x_evalsha,
+                h.x_library,
+                h.api_us_per_request
+            )
+        })
+        .collect();
+    let _ = write!(
+        o,
+        " **HTTP enqueue**: `POST /api/tasks` \
+         (`{{\"task_type\":\"test\",\"request\":{{\"op\":\"noop\"}}}}`, 202) to one \
+         `taskfleet-api` (a fresh one for each connection count; the account's limits raised \
+         out of reach but still checked, so each request pays for the rate limit's count) over \
+         keep-alive HTTP/1.1 connections of the bench's own client, one request in flight on \
+         each; the library's \
+         enqueue one call each had a median of {:.0}/s. {}.",
+        r.library_enqueue,
+        runs.join("; ")
+    );
+    o
+}
+
+/// Wraps the prose lines of Markdown at `width` columns (as the rest of the README is);
+/// tables, headings and code stay as they are, list items continue indented.
+pub fn wrap_prose(md: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in md.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        }
+        let keep = fenced || line.starts_with('|') || line.starts_with('#');
+        if keep || line.chars().count() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let indent = if line.starts_with("- ") { "  " } else { "" };
+        let mut current = String::new();
+        // True while `current` holds nothing but the indentation.
+        let mut fresh = true;
+        for word in line.split(' ') {
+            if !fresh && current.chars().count() + 1 + word.chars().count() > width {
+                out.push_str(&current);
+                out.push('\n');
+                current = indent.to_string();
+                fresh = true;
+            }
+            if !fresh {
+                current.push(' ');
+            }
+            current.push_str(word);
+            fresh = false;
+        }
+        out.push_str(&current);
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces the body of the section that starts with the line `heading` (up to the next
+/// heading of the same or a higher level, outside code fences) with `body`.
+pub fn replace_section(doc: &str, heading: &str, body: &str) -> Result<String> {
+    let level = heading.chars().take_while(|c| *c == '#').count();
+    let lines: Vec<&str> = doc.split_inclusive('\n').collect();
+    let Some(start) = lines.iter().position(|l| l.trim_end() == heading) else {
+        bail!("no line {heading:?} in the document");
+    };
+    let mut end = lines.len();
+    let mut fenced = false;
+    for (i, l) in lines.iter().enumerate().skip(start + 1) {
+        if l.starts_with("```") {
+            fenced = !fenced;
+        }
+        let hashes = l.chars().take_while(|c| *c == '#').count();
+        if !fenced && hashes >= 1 && hashes <= level && l[hashes..].starts_with(' ') {
+            end = i;
+            break;
+        }
+    }
+    let mut out: String = lines[..=start].concat();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(body.trim_end());
+    out.push('\n');
+    if end < lines.len() {
+        out.push('\n');
+        out.push_str(&lines[end..].concat());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_section_changes_only_that_section() {
+        let doc = "# T\n\n## A\n\na\n\n## Benchmarks\n\nold\n```\n## not a heading\n```\n\n### Sub\n\nx\n\n## C\n\nc\n";
+        let out = replace_section(doc, "## Benchmarks", "new\n").unwrap();
+        assert_eq!(
+            out,
+            "# T\n\n## A\n\na\n\n## Benchmarks\n\nnew\n\n## C\n\nc\n"
+        );
+    }
+
+    #[test]
+    fn replace_section_at_the_end_of_the_document() {
+        let doc = "## A\n\na\n\n## Benchmarks\n\n(filled in later)\n";
+        let out = replace_section(doc, "## Benchmarks", "| x |\n").unwrap();
+        assert_eq!(out, "## A\n\na\n\n## Benchmarks\n\n| x |\n");
+        // Running again gives the same document.
+        assert_eq!(
+            replace_section(&out, "## Benchmarks", "| x |\n").unwrap(),
+            out
+        );
+    }
+
+    #[test]
+    fn wrap_prose_wraps_paragraphs_and_list_items_but_not_tables() {
+        let md = "one two three four five\n- alpha beta gamma delta\n| a | b | c | d | e | f |\n";
+        assert_eq!(
+            wrap_prose(md, 10),
+            "one two\nthree four\nfive\n- alpha\n  beta\n  gamma\n  delta\n| a | b | c | d | e | f |\n"
+        );
+    }
+
+    #[test]
+    fn replace_section_refuses_a_document_without_the_heading() {
+        assert!(replace_section("## A\n", "## Benchmarks", "x").is_err());
+    }
+}

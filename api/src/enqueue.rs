@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use taskfleet::{Millis, NewTask, Priority, RateOutcome, TaskStatus, TaskType};
-use taskfleet_worker::processors::{self, testing::TestProcessor, Processor};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -129,11 +128,10 @@ fn run_at(options: &EnqueueOptions, now: Millis) -> Result<Option<Millis>, AppEr
     }
 }
 
-/// The processor's idea of one run of `request`, in minutes.
-fn processor_estimate(state: &AppState, task_type: &str, request: &Value) -> u64 {
+/// The catalog's idea of one run of `request`, in minutes (1 for the test queue).
+fn catalog_estimate(task_type: &str, request: &Value) -> u64 {
     let minutes = match task_type.parse::<TaskType>() {
-        Ok(t) => processors::estimate_completion_minutes(t, request),
-        Err(_) if state.test_processors => TestProcessor.estimate_completion_minutes(request),
+        Ok(t) => taskfleet::catalog::estimate_minutes(t, request),
         Err(_) => 1,
     };
     u64::from(minutes.max(1))
@@ -193,7 +191,7 @@ pub async fn enqueue(
     let now = state.now();
     let run_at = run_at(&options, now)?;
     rate_limit(state, caller).await?;
-    let estimate_one = processor_estimate(state, task_type, &request);
+    let estimate_one = catalog_estimate(task_type, &request);
     let id = uuid::Uuid::now_v7().to_string();
     let task = NewTask {
         task_type: task_type.to_string(),

@@ -58,6 +58,8 @@ pub fn from_value<T: DeserializeOwned>(prefix: &str, v: serde_json::Value) -> Re
         let path = e.path().to_string();
         let path = if path == "." {
             prefix.to_string()
+        } else if prefix.is_empty() {
+            path
         } else {
             format!("{prefix}.{path}")
         };

@@ -42,7 +42,7 @@ use crate::routes::{dashboard, events, generate, health, queue, tasks};
         dashboard::dashboard,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    modifiers(&BearerAuth, &CommonErrors),
+    modifiers(&BearerAuth, &CommonErrors, &TypedBodies),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "tasks", description = "Enqueue and follow tasks"),
@@ -131,6 +131,84 @@ impl Modify for CommonErrors {
                 }
             }
         }
+    }
+}
+
+/// A typed endpoint's body is its catalog request's schema (limits from the catalog's
+/// constants) with the enqueue options added as properties: the document shows the body the
+/// handler takes, and no limit is written a second time.
+struct TypedBodies;
+
+/// The enqueue options a typed endpoint takes next to its request's fields.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct GenerateOptions {
+    priority: Option<crate::enqueue::PriorityParam>,
+    /// Run no earlier than this time (ms since the Unix epoch).
+    run_at: Option<i64>,
+    /// Run no earlier than this many seconds from now (at most 30 days).
+    #[schema(maximum = 2592000)]
+    delay_seconds: Option<u64>,
+    /// An http(s) URL told about the task's end.
+    webhook_url: Option<String>,
+}
+
+impl Modify for TypedBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::{Ref, RefOr};
+        use utoipa::PartialSchema;
+        taskfleet::catalog::schema::apply_limits(openapi);
+        let RefOr::T(Schema::Object(options)) = GenerateOptions::schema() else {
+            return;
+        };
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for t in taskfleet::TaskType::ALL {
+            let request = request_schema_name(t);
+            let Some(RefOr::T(Schema::Object(mut body))) = components.schemas.get(request).cloned()
+            else {
+                continue;
+            };
+            for (name, prop) in &options.properties {
+                body.properties.insert(name.clone(), prop.clone());
+            }
+            let name = format!("{request}Body");
+            components
+                .schemas
+                .insert(name.clone(), RefOr::T(Schema::Object(body)));
+            let Some(op) = openapi
+                .paths
+                .paths
+                .get_mut(t.endpoint())
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            if let Some(content) = op
+                .request_body
+                .as_mut()
+                .and_then(|b| b.content.get_mut("application/json"))
+            {
+                content.schema = Some(Ref::from_schema_name(name).into());
+            }
+        }
+    }
+}
+
+/// The catalog request type's schema name of a task type.
+fn request_schema_name(t: taskfleet::TaskType) -> &'static str {
+    use taskfleet::TaskType as T;
+    match t {
+        T::Video => "VideoRequest",
+        T::AnimatedLesson => "AnimatedLessonRequest",
+        T::Documentation => "DocumentationRequest",
+        T::Quiz => "QuizRequest",
+        T::CourseVideo => "CourseVideoRequest",
+        T::StoryGeneration => "StoryRequest",
+        T::ImageGeneration => "ImageRequest",
+        T::VoiceGeneration => "VoiceRequest",
     }
 }
 

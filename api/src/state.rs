@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use taskfleet::artifacts::{self, ArtifactStore};
+use taskfleet::TEST_QUEUE;
 use taskfleet::{At, Broker, Catalog, Clock, Millis, QueueConfig, RedisClock, Settings};
-use taskfleet_worker::processors::testing::TEST_QUEUE;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,7 @@ impl AppState {
             .retention(settings.retention.clone())
             .limits(settings.limits.clone())
             .worker_id(format!("api-{}", std::process::id()))
-            .queues(catalog.queues());
+            .queues(taskfleet::config::queues(&catalog));
         if options.test_processors {
             builder = builder.queue(TEST_QUEUE, QueueConfig::default());
         }

@@ -4,14 +4,15 @@
 //! defaults, `taskfleet.toml` (or the file named by `--config`), the environment
 //! (`TASKFLEET__SECTION__KEY`, and `REDIS_URL`), then the binaries' command-line flags.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+pub use taskfleet_catalog::{Catalog, TaskConfig, TaskConfigOverride};
 
 use crate::error::{Error, Result};
-use crate::task::{Priority, TaskType};
+use crate::task::Priority;
 
 /// Default Redis URL: a local server.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -23,10 +24,7 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 30;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Default time in-flight tasks get to finish after SIGTERM before they are released.
 pub const DEFAULT_GRACE_SECONDS: u64 = 30;
-/// Default first retry delay ceiling; it doubles with each attempt.
-pub const DEFAULT_BACKOFF_BASE_SECS: u64 = 10;
-/// Default cap on a retry delay.
-pub const DEFAULT_BACKOFF_MAX_SECS: u64 = 600;
+pub use taskfleet_catalog::config::{DEFAULT_BACKOFF_BASE_SECS, DEFAULT_BACKOFF_MAX_SECS};
 /// Default retention of completed tasks.
 pub const DEFAULT_RETENTION_COMPLETED_DAYS: u64 = 7;
 /// Default retention of failed tasks (kept longer: someone may want to look).
@@ -61,54 +59,6 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 /// process's 1,024), so one account cannot take them all.
 pub const DEFAULT_MAX_STREAMS_PER_ACCOUNT: usize = 32;
 
-/// A task type's settings (DESIGN §8).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskConfig {
-    pub max_attempts: u32,
-    pub timeout_minutes: u64,
-    /// 1-10; 9-10 urgent, 7-8 high, 4-6 normal, 1-3 low: the band a request without a
-    /// priority gets.
-    pub priority_weight: u8,
-    pub description: String,
-    pub backoff_base_secs: u64,
-    pub backoff_max_secs: u64,
-}
-
-impl TaskConfig {
-    /// The built-in configuration of a type.
-    pub fn default_for(t: TaskType) -> TaskConfig {
-        let (max_attempts, timeout_minutes, priority_weight, description) = match t {
-            TaskType::Video => (3, 60, 5, "Narrated video from slides"),
-            TaskType::AnimatedLesson => (3, 30, 5, "Self-contained animated HTML lesson"),
-            TaskType::Documentation => (3, 15, 4, "Reference documentation from source"),
-            TaskType::Quiz => (3, 10, 6, "Quiz questions from a text"),
-            TaskType::CourseVideo => (2, 180, 3, "Course video made of lesson videos"),
-            TaskType::StoryGeneration => (3, 10, 5, "A story from a prompt"),
-            TaskType::ImageGeneration => (3, 15, 6, "An image from a prompt"),
-            TaskType::VoiceGeneration => (3, 15, 6, "Speech audio from text"),
-        };
-        TaskConfig {
-            max_attempts,
-            timeout_minutes,
-            priority_weight,
-            description: description.to_string(),
-            backoff_base_secs: DEFAULT_BACKOFF_BASE_SECS,
-            backoff_max_secs: DEFAULT_BACKOFF_MAX_SECS,
-        }
-    }
-
-    /// The queue engine's view of this type.
-    pub fn queue_config(&self) -> QueueConfig {
-        QueueConfig {
-            max_attempts: self.max_attempts,
-            default_priority: Priority::from_weight(self.priority_weight),
-            backoff_base: Duration::from_secs(self.backoff_base_secs),
-            backoff_max: Duration::from_secs(self.backoff_max_secs),
-            timeout: Duration::from_secs(self.timeout_minutes * 60),
-        }
-    }
-}
-
 /// What the queue engine needs to know about one queue (one task type name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -132,95 +82,25 @@ impl Default for QueueConfig {
     }
 }
 
-/// A type's overrides in the settings file (`[task_types.video]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskConfigOverride {
-    pub max_attempts: Option<u32>,
-    pub timeout_minutes: Option<u64>,
-    pub priority_weight: Option<u8>,
-    pub description: Option<String>,
-    pub backoff_base_secs: Option<u64>,
-    pub backoff_max_secs: Option<u64>,
-}
-
-/// The closed catalog of task types with their (possibly overridden) configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Catalog {
-    configs: BTreeMap<TaskType, TaskConfig>,
-}
-
-impl Default for Catalog {
-    fn default() -> Self {
-        Catalog {
-            configs: TaskType::ALL
-                .into_iter()
-                .map(|t| (t, TaskConfig::default_for(t)))
-                .collect(),
+/// The queue engine's view of a catalog type.
+impl From<&TaskConfig> for QueueConfig {
+    fn from(c: &TaskConfig) -> QueueConfig {
+        QueueConfig {
+            max_attempts: c.max_attempts,
+            default_priority: Priority::from_weight(c.priority_weight),
+            backoff_base: Duration::from_secs(c.backoff_base_secs),
+            backoff_max: Duration::from_secs(c.backoff_max_secs),
+            timeout: Duration::from_secs(c.timeout_minutes * 60),
         }
     }
 }
 
-impl Catalog {
-    /// The defaults with the settings' overrides applied; an override of an unknown type or
-    /// out of range is an error.
-    pub fn from_overrides(overrides: &HashMap<String, TaskConfigOverride>) -> Result<Catalog> {
-        let mut catalog = Catalog::default();
-        for (name, o) in overrides {
-            let t: TaskType = name.parse()?;
-            let c = catalog
-                .configs
-                .get_mut(&t)
-                .expect("every type has a config");
-            if let Some(v) = o.max_attempts {
-                c.max_attempts = v;
-            }
-            if let Some(v) = o.timeout_minutes {
-                c.timeout_minutes = v;
-            }
-            if let Some(v) = o.priority_weight {
-                c.priority_weight = v;
-            }
-            if let Some(v) = &o.description {
-                c.description = v.clone();
-            }
-            if let Some(v) = o.backoff_base_secs {
-                c.backoff_base_secs = v;
-            }
-            if let Some(v) = o.backoff_max_secs {
-                c.backoff_max_secs = v;
-            }
-            let field = |f: &str| format!("task_types.{name}.{f}");
-            if !(1..=100).contains(&c.max_attempts) {
-                return Err(Error::invalid(field("max_attempts"), "must be 1-100"));
-            }
-            if !(1..=10).contains(&c.priority_weight) {
-                return Err(Error::invalid(field("priority_weight"), "must be 1-10"));
-            }
-            if c.timeout_minutes == 0 {
-                return Err(Error::invalid(
-                    field("timeout_minutes"),
-                    "must be at least 1",
-                ));
-            }
-        }
-        Ok(catalog)
-    }
-
-    pub fn get(&self, t: TaskType) -> &TaskConfig {
-        &self.configs[&t]
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (TaskType, &TaskConfig)> {
-        self.configs.iter().map(|(t, c)| (*t, c))
-    }
-
-    /// Every type as a queue name with its engine config, to register with the broker.
-    pub fn queues(&self) -> Vec<(String, QueueConfig)> {
-        self.iter()
-            .map(|(t, c)| (t.as_str().to_string(), c.queue_config()))
-            .collect()
-    }
+/// Every catalog type as a queue name with its engine config, to register with the broker.
+pub fn queues(catalog: &Catalog) -> Vec<(String, QueueConfig)> {
+    catalog
+        .iter()
+        .map(|(t, c)| (t.as_str().to_string(), QueueConfig::from(c)))
+        .collect()
 }
 
 /// Everything configurable, as read from defaults, the file and the environment.
@@ -495,30 +375,19 @@ impl Settings {
     }
 
     pub fn catalog(&self) -> Result<Catalog> {
-        Catalog::from_overrides(&self.task_types)
+        Ok(Catalog::from_overrides(&self.task_types)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskType;
 
     #[test]
-    fn catalog_has_the_documented_defaults() {
+    fn a_catalog_type_becomes_its_queues_config() {
         let c = Catalog::default();
-        let row = |t| {
-            let c = c.get(t);
-            (c.max_attempts, c.timeout_minutes, c.priority_weight)
-        };
-        assert_eq!(row(TaskType::Video), (3, 60, 5));
-        assert_eq!(row(TaskType::AnimatedLesson), (3, 30, 5));
-        assert_eq!(row(TaskType::Documentation), (3, 15, 4));
-        assert_eq!(row(TaskType::Quiz), (3, 10, 6));
-        assert_eq!(row(TaskType::CourseVideo), (2, 180, 3));
-        assert_eq!(row(TaskType::StoryGeneration), (3, 10, 5));
-        assert_eq!(row(TaskType::ImageGeneration), (3, 15, 6));
-        assert_eq!(row(TaskType::VoiceGeneration), (3, 15, 6));
-        let q = c.get(TaskType::CourseVideo).queue_config();
+        let q = QueueConfig::from(c.get(TaskType::CourseVideo));
         assert_eq!(q.default_priority, Priority::Low);
         assert_eq!(q.backoff_base, Duration::from_secs(10));
         assert_eq!(q.backoff_max, Duration::from_secs(600));
@@ -555,7 +424,7 @@ mod tests {
         assert_eq!(s.api.max_streams_per_account, 5);
         assert_eq!(s.api.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT_SECS);
         assert_eq!(s.worker.lease_seconds, DEFAULT_LEASE_SECONDS);
-        let quiz = s.catalog().unwrap().get(TaskType::Quiz).queue_config();
+        let quiz = QueueConfig::from(s.catalog().unwrap().get(TaskType::Quiz));
         assert_eq!(quiz.max_attempts, 7);
         assert_eq!(quiz.default_priority, Priority::Urgent);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -579,25 +448,5 @@ mod tests {
         assert_eq!(p["TASKFLEET__TEXT__MODEL"], "llama3");
         assert_eq!(p["TASKFLEET__PROCESSORS__VIDEO_SIZE"], "160x90");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn overrides_of_unknown_types_or_out_of_range_are_refused() {
-        let bad_type = HashMap::from([("podcast".to_string(), TaskConfigOverride::default())]);
-        assert!(matches!(
-            Catalog::from_overrides(&bad_type),
-            Err(Error::UnknownTaskType(_))
-        ));
-        let bad_weight = HashMap::from([(
-            "video".to_string(),
-            TaskConfigOverride {
-                priority_weight: Some(11),
-                ..Default::default()
-            },
-        )]);
-        assert!(matches!(
-            Catalog::from_overrides(&bad_weight),
-            Err(Error::InvalidInput { .. })
-        ));
     }
 }

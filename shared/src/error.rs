@@ -70,6 +70,27 @@ impl From<deadpool_redis::PoolError> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<taskfleet_catalog::UnknownTaskType> for Error {
+    fn from(e: taskfleet_catalog::UnknownTaskType) -> Self {
+        Error::UnknownTaskType(e.0)
+    }
+}
+
+impl From<taskfleet_catalog::Invalid> for Error {
+    fn from(e: taskfleet_catalog::Invalid) -> Self {
+        Error::invalid(e.field, e.message)
+    }
+}
+
+impl From<taskfleet_catalog::CatalogError> for Error {
+    fn from(e: taskfleet_catalog::CatalogError) -> Self {
+        match e {
+            taskfleet_catalog::CatalogError::UnknownTaskType(u) => u.into(),
+            taskfleet_catalog::CatalogError::Invalid(i) => i.into(),
+        }
+    }
+}
+
 impl From<redis::ParsingError> for Error {
     fn from(e: redis::ParsingError) -> Self {
         Error::Redis(format!("unexpected reply: {e}"))

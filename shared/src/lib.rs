@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //! - [`keys`]: the only code that spells a Redis key.
-//! - [`task`]: task types, priorities, states, the task.
+//! - [`task`]: priorities, states, the task. Task types, their configs and typed requests
+//!   are the catalog's ([`catalog`], the `taskfleet-catalog` crate), re-exported here.
 //! - [`config`]: per-type configs, defaults, the settings file.
 //! - [`error`]: the typed error.
 //! - [`clock`]: the Redis server's clock, and a manual one for tests.
@@ -52,4 +53,6 @@ pub use follow::{EventEntry, EventFollower, WorkWaiter};
 pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
 pub use registry::WorkerInfo;
-pub use task::{Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus, TaskType};
+pub use task::{Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus};
+pub use taskfleet_catalog as catalog;
+pub use taskfleet_catalog::{TaskType, TEST_QUEUE};

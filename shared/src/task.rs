@@ -1,4 +1,5 @@
-//! The task model: the closed catalog of task types, priorities, states and the task itself.
+//! The task model: priorities, states and the task itself. (The closed catalog of task types
+//! is the `taskfleet-catalog` crate's, re-exported as [`crate::TaskType`].)
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,65 +12,6 @@ use crate::error::{Error, Result};
 
 /// Milliseconds since the Unix epoch, by the Redis server's clock (see [`crate::clock`]).
 pub type Millis = i64;
-
-/// The task types that come with taskfleet. The queue engine itself takes type names (any
-/// string), so this closed catalog sits above it; adding a type adds a variant here, and the
-/// compiler lists every `match` that must handle it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskType {
-    Video,
-    AnimatedLesson,
-    Documentation,
-    Quiz,
-    CourseVideo,
-    StoryGeneration,
-    ImageGeneration,
-    VoiceGeneration,
-}
-
-impl TaskType {
-    pub const ALL: [TaskType; 8] = [
-        TaskType::Video,
-        TaskType::AnimatedLesson,
-        TaskType::Documentation,
-        TaskType::Quiz,
-        TaskType::CourseVideo,
-        TaskType::StoryGeneration,
-        TaskType::ImageGeneration,
-        TaskType::VoiceGeneration,
-    ];
-
-    /// The name on the wire and in Redis keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskType::Video => "video",
-            TaskType::AnimatedLesson => "animated_lesson",
-            TaskType::Documentation => "documentation",
-            TaskType::Quiz => "quiz",
-            TaskType::CourseVideo => "course_video",
-            TaskType::StoryGeneration => "story_generation",
-            TaskType::ImageGeneration => "image_generation",
-            TaskType::VoiceGeneration => "voice_generation",
-        }
-    }
-}
-
-impl fmt::Display for TaskType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        TaskType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| Error::UnknownTaskType(s.to_string()))
-    }
-}
 
 /// A band of the queue: every urgent task of a type runs before any high one, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -372,18 +314,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_unknown_names_are_refused() {
-        for t in TaskType::ALL {
-            assert_eq!(t.as_str().parse::<TaskType>().unwrap(), t);
-            assert_eq!(
-                serde_json::to_value(t).unwrap(),
-                Value::String(t.to_string())
-            );
-        }
-        assert!(matches!(
-            "podcast".parse::<TaskType>(),
-            Err(Error::UnknownTaskType(_))
-        ));
+    fn unknown_priorities_are_refused() {
         assert!(matches!(
             "asap".parse::<Priority>(),
             Err(Error::InvalidInput { .. })

@@ -51,13 +51,35 @@ async fn tasks_come_out_by_band_then_enqueue_time() {
 }
 
 #[tokio::test]
+async fn a_catalog_types_request_is_checked_by_the_library_naming_the_field() {
+    let b = testing::broker(&[("image_generation", taskfleet::QueueConfig::default())]);
+    match b
+        .enqueue(
+            NewTask::new(
+                "image_generation",
+                json!({"prompt": "a cat", "width": 9999}),
+            ),
+            T0,
+        )
+        .await
+    {
+        Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "request.width"),
+        other => panic!("expected the width refused, got {other:?}"),
+    }
+    assert_eq!(key_count(&b).await, 0);
+}
+
+#[tokio::test]
 async fn a_request_without_priority_gets_its_types_band() {
     let b = testing::broker(&[(
         "quiz",
-        taskfleet::TaskConfig::default_for(TaskType::Quiz).queue_config(),
+        taskfleet::QueueConfig::from(&taskfleet::TaskConfig::default_for(TaskType::Quiz)),
     )]);
     let e = b
-        .enqueue(NewTask::new("quiz", json!({})), T0)
+        .enqueue(
+            NewTask::new("quiz", json!({"source_text": "Paris is in France."})),
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(e.priority, Priority::Normal);
@@ -441,7 +463,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     ));
     assert!(matches!(
         "podcast".parse::<TaskType>(),
-        Err(Error::UnknownTaskType(_))
+        Err(taskfleet::catalog::UnknownTaskType(_))
     ));
     assert!(matches!(
         "asap".parse::<Priority>(),

@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
             t.as_str().to_string(),
             Queue {
                 processor: processors::for_type(t, &deps),
-                config: c.queue_config(),
+                config: QueueConfig::from(c),
             },
         );
     }

@@ -108,10 +108,10 @@ async fn a_memory_limited_worker_refuses_a_lesson_of_hours_of_speech_and_runs_th
     let artifacts = dir.path().join("artifacts");
     let mut worker = LimitedWorker::start(&url, b.keys().prefix(), &artifacts, "animated_lesson");
 
-    // Straight into the queue, past the API's check.
+    // Straight into the queue, past the API's and the library's checks.
     let now = common::now(&b).await;
     let hostile = b
-        .enqueue(
+        .enqueue_unchecked(
             NewTask::new("animated_lesson", hours_of_steps(50)).owner("acme", "ann"),
             now,
         )

@@ -1,5 +1,7 @@
-//! The eight typed endpoints `POST /api/<type>/generate`: a typed request (unknown fields 422,
-//! limits 400, both naming the field), answered like POST /api/tasks.
+//! The eight typed endpoints `POST /api/<type>/generate`: a catalog request with the enqueue
+//! options next to its fields (unknown fields 422, limits 400, both naming the field),
+//! answered like POST /api/tasks. Their body schemas are the catalog types' with the options
+//! added ([`crate::openapi`]).
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,18 +12,18 @@ use crate::enqueue::{enqueue, EnqueueResponse};
 use crate::error::{AppError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::requests::{
-    typed, AnimatedLessonRequest, CourseVideoRequest, DocumentationRequest, ImageRequest,
-    QuizRequest, StoryRequest, TypedRequest, VideoRequest, VoiceRequest,
+    typed_body, AnimatedLessonRequest, CatalogRequest, CourseVideoRequest, DocumentationRequest,
+    ImageRequest, QuizRequest, StoryRequest, VideoRequest, VoiceRequest,
 };
 use crate::state::AppState;
 
-async fn generate<R: TypedRequest>(
+async fn generate<R: CatalogRequest>(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
-    req: R,
+    body: serde_json::Value,
 ) -> Result<Response, AppError> {
-    let (request, options) = typed(req)?;
+    let (request, options) = typed_body::<R>(body)?;
     enqueue(
         state,
         caller,
@@ -53,9 +55,9 @@ macro_rules! generate_endpoint {
             State(state): State<AppState>,
             caller: Caller,
             headers: HeaderMap,
-            ApiJson(req): ApiJson<$req>,
+            ApiJson(body): ApiJson<serde_json::Value>,
         ) -> Result<Response, AppError> {
-            generate(&state, &caller, &headers, req).await
+            generate::<$req>(&state, &caller, &headers, body).await
         }
     };
 }

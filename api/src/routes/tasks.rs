@@ -10,8 +10,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use taskfleet::artifacts::{ByteRange, Opened};
+use taskfleet::TEST_QUEUE;
 use taskfleet::{Millis, Task, TaskStatus, TaskType};
-use taskfleet_worker::processors::testing::TEST_QUEUE;
 use utoipa::{IntoParams, ToSchema};
 
 use super::load_owned;
@@ -112,19 +112,6 @@ pub struct TaskTypesResponse {
     pub task_types: Vec<TaskTypeInfo>,
 }
 
-fn endpoint_of(t: TaskType) -> &'static str {
-    match t {
-        TaskType::Video => "/api/video/generate",
-        TaskType::AnimatedLesson => "/api/animated-lesson/generate",
-        TaskType::Documentation => "/api/documentation/generate",
-        TaskType::Quiz => "/api/quiz/generate",
-        TaskType::CourseVideo => "/api/course-video/generate",
-        TaskType::StoryGeneration => "/api/story/generate",
-        TaskType::ImageGeneration => "/api/image/generate",
-        TaskType::VoiceGeneration => "/api/voice-generation/generate",
-    }
-}
-
 /// Every task type with its configuration.
 #[utoipa::path(get, path = "/api/tasks/types", tag = "tasks",
     responses((status = 200, body = TaskTypesResponse), (status = 401, body = ErrorBody)),
@@ -139,10 +126,10 @@ pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TaskT
             max_attempts: c.max_attempts,
             timeout_minutes: c.timeout_minutes,
             priority_weight: c.priority_weight,
-            default_priority: c.queue_config().default_priority.to_string(),
+            default_priority: taskfleet::QueueConfig::from(c).default_priority.to_string(),
             backoff_base_secs: c.backoff_base_secs,
             backoff_max_secs: c.backoff_max_secs,
-            endpoint: Some(endpoint_of(t).to_string()),
+            endpoint: Some(t.endpoint().to_string()),
         })
         .collect();
     if state.test_processors {

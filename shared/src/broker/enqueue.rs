@@ -125,7 +125,25 @@ impl Broker {
         tasks: Vec<NewTask>,
         at: impl Into<At>,
     ) -> Result<Vec<Enqueued>> {
-        let at = at.into();
+        self.enqueue_checked(tasks, at.into(), true).await
+    }
+
+    /// Enqueues without the catalog's check of the requests: for tests of what a processor
+    /// does with a request that got past every check (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub async fn enqueue_unchecked(&self, task: NewTask, at: impl Into<At>) -> Result<Enqueued> {
+        Ok(self
+            .enqueue_checked(vec![task], at.into(), false)
+            .await?
+            .remove(0))
+    }
+
+    async fn enqueue_checked(
+        &self,
+        tasks: Vec<NewTask>,
+        at: At,
+        check_catalog: bool,
+    ) -> Result<Vec<Enqueued>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -138,7 +156,7 @@ impl Broker {
         // Validate all first, so bad input writes nothing.
         let mut groups: HashMap<&str, Vec<Prepared>> = HashMap::new();
         for (i, t) in tasks.iter().enumerate() {
-            let p = self.prepare(i, t)?;
+            let p = self.prepare(i, t, check_catalog)?;
             groups.entry(t.task_type.as_str()).or_default().push(p);
         }
         let calls = groups.into_iter().flat_map(|(task_type, items)| {
@@ -167,10 +185,25 @@ impl Broker {
     }
 
     /// Checks one task and turns it into the script's arguments.
-    fn prepare(&self, index: usize, t: &NewTask) -> Result<Prepared> {
+    fn prepare(&self, index: usize, t: &NewTask, check_catalog: bool) -> Result<Prepared> {
         let q = self.queue_config(&t.task_type)?;
         if !t.request.is_object() {
             return Err(Error::invalid("request", "must be a JSON object"));
+        }
+        // A catalog type's request is checked as its processor will parse it: a program that
+        // enqueues through the library gets the API's validation, the field named.
+        if let Some(catalog_type) = check_catalog
+            .then(|| t.task_type.parse::<crate::TaskType>().ok())
+            .flatten()
+        {
+            crate::catalog::requests::validate_for(catalog_type, &t.request).map_err(|e| {
+                let field = if e.field == "request" {
+                    e.field
+                } else {
+                    format!("request.{}", e.field)
+                };
+                Error::invalid(field, e.message)
+            })?;
         }
         let request = t.request.to_string();
         if request.len() > MAX_REQUEST_BYTES {

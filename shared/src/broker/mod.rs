@@ -235,7 +235,7 @@ impl Broker {
             .lease(Duration::from_secs(settings.worker.lease_seconds))
             .retention(settings.retention.clone())
             .limits(settings.limits.clone())
-            .queues(settings.catalog()?.queues())
+            .queues(crate::config::queues(&settings.catalog()?))
             .build()
     }
 

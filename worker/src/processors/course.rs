@@ -144,22 +144,6 @@ impl Processor for CourseVideoProcessor {
         }
         self.join(ctx, &r, &ids, &children).await
     }
-
-    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
-        let slides: usize = request
-            .get("lessons")
-            .and_then(Value::as_array)
-            .map_or(1, |ls| {
-                ls.iter()
-                    .map(|l| {
-                        l.get("slides")
-                            .and_then(Value::as_array)
-                            .map_or(1, Vec::len)
-                    })
-                    .sum()
-            });
-        2 + (slides / 6) as u32
-    }
 }
 
 impl CourseVideoProcessor {

@@ -164,8 +164,4 @@ impl Processor for ImageProcessor {
             "prompt": r.prompt,
         }))
     }
-
-    fn estimate_completion_minutes(&self, _request: &Value) -> u32 {
-        1
-    }
 }

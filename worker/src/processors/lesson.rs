@@ -106,14 +106,6 @@ impl Processor for AnimatedLessonProcessor {
             "audio_embedded": embedded,
         }))
     }
-
-    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
-        let steps = request
-            .get("steps")
-            .and_then(Value::as_array)
-            .map_or(1, Vec::len);
-        1 + (steps / 20) as u32
-    }
 }
 
 fn esc(s: &str) -> String {

@@ -34,7 +34,7 @@ pub mod lesson;
 pub mod openai;
 pub mod quiz;
 mod render;
-pub mod requests;
+pub use taskfleet::catalog::requests;
 pub mod sanitize;
 pub mod story;
 pub mod testing;
@@ -184,9 +184,6 @@ impl TaskContext {
 pub trait Processor: Send + Sync {
     /// Does the work; the result JSON is stored on the task.
     async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError>;
-
-    /// How long one run of this request takes, in minutes (at least 1).
-    fn estimate_completion_minutes(&self, request: &Value) -> u32;
 }
 
 /// What processors need from the worker: where files go, which text and image providers to
@@ -319,15 +316,6 @@ fn processor_of(t: TaskType, deps: &Deps) -> Arc<dyn Processor> {
 /// start; the types that need them fail `Permanent` naming the program.
 pub fn missing_tools() -> Vec<&'static str> {
     Tools::default().missing()
-}
-
-/// How long a request of a type takes, in minutes, without building a processor (for the API's
-/// enqueue answer).
-pub fn estimate_completion_minutes(t: TaskType, request: &Value) -> u32 {
-    let deps = Deps::new(Arc::new(taskfleet::artifacts::LocalStore::new(".")));
-    for_type(t, &deps)
-        .estimate_completion_minutes(request)
-        .max(1)
 }
 
 /// A request that fails validation: `Permanent`, with the field named.

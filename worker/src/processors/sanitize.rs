@@ -95,10 +95,6 @@ impl Processor for Sanitized {
             }
         })
     }
-
-    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
-        self.0.estimate_completion_minutes(request)
-    }
 }
 
 #[cfg(test)]

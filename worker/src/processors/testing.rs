@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::{Processor, TaskContext, TaskError};
 
 /// The queue name of the test processors.
-pub const TEST_QUEUE: &str = "test";
+pub use taskfleet::TEST_QUEUE;
 
 pub struct TestProcessor;
 
@@ -64,9 +64,5 @@ impl Processor for TestProcessor {
             "panic" => panic!("planned panic in attempt {}", ctx.attempt),
             other => Err(TaskError::Permanent(format!("unknown test op {other:?}"))),
         }
-    }
-
-    fn estimate_completion_minutes(&self, _request: &Value) -> u32 {
-        1
     }
 }

@@ -228,10 +228,6 @@ impl Processor for StoryProcessor {
             "artifacts": [artifact],
         }))
     }
-
-    fn estimate_completion_minutes(&self, _request: &Value) -> u32 {
-        1
-    }
 }
 
 pub struct DocumentationProcessor {
@@ -264,10 +260,6 @@ impl Processor for DocumentationProcessor {
             "artifacts": [artifact],
         }))
     }
-
-    fn estimate_completion_minutes(&self, _request: &Value) -> u32 {
-        1
-    }
 }
 
 pub struct QuizProcessor {
@@ -298,9 +290,5 @@ impl Processor for QuizProcessor {
             "provider": self.text.name(),
             "artifacts": [artifact],
         }))
-    }
-
-    fn estimate_completion_minutes(&self, _request: &Value) -> u32 {
-        1
     }
 }

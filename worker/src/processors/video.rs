@@ -112,14 +112,6 @@ impl Processor for VideoProcessor {
             "slides": slides,
         }))
     }
-
-    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
-        let slides = request
-            .get("slides")
-            .and_then(Value::as_array)
-            .map_or(1, Vec::len);
-        1 + (slides / 6) as u32
-    }
 }
 
 /// One slide: its picture shown for `seconds`, with its narration (padded with silence).

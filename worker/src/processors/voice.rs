@@ -168,14 +168,6 @@ impl Processor for VoiceProcessor {
             "chunks": spoken.chunks,
         }))
     }
-
-    fn estimate_completion_minutes(&self, request: &Value) -> u32 {
-        let chars = request
-            .get("text")
-            .and_then(Value::as_str)
-            .map_or(0, str::len);
-        1 + (chars / 20_000) as u32
-    }
 }
 
 pub(crate) fn round2(x: f64) -> f64 {

@@ -96,7 +96,7 @@ pub fn broker(url: &str) -> Broker {
     let mut b = Broker::builder(url)
         .prefix(taskfleet::testing::fresh_prefix())
         .queue("test", test_queue());
-    for (name, cfg) in taskfleet::Catalog::default().queues() {
+    for (name, cfg) in taskfleet::config::queues(&taskfleet::Catalog::default()) {
         b = b.queue(name, cfg);
     }
     b.build().unwrap()

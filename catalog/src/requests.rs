@@ -1,12 +1,14 @@
-//! The typed request of each task type (DESIGN §9): serde shapes that refuse unknown fields,
-//! and `validate()` that names the field a limit refuses. The API checks requests with these
-//! before enqueueing; processors check them again, so a bad request that got in anyway fails
-//! `Permanent` with the field named instead of doing half the work.
+//! The typed request of each task type (DESIGN §9), its limits defined once: serde shapes that
+//! refuse unknown fields, `validate()` that names the field a limit refuses, and (feature
+//! `openapi`) their schema, whose limits [`crate::schema`] reads from the constants here. The
+//! API and the library check requests with these before enqueueing; processors parse them and
+//! check them again, so a bad request that got in anyway fails `Permanent` with the field
+//! named instead of doing half the work.
 
+use crate::task_type::TaskType;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use taskfleet::TaskType;
 
 /// Longest text of a voice request, in characters.
 pub const MAX_VOICE_CHARS: usize = 20_000;
@@ -22,6 +24,8 @@ pub const IMAGE_SIDE: std::ops::RangeInclusive<u32> = 64..=2048;
 pub const SPEED_WPM: std::ops::RangeInclusive<u32> = 80..=400;
 /// Default speech rate, in words per minute (espeak-ng's own default).
 pub const DEFAULT_SPEED_WPM: u32 = 175;
+/// Longest espeak-ng voice name, in characters.
+pub const MAX_VOICE_NAME: usize = 64;
 /// Default espeak-ng voice.
 pub const DEFAULT_VOICE: &str = "en";
 /// Slides of one video, steps of one lesson.
@@ -209,7 +213,7 @@ fn optional_text(field: &str, value: &Option<String>, max: usize) -> Result<(), 
 fn voice(field: &str, v: &Option<String>) -> Result<(), Invalid> {
     if let Some(v) = v {
         let ok = !v.is_empty()
-            && v.len() <= 64
+            && v.len() <= MAX_VOICE_NAME
             && !v.starts_with('-')
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_+/".contains(&b));
@@ -238,17 +242,22 @@ fn count(field: &str, n: usize, max: usize, what: &str) -> Result<(), Invalid> {
 
 /// `story_generation`: `{prompt, length?, audience?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StoryRequest {
+    /// What the story is about.
     pub prompt: String,
+    /// How long: short, medium (the default) or long.
     #[serde(default)]
     pub length: StoryLength,
+    /// Who it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
 }
 
 /// How long a story is, in words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StoryLength {
     Short,
@@ -285,11 +294,15 @@ impl TypedRequest for StoryRequest {
 
 /// `image_generation`: `{prompt, width?, height?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ImageRequest {
+    /// What to draw.
     pub prompt: String,
+    /// Pixels (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
+    /// Pixels (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
 }
@@ -326,9 +339,12 @@ impl TypedRequest for ImageRequest {
 
 /// `voice_generation`: `{text, voice?, speed?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VoiceRequest {
+    /// What to say (also at most an hour of speech at its speed).
     pub text: String,
+    /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
     /// Words per minute.
@@ -367,16 +383,21 @@ impl TypedRequest for VoiceRequest {
 
 /// `documentation`: `{title?, source, format?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DocumentationRequest {
+    /// A title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// The code (Rust, Python) or prose to document.
     pub source: String,
+    /// markdown (the default) or html.
     #[serde(default)]
     pub format: DocFormat,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DocFormat {
     #[default]
@@ -393,9 +414,12 @@ impl TypedRequest for DocumentationRequest {
 
 /// `quiz`: `{source_text, num_questions?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QuizRequest {
+    /// The text to ask about.
     pub source_text: String,
+    /// How many questions (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_questions: Option<u32>,
 }
@@ -427,9 +451,12 @@ impl TypedRequest for QuizRequest {
 
 /// One slide of a video: a title, and the text that is shown and narrated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Slide {
+    /// Shown on the slide and spoken first.
     pub title: String,
+    /// Shown and narrated.
     pub text: String,
 }
 
@@ -451,10 +478,14 @@ fn slides_narration(n: &mut Narration, slides: &[Slide]) {
 
 /// `video`: `{title, slides: [{title, text}], voice?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VideoRequest {
+    /// The video's title.
     pub title: String,
+    /// The slides, in order (their narration together is at most an hour).
     pub slides: Vec<Slide>,
+    /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
 }
@@ -472,17 +503,23 @@ impl TypedRequest for VideoRequest {
 
 /// One step of an animated lesson.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    /// Shown and narrated.
     pub text: String,
 }
 
 /// `animated_lesson`: `{title, steps: [{text}], voice?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AnimatedLessonRequest {
+    /// The lesson's title.
     pub title: String,
+    /// The steps, in order (their narration together is at most an hour).
     pub steps: Vec<Step>,
+    /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
 }
@@ -505,18 +542,26 @@ impl TypedRequest for AnimatedLessonRequest {
 
 /// One lesson of a course: it becomes one `video` task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Lesson {
+    /// The lesson's title.
     pub title: String,
+    /// Its slides, in order.
     pub slides: Vec<Slide>,
 }
 
 /// `course_video`: `{title, lessons: [{title, slides}], voice?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CourseVideoRequest {
+    /// The course's title.
     pub title: String,
+    /// The lessons, in order: each becomes one video (their narration together is at most
+    /// an hour).
     pub lessons: Vec<Lesson>,
+    /// An espeak-ng voice name such as `en`, `en-us` or `de+f3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
 }

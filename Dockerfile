@@ -15,6 +15,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p taskfleet-api -p taskfleet-worker \
+      --features taskfleet-api/object-store,taskfleet-worker/object-store \
  && mkdir -p /out \
  && cp target/release/taskfleet-api target/release/taskfleet-worker /out/
 

@@ -61,7 +61,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "== building the API"
-cargo build -q -p taskfleet-api --bins
+cargo build -q --workspace --bins --all-features  # the build scripts/test.sh makes: nothing rebuilt
 API_PORT="$(free_port)"
 ADMIN_KEY="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 BASE="http://127.0.0.1:${API_PORT}"

@@ -19,14 +19,14 @@ install_missing "${need[@]}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 # Binaries first: the worker and API tests (and the fuzzer) start real processes of them.
-cargo build --workspace --bins
+cargo build --workspace --bins --all-features
 echo "== fuzzing the REST API from its OpenAPI document"
 scripts/fuzz-api.sh  # no 5xx, no answer off the document
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --all-features 2>&1 | tee "$log"
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -38,8 +38,6 @@ pub struct AppState {
     /// Behind an `Arc`, like every field that is not one already: axum clones the state for
     /// each request that extracts it, and that clone should cost nothing.
     pub catalog: Arc<Catalog>,
-    /// For the events stream's own connection (a blocking XREAD must not hold a pooled one).
-    pub redis_url: Arc<str>,
     pub max_body_bytes: usize,
     /// SHA-256 hex of `TASKFLEET__AUTH__ADMIN_KEY`, if set: the key itself is not kept.
     pub admin_key_sha: Option<Arc<str>>,
@@ -86,7 +84,6 @@ impl AppState {
         Ok(AppState {
             artifacts: artifacts::from_settings(&settings.artifacts)?,
             catalog: Arc::new(catalog),
-            redis_url: settings.redis.url.as_str().into(),
             max_body_bytes: settings.api.max_body_bytes,
             admin_key_sha: settings
                 .auth

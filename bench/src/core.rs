@@ -370,11 +370,9 @@ async fn enqueue_case(
 
 /// The enqueue script driven by redis-benchmark (50 clients, C, no pool) with real arguments,
 /// `per_call` tasks a call: what the server does with our script when the client costs
-/// nothing, to tell server-side from client-side cost.
-///
-/// The script, its keys and its arguments are put together here as `broker/enqueue.rs` does
-/// (the includes joined before the file, 9 keys, 7 arguments, then 13 values a task): when
-/// that layout changes, this must follow, or the run fails on the server's error.
+/// nothing, to tell server-side from client-side cost. The script, its keys and arguments are
+/// the library's own call (`Broker::enqueue_script_call`), with each task's id made random per
+/// request by redis-benchmark.
 async fn enqueue_script_run(
     server: &mut Server,
     ceiling_args: &CeilingArgs,
@@ -382,68 +380,23 @@ async fn enqueue_script_run(
     tasks: usize,
     per_call: usize,
 ) -> Result<ScriptRun> {
-    // The same text as the library's `script!("enqueue.lua", "now.lua", "band.lua",
-    // "wake.lua")`, so the same SHA.
-    const ENQUEUE_LUA: &str = concat!(
-        include_str!("../../shared/src/scripts/includes/now.lua"),
-        "\n",
-        include_str!("../../shared/src/scripts/includes/band.lua"),
-        "\n",
-        include_str!("../../shared/src/scripts/includes/wake.lua"),
-        "\n",
-        include_str!("../../shared/src/scripts/enqueue.lua"),
-    );
-    let sha = server.script_load(ENQUEUE_LUA).await?;
-    let keys = taskfleet::Keys::new(format!("bR{per_call}"));
-    let key_list = [
-        keys.queued(QUEUE),
-        keys.scheduled(QUEUE),
-        keys.stats(QUEUE),
-        keys.events(QUEUE),
-        keys.signal(QUEUE),
-        keys.task_prefix(QUEUE),
-        keys.account_prefix(QUEUE),
-        keys.idem_prefix(QUEUE),
-        keys.account_bytes(QUEUE),
-    ];
+    let b = broker(&server.url(), &format!("bR{per_call}"), "bench-script", 1)?;
+    let template: Vec<NewTask> = (0..per_call).map(|i| bench_task(i, 1)).collect();
+    let call = b.enqueue_script_call(&template, clock.now_ms())?;
+    let sha = server.script_load(call.source).await?;
     // -r is read as a C int: a keyspace over 2^31 wraps and every __rand_int__ becomes 0 (one
     // task written over and over). 10^9 keeps the ids distinct but for a handful of collisions.
     let mut cmd: Vec<String> = vec!["-r".into(), "1000000000".into(), "EVALSHA".into(), sha];
-    cmd.push(key_list.len().to_string());
-    cmd.extend(key_list);
-    cmd.extend([
-        clock.now_ms().to_string(),
-        QUEUE.to_string(),
-        taskfleet::broker::IDEMPOTENCY_TTL.as_secs().to_string(),
-        taskfleet::broker::EVENTS_MAXLEN.to_string(),
-        // All or nothing, no task or byte quota: as the bench's own brokers enqueue.
-        "all".to_string(),
-        "0".to_string(),
-        "0".to_string(),
-    ]);
-    for _ in 0..per_call {
-        // redis-benchmark puts a fresh random number in every __rand_int__ of every request.
-        // id, explicit, priority, run_at, max_attempts, request, account, user, webhook,
-        // parent, batch, idempotency key, fingerprint.
-        cmd.extend(
-            [
-                "r-__rand_int__",
-                "",
-                "normal",
-                "0",
-                "3",
-                r#"{"n":123}"#,
-                "acct1",
-                "user1",
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]
-            .map(String::from),
-        );
-    }
+    cmd.push(call.keys.len().to_string());
+    cmd.extend(call.keys);
+    // redis-benchmark puts a fresh random number in every __rand_int__ of every request.
+    cmd.extend(call.args.into_iter().map(|a| {
+        if call.ids.contains(&a) {
+            "r-__rand_int__".to_string()
+        } else {
+            a
+        }
+    }));
     let run_args = CeilingArgs {
         requests: (tasks / per_call).max(ceiling_args.clients),
         ..ceiling_args.clone()

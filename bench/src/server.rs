@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-use taskfleet::testing::RedisServer;
+use taskfleet::testing::{Admin, RedisServer};
 
 /// Connecting to the run's own redis-server on loopback.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,10 +23,11 @@ const SCRIPT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// and on a slower or busier machine past redis-rs's default 500 ms many times over.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A redis-server owned by this run, with one connection for INFO and SCRIPT LOAD.
+/// A redis-server owned by this run, with the harness's admin connection for INFO, SCRIPT
+/// LOAD, FLUSHALL and CONFIG.
 pub struct Server {
     redis: RedisServer,
-    conn: MultiplexedConnection,
+    admin: Admin,
 }
 
 impl Server {
@@ -36,16 +35,10 @@ impl Server {
     pub async fn start() -> Result<Server> {
         // RedisServer::start polls the port synchronously: keep it off the runtime's threads.
         let redis = tokio::task::spawn_blocking(RedisServer::start).await?;
-        let client = redis::Client::open(redis.url())?;
-        // No default response timeout: every call below sets its own (see `query`).
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let admin = Admin::connect(&redis.url(), CONNECT_TIMEOUT)
             .await
             .context("connecting to the bench redis-server")?;
-        Ok(Server { redis, conn })
+        Ok(Server { redis, admin })
     }
 
     pub fn url(&self) -> String {
@@ -58,9 +51,11 @@ impl Server {
 
     /// One field of `INFO <section>`, as text.
     pub async fn info_field(&self, section: &str, field: &str) -> Result<String> {
-        let text: String = self
-            .query("INFO", redis::cmd("INFO").arg(section), INFO_TIMEOUT)
-            .await?;
+        let text = self
+            .admin
+            .info(section, INFO_TIMEOUT)
+            .await
+            .with_context(|| format!("INFO {section} (limit {INFO_TIMEOUT:?})"))?;
         info_value(&text, field).with_context(|| format!("INFO {section} has no {field}"))
     }
 
@@ -82,62 +77,39 @@ impl Server {
 
     /// Loads a Lua script into the server's cache; returns its SHA1 for EVALSHA.
     pub async fn script_load(&mut self, body: &str) -> Result<String> {
-        self.query(
-            "SCRIPT LOAD",
-            redis::cmd("SCRIPT").arg("LOAD").arg(body),
-            SCRIPT_LOAD_TIMEOUT,
-        )
-        .await
+        self.admin
+            .script_load(body, SCRIPT_LOAD_TIMEOUT)
+            .await
+            .with_context(|| format!("SCRIPT LOAD (limit {SCRIPT_LOAD_TIMEOUT:?})"))
     }
 
     /// Deletes every key (`FLUSHALL SYNC`; the script cache stays): between rounds, so that
     /// each round starts from the same empty keyspace. SYNC, not ASYNC: the memory is free
     /// when this returns, so no background freeing takes CPU from the next round's ceiling.
     pub async fn flush(&mut self) -> Result<()> {
-        self.query(
-            "FLUSHALL SYNC",
-            redis::cmd("FLUSHALL").arg("SYNC"),
-            FLUSH_TIMEOUT,
-        )
-        .await
+        self.admin
+            .flush_all(FLUSH_TIMEOUT)
+            .await
+            .with_context(|| format!("FLUSHALL SYNC (limit {FLUSH_TIMEOUT:?})"))
     }
 
     /// Zeroes the per-command counters (`CONFIG RESETSTAT`).
     pub async fn reset_stats(&mut self) -> Result<()> {
-        self.query(
-            "CONFIG RESETSTAT",
-            redis::cmd("CONFIG").arg("RESETSTAT"),
-            INFO_TIMEOUT,
-        )
-        .await
+        self.admin
+            .reset_stats(INFO_TIMEOUT)
+            .await
+            .with_context(|| format!("CONFIG RESETSTAT (limit {INFO_TIMEOUT:?})"))
     }
 
     /// `INFO commandstats`: calls and microseconds per command since the last reset,
     /// commands run inside scripts included.
     pub async fn command_stats(&mut self) -> Result<Vec<CommandStat>> {
-        let text: String = self
-            .query(
-                "INFO commandstats",
-                redis::cmd("INFO").arg("commandstats"),
-                INFO_TIMEOUT,
-            )
-            .await?;
-        Ok(parse_command_stats(&text))
-    }
-
-    /// Runs one admin command (`what`, for the error) on a clone of the connection that waits
-    /// at most `limit` for the answer (the clone's timeout is its own; the others keep theirs).
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        what: &str,
-        cmd: &redis::Cmd,
-        limit: Duration,
-    ) -> Result<T> {
-        let mut conn = self.conn.clone();
-        conn.set_response_timeout(limit);
-        cmd.query_async(&mut conn)
+        let text = self
+            .admin
+            .info("commandstats", INFO_TIMEOUT)
             .await
-            .with_context(|| format!("{what} on the bench redis-server (limit {limit:?})"))
+            .with_context(|| format!("INFO commandstats (limit {INFO_TIMEOUT:?})"))?;
+        Ok(parse_command_stats(&text))
     }
 }
 

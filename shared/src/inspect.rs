@@ -113,6 +113,21 @@ impl Broker {
             .collect())
     }
 
+    /// How many tasks of each registered queue completed at or after `since` (ms), in one
+    /// round trip: throughput over a recent window.
+    pub async fn completed_since(&self, since: Millis) -> Result<HashMap<String, u64>> {
+        let names = self.queue_names();
+        let mut pipe = redis::pipe();
+        for t in &names {
+            pipe.cmd("ZCOUNT")
+                .arg(self.keys().completed(t))
+                .arg(since)
+                .arg("+inf");
+        }
+        let counts: Vec<u64> = self.with_conn(async |c| pipe.query_async(c).await).await?;
+        Ok(names.into_iter().map(String::from).zip(counts).collect())
+    }
+
     /// The set that holds the ids of a type in a state.
     pub fn state_key(&self, task_type: &str, s: TaskStatus) -> String {
         let k = self.keys();

@@ -343,3 +343,59 @@ pub async fn register_vanished_worker(broker: &Broker, id: &str, last_beat: i64)
     let set = broker.keys().workers();
     command::<()>(broker, &["ZADD", &set, &last_beat.to_string(), id]).await
 }
+
+/// Administration of a server a test or the benchmark owns (INFO, SCRIPT LOAD, FLUSHALL,
+/// CONFIG RESETSTAT), each call with a response timeout sized by its caller to what it does:
+/// a `FLUSHALL SYNC` of a benchmark round's keys takes seconds on a busy machine, an INFO
+/// waits behind many clients' commands.
+pub struct Admin {
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl Admin {
+    /// Connects to `url` within `connect`.
+    pub async fn connect(url: &str, connect: Duration) -> crate::Result<Admin> {
+        let client = redis::Client::open(url)
+            .map_err(|e| crate::Error::invalid("redis.url", e.to_string()))?;
+        // No default response timeout: every call sets its own.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(None);
+        Ok(Admin {
+            conn: client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?,
+        })
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        args: &[&str],
+        limit: Duration,
+    ) -> crate::Result<T> {
+        let mut conn = self.conn.clone();
+        conn.set_response_timeout(limit);
+        let (name, rest) = args.split_first().expect("a command");
+        Ok(redis::cmd(name).arg(rest).query_async(&mut conn).await?)
+    }
+
+    /// `INFO <section>` as text.
+    pub async fn info(&self, section: &str, limit: Duration) -> crate::Result<String> {
+        self.run(&["INFO", section], limit).await
+    }
+
+    /// Loads a script into the server's cache; its SHA1.
+    pub async fn script_load(&self, body: &str, limit: Duration) -> crate::Result<String> {
+        self.run(&["SCRIPT", "LOAD", body], limit).await
+    }
+
+    /// Deletes every key, freeing the memory before it answers (the script cache stays).
+    pub async fn flush_all(&self, limit: Duration) -> crate::Result<()> {
+        self.run(&["FLUSHALL", "SYNC"], limit).await
+    }
+
+    /// Zeroes the per-command counters of `INFO commandstats`.
+    pub async fn reset_stats(&self, limit: Duration) -> crate::Result<()> {
+        self.run(&["CONFIG", "RESETSTAT"], limit).await
+    }
+}

@@ -140,6 +140,13 @@ impl Health {
     }
 }
 
+/// An HTTP client builder on rustls with ring, installed as the process's crypto provider at
+/// first use (installing it again is harmless): the worker's one way to make a client.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// Retry delays while Redis is unreachable: 50 ms doubling to 2 s.
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis((50u64 << failures.min(6)).min(2_000))

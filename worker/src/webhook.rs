@@ -19,7 +19,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
 
 static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
-    reqwest::Client::builder()
+    crate::http_client()
         .timeout(TIMEOUT)
         .user_agent(concat!("taskfleet-worker/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -1174,6 +1174,7 @@ async fn a_course_cancelled_while_it_waits_cancels_its_waiting_lessons() {
     );
 }
 
+#[cfg(feature = "object-store")]
 #[tokio::test]
 async fn artifacts_can_live_in_an_object_store() {
     let s = setup();

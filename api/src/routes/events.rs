@@ -1,8 +1,9 @@
 //! GET /api/tasks/{id}/events: Server-Sent Events of one task, its current state first, then
 //! every change until it ends.
 //!
-//! Each stream reads its type's events STREAM with `XREAD BLOCK` on a connection of its own:
-//! a blocking read on a pooled connection would hold it for seconds and starve other requests.
+//! Each stream follows its type's events STREAM through the library ([`EventFollower`]:
+//! `XREAD BLOCK` on a connection of its own; a blocking read on the shared connection would
+//! stall every other call).
 //! The last stream id is read before the task, so a change between the two is not missed.
 //! Every event sends the whole task as GET /api/tasks/{id} shows it, re-read from its hash, so
 //! a client never has to merge partial updates. A stream lives at most `sse_lifetime` and ends
@@ -14,9 +15,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::AsyncCommands;
+use taskfleet::EventFollower;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -69,12 +68,10 @@ pub async fn events(
         .clone()
         .try_acquire_owned()
         .map_err(|_| AppError::TooManyStreams)?;
-    let stream_key = state.broker.keys().events(&task.task_type);
-    let mut conn = dedicated_connection(&state.redis_url).await?;
-    let last_id = last_entry_id(&mut conn, &stream_key).await?;
+    let follower = state.broker.follow_events(&task.task_type, BLOCK).await?;
     let (tx, rx) = mpsc::channel::<Event>(16);
     tokio::spawn(async move {
-        follow(state, task.id, stream_key, conn, last_id, tx).await;
+        follow(state, task.id, follower, tx).await;
         // The stream and its connection are gone.
         drop(permit);
         drop(place);
@@ -83,51 +80,11 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn dedicated_connection(url: &str) -> Result<MultiplexedConnection, AppError> {
-    let client =
-        redis::Client::open(url).map_err(|e| AppError::Internal(format!("redis url: {e}")))?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        // Longer than the block, so a blocking read is not cut short by its own timeout.
-        .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))
-}
-
-async fn last_entry_id(conn: &mut MultiplexedConnection, key: &str) -> Result<String, AppError> {
-    let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
-        .arg(key)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(conn)
-        .await
-        .map_err(|e| AppError::from(taskfleet::Error::from(e)))?;
-    Ok(last
-        .into_iter()
-        .next()
-        .map(|(id, _)| id)
-        .unwrap_or_else(|| "0-0".to_string()))
-}
-
 /// Sends the task's state, then each change, until it ends, the client leaves, the lifetime
 /// passes or the server shuts down.
-async fn follow(
-    state: AppState,
-    id: String,
-    stream_key: String,
-    mut conn: MultiplexedConnection,
-    mut last_id: String,
-    tx: mpsc::Sender<Event>,
-) {
+async fn follow(state: AppState, id: String, mut follower: EventFollower, tx: mpsc::Sender<Event>) {
     let deadline = tokio::time::Instant::now() + state.sse_lifetime;
     let mut last_sent: Option<String> = None;
-    let opts = StreamReadOptions::default()
-        .block(BLOCK.as_millis() as usize)
-        .count(READ_COUNT);
     loop {
         // The task as it is now; sent if it changed since the last event.
         let task = match state.broker.get(&id).await {
@@ -152,42 +109,23 @@ async fn follow(
             return;
         }
         // Wait for an entry about this task (or the block to pass, or an end).
-        let mut changed = false;
-        while !changed {
-            let keys = [stream_key.as_str()];
-            let ids = [last_id.as_str()];
-            let read = conn.xread_options::<_, _, StreamReadReply>(&keys, &ids, &opts);
-            let reply = tokio::select! {
+        loop {
+            let read = follower.next(BLOCK, READ_COUNT);
+            let entries = tokio::select! {
                 r = read => r,
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = state.shutdown.cancelled() => return,
                 _ = tx.closed() => return,
             };
-            let reply = match reply {
-                Ok(r) => r,
+            match entries {
+                // The block passed: re-read the task anyway.
+                Ok(entries) if entries.is_empty() => break,
+                Ok(entries) if entries.iter().any(|e| e.is_about(&id)) => break,
+                Ok(_) => {}
                 Err(e) => {
-                    let _ = tx.send(error_event(taskfleet::Error::from(e).into())).await;
+                    let _ = tx.send(error_event(e.into())).await;
                     return;
                 }
-            };
-            let mut got_any = false;
-            for key in reply.keys {
-                for entry in key.ids {
-                    got_any = true;
-                    // One task's entry names it in `id`; a batch's (enqueue, claim,
-                    // complete) lists its tasks in `ids`.
-                    let about: Option<String> = entry.get("id");
-                    let batch: Option<String> = entry.get("ids");
-                    if about.as_deref() == Some(id.as_str())
-                        || batch.is_some_and(|ids| ids.split(',').any(|i| i == id))
-                    {
-                        changed = true;
-                    }
-                    last_id = entry.id;
-                }
-            }
-            if !got_any {
-                break; // the block passed: re-read the task anyway
             }
         }
     }
@@ -205,16 +143,4 @@ fn error_event(e: AppError) -> Event {
         serde_json::json!({"error": {"code": code, "message": "the event stream ended early; reconnect"}})
             .to_string(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_blocking_read_that_times_out_is_an_empty_reply_not_an_error() {
-        // XREAD BLOCK answers nil when nothing arrived; the loop relies on that being empty.
-        let r: StreamReadReply = redis::from_redis_value(redis::Value::Nil).unwrap();
-        assert!(r.keys.is_empty());
-    }
 }

@@ -29,13 +29,7 @@ pub async fn health() -> Json<HealthResponse> {
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthResponse>, AppError> {
-    let pong: String = state
-        .broker
-        .with_conn(async |c| redis::cmd("PING").query_async(c).await)
-        .await?;
-    if pong != "PONG" {
-        return Err(AppError::Unavailable(format!("PING answered {pong:?}")));
-    }
+    state.broker.ping().await?;
     // The clock follows Redis from the first time it answers.
     state.clock.try_sync(&state.broker).await;
     Ok(Json(HealthResponse {

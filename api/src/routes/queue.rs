@@ -108,21 +108,12 @@ fn average_run_ms(stats: &BTreeMap<String, i64>) -> Option<u64> {
 async fn admin_status(state: &AppState) -> Result<Json<QueueStatusResponse>, AppError> {
     let now = state.now();
     let statuses = state.broker.status().await?;
-    let mut pipe = redis::pipe();
-    for s in &statuses {
-        pipe.cmd("ZCOUNT")
-            .arg(state.broker.keys().completed(&s.task_type))
-            .arg(now - 60_000)
-            .arg("+inf");
-    }
-    let recent: Vec<u64> = state
-        .broker
-        .with_conn(async |c| pipe.query_async(c).await)
-        .await?;
+    let recent = state.broker.completed_since(now - 60_000).await?;
     let workers = read_live(&state.broker).await?;
     let mut totals = zero_totals();
     let mut types = Vec::with_capacity(statuses.len());
-    for (s, completed_last_minute) in statuses.into_iter().zip(recent) {
+    for s in statuses {
+        let completed_last_minute = recent.get(&s.task_type).copied().unwrap_or(0);
         for (k, v) in &s.counts {
             *totals.entry(k.clone()).or_default() += v;
         }

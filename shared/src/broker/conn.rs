@@ -8,16 +8,22 @@ use redis::{FromRedisValue, RedisError, Script, ServerErrorKind};
 use super::Broker;
 use crate::error::{Error, Result};
 
-/// Builds a script from its file and the shared fragments it uses (`scripts/includes/*.lua`),
-/// joined at build time: a fragment (a score formula, the wake-up push) is written once.
-macro_rules! script {
+/// A script's source: its file after the shared fragments it uses (`scripts/includes/*.lua`),
+/// joined at build time, so a fragment (a score formula, the wake-up push) is written once.
+macro_rules! script_source {
     ($file:literal $(, $include:literal)* $(,)?) => {
-        ::std::sync::LazyLock::new(|| {
-            ::redis::Script::new(concat!(
-                $(include_str!(concat!("../scripts/includes/", $include)), "\n",)*
-                include_str!(concat!("../scripts/", $file))
-            ))
-        })
+        concat!(
+            $(include_str!(concat!("../scripts/includes/", $include)), "\n",)*
+            include_str!(concat!("../scripts/", $file))
+        )
+    };
+}
+pub(crate) use script_source;
+
+/// The script of [`script_source!`], sent by SHA.
+macro_rules! script {
+    ($($source:tt)*) => {
+        ::std::sync::LazyLock::new(|| ::redis::Script::new($crate::broker::conn::script_source!($($source)*)))
     };
 }
 pub(crate) use script;

@@ -9,14 +9,16 @@ use futures::future::join_all;
 use redis::FromRedisValue;
 use sha2::{Digest, Sha256};
 
-use super::conn::script;
+use super::conn::script_source;
 use super::{validate_ident, Broker, EVENTS_MAXLEN, IDEMPOTENCY_TTL, MAX_BATCH, MAX_REQUEST_BYTES};
 use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::task::{Enqueued, Millis, NewTask, Priority, TaskStatus};
 
+/// The enqueue script's source, as the server runs it.
+pub const ENQUEUE_SOURCE: &str = script_source!("enqueue.lua", "now.lua", "band.lua", "wake.lua");
 static ENQUEUE: std::sync::LazyLock<redis::Script> =
-    script!("enqueue.lua", "now.lua", "band.lua", "wake.lua");
+    std::sync::LazyLock::new(|| redis::Script::new(ENQUEUE_SOURCE));
 
 /// The values one task takes in `enqueue.lua`'s arguments.
 const STRIDE: usize = 13;
@@ -56,6 +58,17 @@ struct Prepared {
     account_id: String,
     idempotency_key: Option<String>,
     args: [String; STRIDE],
+}
+
+/// One script call spelled out: its source, keys and arguments (for a tool that drives the
+/// script itself, such as the benchmark's `redis-benchmark` run).
+#[derive(Debug, Clone)]
+pub struct ScriptCall {
+    pub source: &'static str,
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+    /// The ids the tasks were given (each also among `args`).
+    pub ids: Vec<String>,
 }
 
 /// `enqueue.lua`'s answer, decoded.
@@ -280,17 +293,47 @@ impl Broker {
         })
     }
 
-    /// One script call: the tasks of one type (at most [`MAX_BATCH`]); per task, its index
-    /// in the caller's list and what became of it.
-    async fn enqueue_call(
+    /// The enqueue script call that would write `tasks` (one type, at most [`MAX_BATCH`],
+    /// the limits of the first task's account), spelled out rather than sent.
+    pub fn enqueue_script_call(&self, tasks: &[NewTask], at: impl Into<At>) -> Result<ScriptCall> {
+        let first = tasks
+            .first()
+            .ok_or_else(|| Error::invalid("tasks", "at least one"))?;
+        if tasks.len() > MAX_BATCH || tasks.iter().any(|t| t.task_type != first.task_type) {
+            return Err(Error::invalid(
+                "tasks",
+                format!("one type, at most {MAX_BATCH}"),
+            ));
+        }
+        let prepared = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.prepare(i, t, true))
+            .collect::<Result<Vec<_>>>()?;
+        let limit = self.inner.limits.for_account(&first.account_id);
+        let (keys, mut args) =
+            self.enqueue_keys_args(&first.task_type, at.into(), Mode::All, limit);
+        for p in &prepared {
+            args.extend(p.args.iter().cloned());
+        }
+        Ok(ScriptCall {
+            source: ENQUEUE_SOURCE,
+            keys,
+            args,
+            ids: prepared.iter().map(|p| p.id.clone()).collect(),
+        })
+    }
+
+    /// The keys and leading arguments of one enqueue call.
+    fn enqueue_keys_args(
         &self,
         task_type: &str,
-        chunk: Vec<Prepared>,
         at: At,
         mode: Mode,
-    ) -> Result<Vec<(usize, Result<Enqueued>)>> {
+        limit: crate::config::AccountLimit,
+    ) -> (Vec<String>, Vec<String>) {
         let k = &self.inner.keys;
-        let keys = [
+        let keys = vec![
             k.queued(task_type),
             k.scheduled(task_type),
             k.stats(task_type),
@@ -301,15 +344,29 @@ impl Broker {
             k.idem_prefix(task_type),
             k.account_bytes(task_type),
         ];
-        // Every task of a call shares its account's limits: the script checks them against
-        // each account it sees, so a call mixes accounts only if they share limits.
-        let mut args = vec![
+        let args = vec![
             at.arg(),
             task_type.to_string(),
             IDEMPOTENCY_TTL.as_secs().to_string(),
             EVENTS_MAXLEN.to_string(),
             mode.arg().to_string(),
+            limit.max_tasks.to_string(),
+            limit.max_bytes.to_string(),
         ];
+        (keys, args)
+    }
+
+    /// One script call: the tasks of one type (at most [`MAX_BATCH`]); per task, its index
+    /// in the caller's list and what became of it.
+    async fn enqueue_call(
+        &self,
+        task_type: &str,
+        chunk: Vec<Prepared>,
+        at: At,
+        mode: Mode,
+    ) -> Result<Vec<(usize, Result<Enqueued>)>> {
+        // Every task of a call shares its account's limits: the script checks them against
+        // each account it sees, so a call mixes accounts only if they share limits.
         let limits: Vec<_> = chunk
             .iter()
             .map(|p| self.inner.limits.for_account(&p.account_id))
@@ -333,8 +390,7 @@ impl Broker {
             return Ok(out);
         }
         let limit = limits[0];
-        args.push(limit.max_tasks.to_string());
-        args.push(limit.max_bytes.to_string());
+        let (keys, mut args) = self.enqueue_keys_args(task_type, at, mode, limit);
         for p in &chunk {
             args.extend(p.args.iter().cloned());
         }

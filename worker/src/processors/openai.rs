@@ -123,7 +123,7 @@ pub struct OpenAi {
 impl OpenAi {
     /// An endpoint for `role` (`text provider`, `image provider`).
     pub fn new(settings: ProviderSettings, role: &'static str) -> Self {
-        let client = reqwest::Client::builder()
+        let client = crate::http_client()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .build()

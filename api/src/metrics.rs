@@ -1,18 +1,21 @@
-//! Request metrics in Prometheus text: a counter and a latency histogram per method, route
-//! template and status. Every label has a fixed set of values, so the number of series stays
+//! Request metrics (OpenMetrics text, by `prometheus-client`): a counter and a latency
+//! histogram per method, route template and status. Every label has a fixed set of values, so the number of series stays
 //! bounded whatever clients send: route templates (`/api/tasks/{id}`), not paths, and
 //! `unmatched` for any path no route has; the nine standard methods, and `other` for any method
 //! a client invents (HTTP lets a client send `BREW` or a fresh random token per request).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::state::AppState;
 
@@ -21,75 +24,56 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Series {
-    count: u64,
-    sum: f64,
-    buckets: [u64; BUCKETS.len()],
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
 }
 
-/// Counters of every request served.
-#[derive(Default)]
+/// Counters and latencies of every request served, kept and encoded by `prometheus-client`.
 pub struct Metrics {
-    // A std mutex: held for a few additions, never across an await.
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("taskfleet_api");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register("requests", "HTTP requests served", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "HTTP request latency",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let mut map = self.series.lock().expect("metrics lock");
-        let s = map
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default();
-        s.count += 1;
-        s.sum += seconds;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                s.buckets[i] += 1;
-            }
-        }
+    pub fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            method,
+            route: route.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(seconds);
     }
 
-    /// The Prometheus text exposition of the request series.
+    /// The OpenMetrics text exposition of the request series.
     pub fn render(&self) -> String {
-        let map = self.series.lock().expect("metrics lock");
         let mut out = String::new();
-        out.push_str("# HELP taskfleet_api_requests_total HTTP requests served.\n");
-        out.push_str("# TYPE taskfleet_api_requests_total counter\n");
-        for ((m, r, st), s) in map.iter() {
-            let _ = writeln!(
-                out,
-                "taskfleet_api_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{st}\"}} {}",
-                s.count
-            );
-        }
-        out.push_str("# HELP taskfleet_api_request_duration_seconds HTTP request latency.\n");
-        out.push_str("# TYPE taskfleet_api_request_duration_seconds histogram\n");
-        for ((m, r, st), s) in map.iter() {
-            let labels = format!("method=\"{m}\",route=\"{r}\",status=\"{st}\"");
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "taskfleet_api_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
-                    s.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "taskfleet_api_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "taskfleet_api_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "taskfleet_api_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
-        }
+        encode(&mut out, &self.registry).expect("writing to a String");
         out
     }
 }
@@ -142,7 +126,13 @@ mod tests {
         assert!(text.contains(
             "taskfleet_api_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 2"
         ));
-        assert!(text.contains("route=\"/health\",status=\"200\",le=\"0.005\"} 1"));
-        assert!(text.contains("route=\"/health\",status=\"200\",le=\"10\"} 2"));
+        assert!(
+            text.contains("le=\"0.005\",method=\"GET\",route=\"/health\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("le=\"10.0\",method=\"GET\",route=\"/health\",status=\"200\"} 2"),
+            "{text}"
+        );
     }
 }

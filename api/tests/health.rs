@@ -76,10 +76,11 @@ async fn metrics_count_requests_by_route_template_and_status() {
     api.call(Method::GET, "/nowhere", None, None).await;
     let r = api.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
+    // OpenMetrics text (prometheus-client's exposition), which Prometheus scrapes natively.
     assert!(r.headers["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     let text = String::from_utf8(r.bytes).unwrap();
     assert!(text
         .contains(r#"taskfleet_api_requests_total{method="GET",route="/health",status="200"} 1"#));

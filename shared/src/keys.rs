@@ -24,57 +24,58 @@ impl Keys {
         &self.prefix
     }
 
-    fn typed(&self, task_type: &str, what: &str) -> String {
+    /// `<prefix>:{<type>}:<what>`: a key in the type's hash tag, so one slot.
+    fn tagged(&self, task_type: &str, what: &str) -> String {
         format!("{}:{{{}}}:{}", self.prefix, task_type, what)
     }
 
     /// ZSET: ready ids, score = band × 10^13 + enqueue ms (lower runs first).
     pub fn queued(&self, t: &str) -> String {
-        self.typed(t, "queued")
+        self.tagged(t, "queued")
     }
     /// ZSET: ids waiting for their `run_at`, score = due ms.
     pub fn scheduled(&self, t: &str) -> String {
-        self.typed(t, "scheduled")
+        self.tagged(t, "scheduled")
     }
     /// ZSET: ids waiting out a retry backoff, score = due ms.
     pub fn retrying(&self, t: &str) -> String {
-        self.typed(t, "retrying")
+        self.tagged(t, "retrying")
     }
     /// ZSET: leased ids, score = lease deadline ms.
     pub fn processing(&self, t: &str) -> String {
-        self.typed(t, "processing")
+        self.tagged(t, "processing")
     }
     /// ZSET: completed ids, score = finish ms.
     pub fn completed(&self, t: &str) -> String {
-        self.typed(t, "completed")
+        self.tagged(t, "completed")
     }
     /// ZSET: failed ids, score = finish ms.
     pub fn failed(&self, t: &str) -> String {
-        self.typed(t, "failed")
+        self.tagged(t, "failed")
     }
     /// ZSET: cancelled ids, score = finish ms.
     pub fn cancelled(&self, t: &str) -> String {
-        self.typed(t, "cancelled")
+        self.tagged(t, "cancelled")
     }
     /// HASH: counters (enqueued, started, completed, failed, retried, cancelled, recovered, busy_ms).
     pub fn stats(&self, t: &str) -> String {
-        self.typed(t, "stats")
+        self.tagged(t, "stats")
     }
     /// STRING: present while claiming is stopped for this type.
     pub fn paused(&self, t: &str) -> String {
-        self.typed(t, "paused")
+        self.tagged(t, "paused")
     }
     /// STREAM: task events, capped.
     pub fn events(&self, t: &str) -> String {
-        self.typed(t, "events")
+        self.tagged(t, "events")
     }
     /// LIST: wake-up markers that idle workers block on.
     pub fn signal(&self, t: &str) -> String {
-        self.typed(t, "signal")
+        self.tagged(t, "signal")
     }
     /// Prefix of the task HASH keys; `task_prefix(t) + id` is a task.
     pub fn task_prefix(&self, t: &str) -> String {
-        self.typed(t, "task:")
+        self.tagged(t, "task:")
     }
     /// HASH: one task (DESIGN §4).
     pub fn task(&self, t: &str, id: &str) -> String {
@@ -82,7 +83,7 @@ impl Keys {
     }
     /// Prefix of the per-account index keys; `account_prefix(t) + account` is a ZSET of ids.
     pub fn account_prefix(&self, t: &str) -> String {
-        self.typed(t, "account:")
+        self.tagged(t, "account:")
     }
     /// ZSET: one account's task ids of this type, score = created ms.
     pub fn account(&self, t: &str, account_id: &str) -> String {
@@ -90,7 +91,7 @@ impl Keys {
     }
     /// Prefix of the idempotency keys; `+ account + ":" + key` is a STRING holding a task id.
     pub fn idem_prefix(&self, t: &str) -> String {
-        self.typed(t, "idem:")
+        self.tagged(t, "idem:")
     }
     /// STRING: the task id an Idempotency-Key of an account already created.
     pub fn idem(&self, t: &str, account_id: &str, key: &str) -> String {
@@ -98,12 +99,12 @@ impl Keys {
     }
     /// HASH: request bytes (JSON) each account holds of this type, by account id: its quota.
     pub fn account_bytes(&self, t: &str) -> String {
-        self.typed(t, "account_bytes")
+        self.tagged(t, "account_bytes")
     }
     /// STRING + TTL: the ids one claim call leased (comma-separated), for one lease, so that
     /// a claimer whose reply was lost can give them back; by the call's lease token prefix.
     pub fn claim_record(&self, t: &str, token_prefix: &str) -> String {
-        self.typed(t, &format!("claim:{token_prefix}"))
+        self.tagged(t, &format!("claim:{token_prefix}"))
     }
     /// HASH + TTL: a worker's heartbeat.
     pub fn worker(&self, worker_id: &str) -> String {

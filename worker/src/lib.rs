@@ -67,9 +67,9 @@ pub struct WorkerConfig {
     pub work_dir: std::path::PathBuf,
 }
 
-/// A queue this worker serves: its processor and config.
+/// How this worker handles one task type: its processor, and the config of the type's queue.
 #[derive(Clone)]
-pub struct Queue {
+pub struct Handler {
     pub processor: Arc<dyn Processor>,
     pub config: QueueConfig,
 }
@@ -79,7 +79,7 @@ pub struct Shared {
     pub broker: Broker,
     pub clock: Arc<dyn Clock>,
     pub config: WorkerConfig,
-    pub queues: HashMap<String, Queue>,
+    pub queues: HashMap<String, Handler>,
     pub store: Option<Arc<dyn ArtifactStore>>,
     pub metrics: Arc<Metrics>,
     /// The attempts claimed and not yet acknowledged.
@@ -93,7 +93,7 @@ impl Shared {
         broker: Broker,
         clock: Arc<dyn Clock>,
         config: WorkerConfig,
-        queues: HashMap<String, Queue>,
+        queues: HashMap<String, Handler>,
         store: Option<Arc<dyn ArtifactStore>>,
         metrics: Arc<Metrics>,
     ) -> Shared {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use taskfleet::{Broker, Clock, QueueConfig, RedisClock, Settings, TaskType};
 use taskfleet_worker::processors::testing::{TestProcessor, TEST_QUEUE};
-use taskfleet_worker::{processors, Queue, Shared, WorkerConfig};
+use taskfleet_worker::{processors, Handler, Shared, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -65,16 +65,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let catalog = settings.catalog()?;
     let store = taskfleet::artifacts::from_settings(&settings.artifacts)?;
-    // The file's processor sections, then the environment over them.
-    let mut env = settings.processor_env();
-    env.extend(std::env::vars());
-    let deps = processors::Deps::from_env(store.clone(), &env).map_err(anyhow::Error::msg)?;
+    let deps =
+        processors::Deps::from_settings(store.clone(), &settings).map_err(anyhow::Error::msg)?;
 
-    let mut queues: HashMap<String, Queue> = HashMap::new();
+    let mut queues: HashMap<String, Handler> = HashMap::new();
     for (t, c) in catalog.iter() {
         queues.insert(
             t.as_str().to_string(),
-            Queue {
+            Handler {
                 processor: processors::for_type(t, &deps),
                 config: QueueConfig::from(c),
             },
@@ -83,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     if args.test_processors {
         queues.insert(
             TEST_QUEUE.to_string(),
-            Queue {
+            Handler {
                 processor: Arc::new(TestProcessor),
                 config: QueueConfig {
                     timeout: Duration::from_millis(args.test_timeout_ms),

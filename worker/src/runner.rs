@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::in_flight::{Attempt, Entry, RunState};
 use crate::metrics::Event;
-use crate::processors::{sanitize, TaskContext, TaskError};
+use crate::processors::{sanitize, Step, TaskContext, TaskError};
 use crate::{backoff, webhook, Shared};
 
 /// The largest batch one claim asks for.
@@ -30,6 +30,8 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 enum Outcome {
     Done(Value),
+    /// The processor is waiting for something: defer the task, its attempt given back.
+    Waiting(Duration, String),
     Failed(TaskError),
     Panicked(String),
     TimedOut(Duration),
@@ -172,7 +174,9 @@ impl Runner {
                 _ = cancel.cancelled() => {
                     match tokio::time::timeout(CANCEL_GRACE, &mut run).await {
                         Ok(r) => match joined(r) {
-                            Outcome::Done(_) | Outcome::Failed(_) => Outcome::Stopped,
+                            Outcome::Done(_) | Outcome::Waiting(..) | Outcome::Failed(_) => {
+                                Outcome::Stopped
+                            }
                             other => other,
                         },
                         Err(_) => {
@@ -247,9 +251,10 @@ impl Runner {
     }
 }
 
-fn joined(r: Result<Result<Value, TaskError>, tokio::task::JoinError>) -> Outcome {
+fn joined(r: Result<Result<Step, TaskError>, tokio::task::JoinError>) -> Outcome {
     match r {
-        Ok(Ok(v)) => Outcome::Done(v),
+        Ok(Ok(Step::Done(v))) => Outcome::Done(v),
+        Ok(Ok(Step::WaitFor(d, m))) => Outcome::Waiting(d, m),
         Ok(Err(e)) => Outcome::Failed(e),
         Err(e) if e.is_panic() => {
             let p = e.into_panic();
@@ -264,13 +269,13 @@ fn joined(r: Result<Result<Value, TaskError>, tokio::task::JoinError>) -> Outcom
     }
 }
 
-async fn stop_within(run: &mut tokio::task::JoinHandle<Result<Value, TaskError>>, grace: Duration) {
+async fn stop_within(run: &mut tokio::task::JoinHandle<Result<Step, TaskError>>, grace: Duration) {
     if tokio::time::timeout(grace, &mut *run).await.is_err() {
         run.abort();
     }
 }
 
-fn human(d: Duration) -> String {
+fn short_duration(d: Duration) -> String {
     if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) {
         format!("{} min", d.as_secs() / 60)
     } else if d.as_millis().is_multiple_of(1000) {
@@ -347,7 +352,7 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
                 .entry(a.task_type)
                 .or_default()
                 .push(Completion { id, lease, result }),
-            (RunState::Running, Outcome::Failed(TaskError::Defer(d, msg))) => {
+            (RunState::Running, Outcome::Waiting(d, msg)) => {
                 defers.push((a.task_type, id, lease, d, msg))
             }
             (RunState::Running, Outcome::Failed(TaskError::Retry(m))) => failures
@@ -364,10 +369,12 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
                     false,
                 ))
             }
-            (RunState::Running, Outcome::TimedOut(d)) => failures
-                .entry(a.task_type)
-                .or_default()
-                .push(failure(format!("timed out after {}", human(d)), false)),
+            (RunState::Running, Outcome::TimedOut(d)) => {
+                failures.entry(a.task_type).or_default().push(failure(
+                    format!("timed out after {}", short_duration(d)),
+                    false,
+                ))
+            }
         }
     }
     for (t, items) in completions {

@@ -13,7 +13,7 @@ use taskfleet_worker::in_flight::{Attempt, Entry, RunState};
 use taskfleet_worker::processors::testing::TestProcessor;
 use taskfleet_worker::recoverer::Recoverer;
 use taskfleet_worker::scheduler::Scheduler;
-use taskfleet_worker::{Queue, Shared, WorkerConfig};
+use taskfleet_worker::{Handler, Shared, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 const T0: i64 = 1_767_225_600_000;
@@ -40,7 +40,7 @@ fn shared(worker_id: &str, store: Arc<dyn ArtifactStore>) -> Arc<Shared> {
         },
         HashMap::from([(
             "test".to_string(),
-            Queue {
+            Handler {
                 processor: Arc::new(TestProcessor),
                 config: QueueConfig::default(),
             },
@@ -122,7 +122,7 @@ fn shared_with(worker_id: &str, types: &[&str]) -> Arc<Shared> {
         b = b.queue(*t, QueueConfig::default());
         queues.insert(
             t.to_string(),
-            Queue {
+            Handler {
                 processor: Arc::new(TestProcessor),
                 config: QueueConfig::default(),
             },

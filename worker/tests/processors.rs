@@ -10,9 +10,14 @@ use serde_json::{json, Value};
 use taskfleet::artifacts::{ArtifactStore, LocalStore};
 use taskfleet::{Broker, NewTask, QueueConfig, TaskStatus, TaskType};
 use taskfleet_worker::processors::{
-    self, course, for_type, Deps, ProviderSettings, TaskContext, TaskError,
+    self, course, for_type, Deps, ProviderSettings, Step, TaskContext, TaskError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The result of a run that ended done (not waiting).
+fn finished(step: Step) -> Value {
+    step.done().expect("the processor finished")
+}
 
 /// A test's own artifact store and scratch directory.
 struct Setup {
@@ -50,7 +55,10 @@ impl Setup {
 
     async fn run(&self, t: TaskType, request: Value) -> Result<Value, TaskError> {
         let ctx = self.ctx(t);
-        let r = for_type(t, &self.deps()).process(&ctx, request).await;
+        let r = for_type(t, &self.deps())
+            .process(&ctx, request)
+            .await
+            .map(finished);
         if let Ok(v) = &r {
             self.check_artifacts(&ctx.task_id, v).await;
         }
@@ -98,7 +106,7 @@ impl Setup {
     }
 }
 
-fn permanent(r: Result<Value, TaskError>) -> String {
+fn permanent<T: std::fmt::Debug>(r: Result<T, TaskError>) -> String {
     match r {
         Err(TaskError::Permanent(m)) => m,
         other => panic!("expected a permanent failure, got {other:?}"),
@@ -545,6 +553,7 @@ async fn work_lessons(s: &Setup, fail: Option<&str>) -> usize {
         let result = for_type(TaskType::Video, &s.deps())
             .process(&ctx, c.request.clone())
             .await
+            .map(finished)
             .unwrap();
         s.broker
             .complete_one("video", &c.id, &c.lease, result, now)
@@ -587,13 +596,13 @@ async fn a_course_waits_for_its_lesson_videos_then_joins_them() {
     let ctx = claimed_course(&s).await;
     let p = for_type(TaskType::CourseVideo, &s.deps());
     match p.process(&ctx, course_request()).await {
-        Err(TaskError::Defer(_, m)) => assert_eq!(m, "waiting for 2 of 2 lessons"),
+        Ok(Step::WaitFor(_, m)) => assert_eq!(m, "waiting for 2 of 2 lessons"),
         other => panic!("expected Defer, got {other:?}"),
     }
     // A re-run does not enqueue the lessons again.
     assert!(matches!(
         p.process(&ctx, course_request()).await,
-        Err(TaskError::Defer(..))
+        Ok(Step::WaitFor(..))
     ));
     let ids: Vec<String> = (0..2)
         .map(|i| course::lesson_task_id(&ctx.task_id, i))
@@ -613,7 +622,11 @@ async fn a_course_waits_for_its_lesson_videos_then_joins_them() {
     assert_eq!(video.count(TaskStatus::Queued), 2, "two lessons, not four");
 
     assert_eq!(work_lessons(&s, None).await, 2);
-    let r = p.process(&ctx, course_request()).await.unwrap();
+    let r = p
+        .process(&ctx, course_request())
+        .await
+        .map(finished)
+        .unwrap();
     let children = s.broker.get_many("video", &ids).await.unwrap();
     let lesson_total: f64 = children
         .iter()
@@ -650,7 +663,7 @@ async fn a_failed_lesson_fails_its_course_with_the_lessons_error() {
     let p = for_type(TaskType::CourseVideo, &s.deps());
     assert!(matches!(
         p.process(&ctx, course_request()).await,
-        Err(TaskError::Defer(..))
+        Ok(Step::WaitFor(..))
     ));
     work_lessons(&s, Some("espeak-ng exploded")).await;
     let m = permanent(p.process(&ctx, course_request()).await);
@@ -964,6 +977,7 @@ async fn the_openai_text_provider_uses_the_chat_endpoint() {
     let r = for_type(TaskType::StoryGeneration, &deps)
         .process(&ctx, json!({"prompt": "a tide clock"}))
         .await
+        .map(finished)
         .unwrap();
     assert_eq!(r["title"], "The Tide Clock");
     assert_eq!(r["text"], "Once there was a clock that kept the tides.");
@@ -974,6 +988,7 @@ async fn the_openai_text_provider_uses_the_chat_endpoint() {
             json!({"source_text": "Water is wet.", "num_questions": 2}),
         )
         .await
+        .map(finished)
         .unwrap();
     assert_eq!(r["questions"].as_array().unwrap().len(), 2);
     assert_eq!(r["questions"][1]["answer"], "sea");
@@ -1093,6 +1108,7 @@ async fn the_openai_image_provider_stores_the_png_it_returns() {
     let r = for_type(TaskType::ImageGeneration, &deps)
         .process(&ctx, json!({"prompt": "a kite", "width": 64, "height": 64}))
         .await
+        .map(finished)
         .unwrap();
     assert_eq!(r["provider"], "openai");
     assert_eq!(
@@ -1115,7 +1131,7 @@ async fn a_course_whose_token_fires_without_a_cancel_leaves_its_lessons_alone() 
     let r = for_type(TaskType::CourseVideo, &s.deps())
         .process(&ctx, course_request())
         .await;
-    assert!(matches!(r, Err(TaskError::Defer(..))), "{r:?}");
+    assert!(matches!(r, Ok(Step::WaitFor(..))), "{r:?}");
     let ids: Vec<String> = (0..2)
         .map(|i| course::lesson_task_id(&ctx.task_id, i))
         .collect();
@@ -1131,7 +1147,7 @@ async fn a_course_cancelled_while_it_waits_cancels_its_waiting_lessons() {
     let r = for_type(TaskType::CourseVideo, &s.deps())
         .process(&ctx, course_request())
         .await;
-    let Err(TaskError::Defer(delay, message)) = r else {
+    let Ok(Step::WaitFor(delay, message)) = r else {
         panic!("expected Defer, got {r:?}");
     };
     let lease = s
@@ -1191,6 +1207,7 @@ async fn artifacts_can_live_in_an_object_store() {
     let r = for_type(TaskType::ImageGeneration, &deps)
         .process(&ctx, json!({"prompt": "a boat", "width": 64, "height": 64}))
         .await
+        .map(finished)
         .unwrap();
     let png = store.get(&ctx.task_id, "image.png").await.unwrap().unwrap();
     assert_eq!(
@@ -1404,7 +1421,7 @@ async fn a_courses_lessons_count_against_its_accounts_enqueue_rate() {
         .process(&ctx, course_request())
         .await;
     match r {
-        Err(TaskError::Defer(_, m)) => assert!(m.contains("rate limit"), "{m}"),
+        Ok(Step::WaitFor(_, m)) => assert!(m.contains("rate limit"), "{m}"),
         other => panic!("expected a wait for the rate limit, got {other:?}"),
     }
     let ids: Vec<String> = (0..2)

@@ -1,5 +1,5 @@
 //! course_video: a flow. The course enqueues one `video` task per lesson (child tasks with
-//! `parent_id` set), then defers itself (`TaskError::Defer`) so it holds no worker slot while
+//! `parent_id` set), then waits (`Step::WaitFor`) so it holds no worker slot while
 //! they run; each re-run looks at the children, and when all are completed it joins their MP4s
 //! into the course MP4. A failed or cancelled lesson fails the course with the lesson's error.
 //!
@@ -27,7 +27,7 @@ use super::requests::{self, CourseVideoRequest};
 use super::tools::{Scratch, Tools};
 use super::video::{concat_and_store, VIDEO_ARTIFACT};
 use super::voice::{check_voice, round2};
-use super::{broker_error, invalid, store_error, Processor, TaskContext, TaskError};
+use super::{broker_error, invalid, store_error, Processor, Step, TaskContext, TaskError};
 
 /// How long a course waits between looks at its lessons, by default.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
@@ -47,7 +47,7 @@ pub fn lesson_task_id(course_id: &str, i: usize) -> String {
 
 #[async_trait]
 impl Processor for CourseVideoProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: CourseVideoRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_ffmpeg("course_video")?;
         // An unknown voice is refused before any lesson is enqueued, not by its first lesson.
@@ -91,7 +91,7 @@ impl Processor for CourseVideoProcessor {
                 .await
                 .map_err(broker_error)?
             {
-                return Err(TaskError::Defer(
+                return Ok(Step::WaitFor(
                     Duration::from_secs(retry_after_secs),
                     "waiting for the account's enqueue rate limit".into(),
                 ));
@@ -137,12 +137,12 @@ impl Processor for CourseVideoProcessor {
             let pct = (80 * done / n) as u8;
             ctx.progress(pct, &format!("{done} of {n} lessons done"))
                 .await;
-            return Err(TaskError::Defer(
+            return Ok(Step::WaitFor(
                 self.poll,
                 format!("waiting for {} of {n} lessons", n - done),
             ));
         }
-        self.join(ctx, &r, &ids, &children).await
+        self.join(ctx, &r, &ids, &children).await.map(Step::Done)
     }
 }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::openai::{OpenAi, ProviderSettings};
 use super::render;
 use super::requests::{self, ImageRequest};
-use super::{invalid, store_error, Processor, TaskContext, TaskError};
+use super::{invalid, store_error, Processor, Step, TaskContext, TaskError};
 
 /// Where pictures come from.
 #[async_trait]
@@ -143,7 +143,7 @@ pub struct ImageProcessor {
 
 #[async_trait]
 impl Processor for ImageProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: ImageRequest = requests::parse(request).map_err(invalid)?;
         let (w, h) = r.size();
         ctx.progress(0, "drawing").await;
@@ -156,12 +156,12 @@ impl Processor for ImageProcessor {
             .await
             .map_err(store_error)?;
         ctx.progress(100, "done").await;
-        Ok(json!({
+        Ok(Step::Done(json!({
             "artifacts": [artifact],
             "width": aw,
             "height": ah,
             "provider": self.images.name(),
             "prompt": r.prompt,
-        }))
+        })))
     }
 }

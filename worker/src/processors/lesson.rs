@@ -14,7 +14,7 @@ use super::image::ImageProvider;
 use super::requests::{self, AnimatedLessonRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
 use super::tools::{self, Scratch, Tools};
 use super::voice::{check_voice, max_spoken_seconds, round2, speak, WavWriter};
-use super::{invalid, store_error, Processor, TaskContext, TaskError};
+use super::{invalid, store_error, Processor, Step, TaskContext, TaskError};
 
 /// Narration up to this size is embedded in the page; larger narration is stored beside it.
 pub const MAX_EMBEDDED_AUDIO_BYTES: usize = 8 << 20;
@@ -28,7 +28,7 @@ pub struct AnimatedLessonProcessor {
 
 #[async_trait]
 impl Processor for AnimatedLessonProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: AnimatedLessonRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_espeak("animated_lesson")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
@@ -98,13 +98,13 @@ impl Processor for AnimatedLessonProcessor {
             );
         }
         ctx.progress(100, "done").await;
-        Ok(json!({
+        Ok(Step::Done(json!({
             "title": r.title,
             "artifacts": artifacts,
             "steps": n,
             "duration_seconds": round2(at),
             "audio_embedded": embedded,
-        }))
+        })))
     }
 }
 

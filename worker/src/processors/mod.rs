@@ -16,7 +16,6 @@
 //! own and stores artifacts under fixed names of its task, so a repeated attempt replaces what
 //! an earlier one stored instead of adding to it.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,15 +52,33 @@ pub enum TaskError {
     Retry(String),
     /// The request cannot succeed (bad input, a missing tool): never retried.
     Permanent(String),
-    /// Not done yet, nothing wrong: give the worker slot back and run the task again after
-    /// this long, without using up an attempt (a course waiting for its lesson videos).
-    Defer(std::time::Duration, String),
 }
 
 impl TaskError {
     pub fn message(&self) -> &str {
         match self {
-            TaskError::Retry(m) | TaskError::Permanent(m) | TaskError::Defer(_, m) => m,
+            TaskError::Retry(m) | TaskError::Permanent(m) => m,
+        }
+    }
+}
+
+/// Where a processor's run left its task when nothing went wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Done: the result JSON is stored on the task.
+    Done(Value),
+    /// Not done yet: give the worker slot back and run the task again after this long, with
+    /// this message on the task, without using up an attempt (a course waiting for its
+    /// lesson videos).
+    WaitFor(Duration, String),
+}
+
+impl Step {
+    /// The result of a done step (tests and tools that run a processor to its end).
+    pub fn done(self) -> Option<Value> {
+        match self {
+            Step::Done(v) => Some(v),
+            Step::WaitFor(..) => None,
         }
     }
 }
@@ -182,8 +199,8 @@ impl TaskContext {
 /// The work of one task type.
 #[async_trait]
 pub trait Processor: Send + Sync {
-    /// Does the work; the result JSON is stored on the task.
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError>;
+    /// Does the work: done with its result, or waiting for something; or a failure.
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError>;
 }
 
 /// What processors need from the worker: where files go, which text and image providers to
@@ -218,46 +235,29 @@ impl Deps {
         }
     }
 
-    /// [`Deps::new`] with providers read from the environment: `TASKFLEET__TEXT__PROVIDER`
-    /// (`local`/`openai`), `TASKFLEET__TEXT__URL`, `__API_KEY`, `__MODEL`, `__TIMEOUT_SECS`,
-    /// and the same under `TASKFLEET__IMAGE__`; `TASKFLEET__TOOLS__ESPEAK` and
-    /// `TASKFLEET__TOOLS__FFMPEG` name the programs; `TASKFLEET__PROCESSORS__VIDEO_SIZE`
-    /// (`WxH`, even sides 64-2048) and `TASKFLEET__PROCESSORS__COURSE_POLL_SECS` set the
-    /// slide size and how often a course looks at its lessons. A bad value is an error.
-    pub fn from_env(
+    /// [`Deps::new`] with the settings' providers (`[text]`, `[image]`), programs
+    /// (`[tools]`) and sizes and intervals (`[processors]`); a bad value is an error naming
+    /// its setting.
+    pub fn from_settings(
         store: Arc<dyn ArtifactStore>,
-        env: &HashMap<String, String>,
+        settings: &taskfleet::Settings,
     ) -> Result<Deps, String> {
         let mut d = Deps::new(store);
-        d.text = ProviderSettings::from_env(env, "TASKFLEET__TEXT__")?;
-        d.image = ProviderSettings::from_env(env, "TASKFLEET__IMAGE__")?;
-        if let Some(p) = env.get("TASKFLEET__TOOLS__ESPEAK") {
-            d.tools.espeak = PathBuf::from(p);
+        settings.text.check("text")?;
+        settings.image.check("image")?;
+        d.text = settings.text.clone();
+        d.image = settings.image.clone();
+        if let Some(p) = &settings.tools.espeak {
+            d.tools.espeak = p.clone();
         }
-        if let Some(p) = env.get("TASKFLEET__TOOLS__FFMPEG") {
-            d.tools.ffmpeg = PathBuf::from(p);
+        if let Some(p) = &settings.tools.ffmpeg {
+            d.tools.ffmpeg = p.clone();
         }
-        if let Some(v) = env.get("TASKFLEET__PROCESSORS__VIDEO_SIZE") {
-            let bad = || {
-                format!("TASKFLEET__PROCESSORS__VIDEO_SIZE: {v:?} is not WxH with sides 64-2048")
-            };
-            let (w, h) = v.split_once(['x', 'X']).ok_or_else(bad)?;
-            let side = |s: &str| {
-                s.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| requests::IMAGE_SIDE.contains(n))
-                    .ok_or_else(bad)
-            };
-            d.video_size = (side(w)?, side(h)?);
+        if let Some(size) = settings.processors.video_size(requests::IMAGE_SIDE)? {
+            d.video_size = size;
         }
-        if let Some(v) = env.get("TASKFLEET__PROCESSORS__COURSE_POLL_SECS") {
-            let secs: u64 = v
-                .parse()
-                .ok()
-                .filter(|s| *s >= 1)
-                .ok_or_else(|| format!("TASKFLEET__PROCESSORS__COURSE_POLL_SECS: {v:?} is not a number of seconds (at least 1)"))?;
-            d.course_poll = Duration::from_secs(secs);
+        if let Some(poll) = settings.processors.course_poll()? {
+            d.course_poll = poll;
         }
         Ok(d)
     }

@@ -10,106 +10,12 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+pub use taskfleet::config::ProviderSettings;
+
 use super::TaskError;
-
-/// Default timeout of one provider call.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
-
-/// Which provider a kind of work (text or images) uses, and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProviderSettings {
-    /// `local` (the built-in algorithms, no network) or `openai` (any compatible endpoint).
-    pub provider: String,
-    /// The API base, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
-    pub url: String,
-    pub api_key: String,
-    pub model: String,
-    pub timeout_secs: u64,
-}
-
-impl Default for ProviderSettings {
-    fn default() -> Self {
-        ProviderSettings {
-            provider: "local".into(),
-            url: String::new(),
-            api_key: String::new(),
-            model: String::new(),
-            timeout_secs: DEFAULT_TIMEOUT_SECS,
-        }
-    }
-}
-
-impl ProviderSettings {
-    /// An `openai` provider at `url` with `model`.
-    pub fn openai(
-        url: impl Into<String>,
-        api_key: impl Into<String>,
-        model: impl Into<String>,
-    ) -> Self {
-        ProviderSettings {
-            provider: "openai".into(),
-            url: url.into(),
-            api_key: api_key.into(),
-            model: model.into(),
-            ..Default::default()
-        }
-    }
-
-    /// Reads `<PREFIX>PROVIDER`, `URL`, `API_KEY`, `MODEL`, `TIMEOUT_SECS` from `env` (e.g.
-    /// prefix `TASKFLEET__TEXT__`), defaults for the rest.
-    pub fn from_env(
-        env: &std::collections::HashMap<String, String>,
-        prefix: &str,
-    ) -> Result<Self, String> {
-        let mut s = ProviderSettings::default();
-        let get = |k: &str| env.get(&format!("{prefix}{k}")).cloned();
-        if let Some(v) = get("PROVIDER") {
-            s.provider = v;
-        }
-        if let Some(v) = get("URL") {
-            s.url = v;
-        }
-        if let Some(v) = get("API_KEY") {
-            s.api_key = v;
-        }
-        if let Some(v) = get("MODEL") {
-            s.model = v;
-        }
-        if let Some(v) = get("TIMEOUT_SECS") {
-            s.timeout_secs = v
-                .parse()
-                .map_err(|_| format!("{prefix}TIMEOUT_SECS: {v:?} is not a number of seconds"))?;
-        }
-        s.check(prefix)?;
-        Ok(s)
-    }
-
-    /// Refuses a provider name other than `local`/`openai`, or `openai` without a URL.
-    pub fn check(&self, what: &str) -> Result<(), String> {
-        match self.provider.as_str() {
-            "local" => Ok(()),
-            "openai" if self.url.is_empty() => {
-                Err(format!("{what}: the openai provider needs a url"))
-            }
-            "openai" if self.timeout_secs == 0 => {
-                Err(format!("{what}: timeout_secs must be at least 1"))
-            }
-            "openai" => Ok(()),
-            other => Err(format!(
-                "{what}: unknown provider {other:?} (local or openai)"
-            )),
-        }
-    }
-
-    pub fn is_openai(&self) -> bool {
-        self.provider == "openai"
-    }
-}
 
 /// One configured endpoint.
 #[derive(Clone)]
@@ -279,30 +185,6 @@ fn transport(role: &str, e: reqwest::Error) -> TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_from_env_check_the_provider() {
-        let env = std::collections::HashMap::from([
-            ("X__PROVIDER".to_string(), "openai".to_string()),
-            ("X__URL".to_string(), "http://127.0.0.1:1/v1".to_string()),
-            ("X__TIMEOUT_SECS".to_string(), "5".to_string()),
-        ]);
-        let s = ProviderSettings::from_env(&env, "X__").unwrap();
-        assert!(s.is_openai());
-        assert_eq!(s.timeout_secs, 5);
-        assert!(
-            ProviderSettings::from_env(&Default::default(), "X__")
-                .unwrap()
-                .provider
-                == "local"
-        );
-        let bad =
-            std::collections::HashMap::from([("X__PROVIDER".to_string(), "magic".to_string())]);
-        assert!(ProviderSettings::from_env(&bad, "X__").is_err());
-        let no_url =
-            std::collections::HashMap::from([("X__PROVIDER".to_string(), "openai".to_string())]);
-        assert!(ProviderSettings::from_env(&no_url, "X__").is_err());
-    }
 
     #[test]
     fn endpoints_join_the_base_once() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Processor, TaskContext, TaskError};
+use super::{Processor, Step, TaskContext, TaskError};
 
 /// `message` without absolute paths, and with URLs cut to scheme and host.
 pub fn user_message(message: &str) -> String {
@@ -82,7 +82,7 @@ pub struct Sanitized(pub Arc<dyn Processor>);
 
 #[async_trait]
 impl Processor for Sanitized {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         self.0.process(ctx, request).await.map_err(|e| {
             let clean = user_message(e.message());
             if clean != e.message() {
@@ -91,7 +91,6 @@ impl Processor for Sanitized {
             match e {
                 TaskError::Retry(_) => TaskError::Retry(clean),
                 TaskError::Permanent(_) => TaskError::Permanent(clean),
-                TaskError::Defer(d, _) => TaskError::Defer(d, clean),
             }
         })
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Processor, TaskContext, TaskError};
+use super::{Processor, Step, TaskContext, TaskError};
 
 /// The queue name of the test processors.
 pub use taskfleet::TEST_QUEUE;
@@ -22,10 +22,10 @@ pub struct TestProcessor;
 
 #[async_trait]
 impl Processor for TestProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let op = request.get("op").and_then(Value::as_str).unwrap_or("noop");
         match op {
-            "noop" => Ok(json!({})),
+            "noop" => Ok(Step::Done(json!({}))),
             "stamp" => {
                 let now_us = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -35,9 +35,9 @@ impl Processor for TestProcessor {
                     .get("sent_us")
                     .and_then(Value::as_i64)
                     .unwrap_or(now_us);
-                Ok(json!({"latency_us": now_us - sent}))
+                Ok(Step::Done(json!({"latency_us": now_us - sent})))
             }
-            "echo" => Ok(json!({"echo": request, "attempt": ctx.attempt})),
+            "echo" => Ok(Step::Done(json!({"echo": request, "attempt": ctx.attempt}))),
             "sleep" => {
                 let ms = request.get("ms").and_then(Value::as_u64).unwrap_or(100);
                 let started = tokio::time::Instant::now();
@@ -50,14 +50,14 @@ impl Processor for TestProcessor {
                         )));
                     }
                 }
-                Ok(json!({"slept_ms": ms, "attempt": ctx.attempt}))
+                Ok(Step::Done(json!({"slept_ms": ms, "attempt": ctx.attempt})))
             }
             "fail" => {
                 let times = request.get("times").and_then(Value::as_u64).unwrap_or(1);
                 if u64::from(ctx.attempt) <= times {
                     Err(TaskError::Retry(format!("planned failure {}", ctx.attempt)))
                 } else {
-                    Ok(json!({"attempt": ctx.attempt}))
+                    Ok(Step::Done(json!({"attempt": ctx.attempt})))
                 }
             }
             "permanent" => Err(TaskError::Permanent("planned permanent failure".into())),

@@ -13,7 +13,7 @@ use super::openai::{OpenAi, ProviderSettings};
 use super::quiz::Question;
 use super::requests::{self, DocFormat, DocumentationRequest, QuizRequest, StoryRequest};
 use super::story::Story;
-use super::{docs, quiz, story};
+use super::{docs, quiz, story, Step};
 use super::{invalid, store_error, Processor, TaskContext, TaskError};
 
 /// Where text comes from.
@@ -208,7 +208,7 @@ pub struct StoryProcessor {
 
 #[async_trait]
 impl Processor for StoryProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: StoryRequest = requests::parse(request).map_err(invalid)?;
         ctx.progress(0, "writing").await;
         let s = self.text.story(&r, &ctx.cancel).await?;
@@ -219,14 +219,14 @@ impl Processor for StoryProcessor {
             .await
             .map_err(store_error)?;
         ctx.progress(100, "done").await;
-        Ok(json!({
+        Ok(Step::Done(json!({
             "title": s.title,
             "text": s.text,
             "words": s.words(),
             "length": r.length.as_str(),
             "provider": self.text.name(),
             "artifacts": [artifact],
-        }))
+        })))
     }
 }
 
@@ -237,7 +237,7 @@ pub struct DocumentationProcessor {
 
 #[async_trait]
 impl Processor for DocumentationProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: DocumentationRequest = requests::parse(request).map_err(invalid)?;
         ctx.progress(0, "reading the source").await;
         let text = self.text.documentation(&r, &ctx.cancel).await?;
@@ -252,13 +252,13 @@ impl Processor for DocumentationProcessor {
             .map_err(store_error)?;
         ctx.progress(100, "done").await;
         let language = docs::detect(&r.source).as_str();
-        Ok(json!({
+        Ok(Step::Done(json!({
             "format": format,
             "language": language,
             "text": text,
             "provider": self.text.name(),
             "artifacts": [artifact],
-        }))
+        })))
     }
 }
 
@@ -269,7 +269,7 @@ pub struct QuizProcessor {
 
 #[async_trait]
 impl Processor for QuizProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: QuizRequest = requests::parse(request).map_err(invalid)?;
         ctx.progress(0, "reading the text").await;
         let questions = self.text.quiz(&r, &ctx.cancel).await?;
@@ -284,11 +284,11 @@ impl Processor for QuizProcessor {
             .await
             .map_err(store_error)?;
         ctx.progress(100, "done").await;
-        Ok(json!({
+        Ok(Step::Done(json!({
             "num_questions": questions.len(),
             "questions": questions,
             "provider": self.text.name(),
             "artifacts": [artifact],
-        }))
+        })))
     }
 }

@@ -15,7 +15,7 @@ use super::image::ImageProvider;
 use super::requests::{self, VideoRequest, DEFAULT_SPEED_WPM, DEFAULT_VOICE};
 use super::tools::{self, Scratch, Tools};
 use super::voice::{check_voice, max_spoken_seconds, round2, speak, WavWriter};
-use super::{invalid, store_error, Processor, TaskContext, TaskError};
+use super::{invalid, store_error, Processor, Step, TaskContext, TaskError};
 
 /// Frames per second of a slide video: slides are still pictures, so few frames are needed.
 pub const FPS: u32 = 10;
@@ -33,7 +33,7 @@ pub struct VideoProcessor {
 
 #[async_trait]
 impl Processor for VideoProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: VideoRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_ffmpeg("video")?;
         self.tools.require_espeak("video")?;
@@ -103,14 +103,14 @@ impl Processor for VideoProcessor {
             VIDEO_ARTIFACT,
         )
         .await?;
-        Ok(json!({
+        Ok(Step::Done(json!({
             "title": r.title,
             "artifacts": [artifact],
             "duration_seconds": round2(total),
             "width": w,
             "height": h,
             "slides": slides,
-        }))
+        })))
     }
 }
 

@@ -16,7 +16,7 @@ use super::requests::{
     self, VoiceRequest, DEFAULT_VOICE, MAX_NARRATION_SECONDS, SPOKEN_SECONDS_SLACK,
 };
 use super::tools::{self, Scratch, Tools};
-use super::{invalid, store_error, Processor, TaskContext, TaskError};
+use super::{invalid, store_error, Processor, Step, TaskContext, TaskError};
 
 /// Longest piece of text one espeak-ng run speaks.
 pub const CHUNK_CHARS: usize = 1_500;
@@ -132,7 +132,7 @@ pub struct VoiceProcessor {
 
 #[async_trait]
 impl Processor for VoiceProcessor {
-    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Value, TaskError> {
+    async fn process(&self, ctx: &TaskContext, request: Value) -> Result<Step, TaskError> {
         let r: VoiceRequest = requests::parse(request).map_err(invalid)?;
         self.tools.require_espeak("voice_generation")?;
         let voice = r.voice.as_deref().unwrap_or(DEFAULT_VOICE);
@@ -159,14 +159,14 @@ impl Processor for VoiceProcessor {
             .await
             .map_err(store_error)?;
         ctx.progress(100, "done").await;
-        Ok(json!({
+        Ok(Step::Done(json!({
             "artifacts": [artifact],
             "duration_seconds": round2(spoken.seconds),
             "voice": voice,
             "speed": speed,
             "words": r.text.split_whitespace().count(),
             "chunks": spoken.chunks,
-        }))
+        })))
     }
 }
 

@@ -11,6 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use taskfleet_catalog::{Catalog, TaskConfig, TaskConfigOverride};
 
+mod processors;
+pub use processors::{
+    ProcessorSettings, ProviderSettings, ToolSettings, DEFAULT_PROVIDER_TIMEOUT_SECS,
+};
+
 use crate::error::{Error, Result};
 use crate::task::Priority;
 
@@ -116,15 +121,14 @@ pub struct Settings {
     /// Per-account limits of the service (the API's enqueues and the flows it starts).
     pub limits: Limits,
     pub task_types: HashMap<String, TaskConfigOverride>,
-    /// The text provider of the processors (`provider`, `url`, `api_key`, `model`,
-    /// `timeout_secs`); read by the worker.
-    pub text: HashMap<String, String>,
-    /// The image provider, same keys as `text`.
-    pub image: HashMap<String, String>,
-    /// Paths of external programs (`espeak`, `ffmpeg`).
-    pub tools: HashMap<String, String>,
-    /// Processor settings (`video_size`, `course_poll_secs`).
-    pub processors: HashMap<String, String>,
+    /// The text provider of the processors; read by the worker.
+    pub text: ProviderSettings,
+    /// The image provider.
+    pub image: ProviderSettings,
+    /// Paths of external programs.
+    pub tools: ToolSettings,
+    /// Sizes and intervals of the processors.
+    pub processors: ProcessorSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -353,27 +357,6 @@ impl Settings {
             .map_err(bad)
     }
 
-    /// The processor sections (`[text]`, `[image]`, `[tools]`, `[processors]`) as the
-    /// environment names that stand for them (`TASKFLEET__TEXT__URL`, …), so that a file and
-    /// the environment configure processors alike.
-    pub fn processor_env(&self) -> HashMap<String, String> {
-        let mut out = HashMap::new();
-        for (section, map) in [
-            ("TEXT", &self.text),
-            ("IMAGE", &self.image),
-            ("TOOLS", &self.tools),
-            ("PROCESSORS", &self.processors),
-        ] {
-            for (k, v) in map {
-                out.insert(
-                    format!("TASKFLEET__{section}__{}", k.to_ascii_uppercase()),
-                    v.clone(),
-                );
-            }
-        }
-        out
-    }
-
     pub fn catalog(&self) -> Result<Catalog> {
         Ok(Catalog::from_overrides(&self.task_types)?)
     }
@@ -431,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn processor_sections_of_the_file_read_like_their_environment_names() {
+    fn processor_sections_are_typed_and_read_from_the_file_and_the_environment() {
         let dir = std::env::temp_dir().join(format!("tf-config-p-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("taskfleet.toml");
@@ -440,13 +423,23 @@ mod tests {
             "[text]\nprovider = \"openai\"\ntimeout_secs = 30\n[processors]\nvideo_size = \"160x90\"\n",
         )
         .unwrap();
-        let env = HashMap::from([("TASKFLEET__TEXT__MODEL".to_string(), "llama3".to_string())]);
+        let env = HashMap::from([
+            ("TASKFLEET__TEXT__MODEL".to_string(), "llama3".to_string()),
+            (
+                "TASKFLEET__TOOLS__FFMPEG".to_string(),
+                "/opt/ffmpeg".to_string(),
+            ),
+        ]);
         let s = Settings::load_from(Some(&file), &env).unwrap();
-        let p = s.processor_env();
-        assert_eq!(p["TASKFLEET__TEXT__PROVIDER"], "openai");
-        assert_eq!(p["TASKFLEET__TEXT__TIMEOUT_SECS"], "30");
-        assert_eq!(p["TASKFLEET__TEXT__MODEL"], "llama3");
-        assert_eq!(p["TASKFLEET__PROCESSORS__VIDEO_SIZE"], "160x90");
+        assert_eq!(s.text.provider, "openai");
+        assert_eq!(s.text.timeout_secs, 30);
+        assert_eq!(s.text.model, "llama3");
+        assert_eq!(s.image, ProviderSettings::default());
+        assert_eq!(
+            s.tools.ffmpeg.as_deref(),
+            Some(std::path::Path::new("/opt/ffmpeg"))
+        );
+        assert_eq!(s.processors.video_size(64..=2048).unwrap(), Some((160, 90)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

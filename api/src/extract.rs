@@ -20,16 +20,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(AppError::UnsupportedMediaType);
         }
-        let limit = state.max_body_bytes;
-        let bytes =
-            Bytes::from_request(req, state)
-                .await
-                .map_err(|r| match from_bytes_rejection(r) {
-                    AppError::PayloadTooLarge(_) => AppError::PayloadTooLarge(limit),
-                    other => other,
-                })?;
+        let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body's bytes; past the configured limit, 413 naming the limit.
+async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, AppError> {
+    let limit = state.max_body_bytes;
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|r| match from_bytes_rejection(r) {
+            AppError::PayloadTooLarge(_) => AppError::PayloadTooLarge(limit),
+            other => other,
+        })
 }
 
 /// Deserializes `bytes` as `T`, naming the field of the first error.
@@ -134,14 +138,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let json = is_json(req.headers().get(header::CONTENT_TYPE));
-        let limit = state.max_body_bytes;
-        let bytes =
-            Bytes::from_request(req, state)
-                .await
-                .map_err(|r| match from_bytes_rejection(r) {
-                    AppError::PayloadTooLarge(_) => AppError::PayloadTooLarge(limit),
-                    other => other,
-                })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) && (!has_type || json) {
             return Ok(OptionalJson(T::default()));
         }

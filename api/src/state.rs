@@ -66,13 +66,7 @@ impl AppState {
     /// and the clock follows Redis's once it answers.
     pub async fn new(settings: &Settings, options: Options) -> anyhow::Result<AppState> {
         let catalog = settings.catalog()?;
-        let mut builder = Broker::builder(settings.redis.url.clone())
-            .prefix(settings.redis.prefix.clone())
-            .timeout(Duration::from_millis(settings.redis.timeout_ms))
-            .pool_size(settings.redis.pool_size)
-            .lease(Duration::from_secs(settings.worker.lease_seconds))
-            .retention(settings.retention.clone())
-            .limits(settings.limits.clone())
+        let mut builder = Broker::builder_from(settings)
             .worker_id(format!("api-{}", std::process::id()))
             .queues(taskfleet::config::queues(&catalog));
         if options.test_processors {

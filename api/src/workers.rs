@@ -3,48 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use taskfleet::Broker;
 use tokio::sync::Mutex;
-use utoipa::ToSchema;
 
 /// How long a read of the workers is reused.
 pub const WORKER_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The most workers read: bounded work per request.
 pub const MAX_WORKERS: usize = 1_000;
 
-/// One live worker, from its heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub host: String,
-    pub pid: Option<u32>,
-    /// The types it claims; empty = every type.
-    pub types: Vec<String>,
-    pub concurrency: u32,
-    pub started_at: Option<i64>,
-    pub in_flight: u32,
-}
-
-impl From<taskfleet::WorkerInfo> for WorkerInfo {
-    fn from(w: taskfleet::WorkerInfo) -> WorkerInfo {
-        WorkerInfo {
-            id: w.id,
-            host: w.host,
-            pid: w.pid,
-            types: w.types,
-            concurrency: w.concurrency,
-            started_at: w.started_at,
-            in_flight: w.in_flight,
-        }
-    }
-}
-
-impl WorkerInfo {
-    pub fn serves(&self, task_type: &str) -> bool {
-        self.types.is_empty() || self.types.iter().any(|t| t == task_type || t == "*")
-    }
-}
+pub use taskfleet::WorkerInfo;
 
 #[derive(Default)]
 pub struct WorkerCache {
@@ -80,10 +47,5 @@ impl WorkerCache {
 
 /// Reads the live workers, newest heartbeat first.
 pub async fn read_live(broker: &Broker) -> taskfleet::Result<Vec<WorkerInfo>> {
-    Ok(broker
-        .live_workers(MAX_WORKERS)
-        .await?
-        .into_iter()
-        .map(WorkerInfo::from)
-        .collect())
+    broker.live_workers(MAX_WORKERS).await
 }

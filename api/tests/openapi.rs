@@ -81,7 +81,7 @@ async fn every_request_and_response_schema_is_in_the_document() {
         "ErrorBody",
         "EnqueueResponse",
         "CreateTask",
-        "TaskView",
+        "Task",
         "TaskList",
         "TaskTypesResponse",
         "CancelResponse",

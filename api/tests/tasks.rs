@@ -156,38 +156,17 @@ async fn cursor_paging_over_250_tasks_has_no_duplicates_or_gaps() {
 async fn cancel_ends_a_waiting_task_asks_a_running_one_and_refuses_a_finished_one() {
     let api = setup().await;
     let waiting = api.enqueue_test(&api.user, json!({})).await;
-    let r = api
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{waiting}/cancel"),
-            Some(&api.user),
-            None,
-        )
-        .await;
+    let r = api.cancel(&waiting, &api.user).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["status"], "cancelled");
-    let r = api
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{waiting}/cancel"),
-            Some(&api.user),
-            None,
-        )
-        .await;
+    let r = api.cancel(&waiting, &api.user).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), "conflict");
 
     let running = api.enqueue_test(&api.user, json!({})).await;
     let now = api.now();
     api.broker.claim(&[TEST_QUEUE], 1, now).await.unwrap();
-    let r = api
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{running}/cancel"),
-            Some(&api.user),
-            None,
-        )
-        .await;
+    let r = api.cancel(&running, &api.user).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.json()["cancel_requested"], true);
     let t = api.broker.get(&running).await.unwrap().unwrap();

@@ -74,22 +74,10 @@ async fn lists_never_show_another_accounts_tasks() {
         .map(|s| if s == theirs { "theirs" } else { "other" })
         .collect();
     assert_eq!(ids, vec!["theirs"]);
-    let r = api.get("/api/tasks/queue/list", &api.other).await;
-    let q: Vec<String> = r.json()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let q = api.queue_list_ids(&api.other).await;
     assert_eq!(q, vec![theirs.clone()]);
     // An admin sees both, in claim order.
-    let r = api.get("/api/tasks/queue/list", &api.admin).await;
-    let q: Vec<String> = r.json()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let q = api.queue_list_ids(&api.admin).await;
     assert_eq!(q, vec![mine, theirs]);
     let r = api
         .get(
@@ -106,13 +94,6 @@ async fn an_admin_may_read_and_cancel_any_accounts_task() {
     let id = api.enqueue_test(&api.user, json!({})).await;
     let r = api.get(&format!("/api/tasks/{id}"), &api.admin).await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = api
-        .call(
-            Method::POST,
-            &format!("/api/tasks/{id}/cancel"),
-            Some(&api.admin),
-            None,
-        )
-        .await;
+    let r = api.cancel(&id, &api.admin).await;
     assert_eq!(r.status, StatusCode::OK);
 }

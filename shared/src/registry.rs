@@ -14,6 +14,7 @@ use crate::task::Millis;
 
 /// One worker, as its heartbeat describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     pub id: String,
     pub host: String,

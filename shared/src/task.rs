@@ -15,6 +15,7 @@ pub type Millis = i64;
 
 /// A band of the queue: every urgent task of a type runs before any high one, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Urgent,
@@ -80,6 +81,7 @@ impl FromStr for Priority {
 
 /// Where a task is in its lifecycle (DESIGN §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Scheduled,
@@ -139,20 +141,22 @@ impl FromStr for TaskStatus {
     }
 }
 
-/// A task as stored in its hash (DESIGN §4). The lease token is kept out of JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A task as stored in its hash (DESIGN §4), and as the API shows it. The lease token is kept
+/// out of JSON (never shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     pub id: String,
     pub task_type: String,
     pub status: TaskStatus,
     pub priority: Priority,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub request: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     pub attempts: u32,
     pub max_attempts: u32,
+    /// ms since the Unix epoch, by the Redis server's clock (as every time here).
     pub created_at: Millis,
     pub run_at: Option<Millis>,
     pub started_at: Option<Millis>,
@@ -160,8 +164,10 @@ pub struct Task {
     pub worker_id: Option<String>,
     #[serde(skip)]
     pub lease: Option<String>,
+    /// 0-100.
     pub progress: u8,
     pub message: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<Value>,
     pub error: Option<String>,
     pub cancel_requested: bool,

@@ -122,14 +122,8 @@ async fn main() -> anyhow::Result<()> {
         std::process::id(),
         rand::random::<u16>()
     );
-    let broker = Broker::builder(settings.redis.url.clone())
-        .prefix(settings.redis.prefix.clone())
-        .timeout(Duration::from_millis(settings.redis.timeout_ms))
-        .pool_size(settings.redis.pool_size)
-        .lease(Duration::from_secs(settings.worker.lease_seconds))
+    let broker = Broker::builder_from(&settings)
         .worker_id(worker_id.clone())
-        .retention(settings.retention.clone())
-        .limits(settings.limits.clone())
         .queues(queues.iter().map(|(n, q)| (n.clone(), q.config.clone())))
         .build()?;
 

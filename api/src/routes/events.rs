@@ -96,10 +96,10 @@ async fn follow(state: AppState, id: String, mut follower: EventFollower, tx: mp
             }
         };
         let terminal = task.status.is_terminal();
-        let view = TaskView::from(task);
+        let view: TaskView = task;
         let json = serde_json::to_string(&view).unwrap_or_default();
         if last_sent.as_deref() != Some(json.as_str()) {
-            let ev = Event::default().event(view.status.clone()).data(&json);
+            let ev = Event::default().event(view.status.as_str()).data(&json);
             if tx.send(ev).await.is_err() {
                 return; // the client left
             }

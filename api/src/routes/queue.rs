@@ -279,7 +279,7 @@ pub async fn list(
             // Claimed or cancelled between the reads: not queued any more.
             (task.status == TaskStatus::Queued).then_some(QueuedTask {
                 position: e.position,
-                task: task.into(),
+                task,
             })
         })
         .collect();

@@ -30,66 +30,9 @@ pub const DEFAULT_PAGE: usize = 50;
 /// with a shorter page and a cursor: bounded work per request.
 pub const MAX_SCAN: usize = 5_000;
 
-/// A task as the API shows it (DESIGN §4); the lease token is never shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TaskView {
-    pub id: String,
-    pub task_type: String,
-    /// scheduled, queued, processing, retrying, completed, failed or cancelled.
-    pub status: String,
-    pub priority: String,
-    #[schema(value_type = Object)]
-    pub request: Value,
-    pub account_id: Option<String>,
-    pub user_id: Option<String>,
-    pub attempts: u32,
-    pub max_attempts: u32,
-    /// ms since the Unix epoch, by the Redis server's clock.
-    pub created_at: i64,
-    pub run_at: Option<i64>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub worker_id: Option<String>,
-    /// 0-100.
-    pub progress: u8,
-    pub message: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<Value>,
-    pub error: Option<String>,
-    pub cancel_requested: bool,
-    pub webhook_url: Option<String>,
-    pub parent_id: Option<String>,
-    pub batch_id: Option<String>,
-}
-
-impl From<Task> for TaskView {
-    fn from(t: Task) -> TaskView {
-        TaskView {
-            id: t.id,
-            task_type: t.task_type,
-            status: t.status.to_string(),
-            priority: t.priority.to_string(),
-            request: t.request,
-            account_id: t.account_id,
-            user_id: t.user_id,
-            attempts: t.attempts,
-            max_attempts: t.max_attempts,
-            created_at: t.created_at,
-            run_at: t.run_at,
-            started_at: t.started_at,
-            finished_at: t.finished_at,
-            worker_id: t.worker_id,
-            progress: t.progress,
-            message: t.message,
-            result: t.result,
-            error: t.error,
-            cancel_requested: t.cancel_requested,
-            webhook_url: t.webhook_url,
-            parent_id: t.parent_id,
-            batch_id: t.batch_id,
-        }
-    }
-}
+/// A task as the API shows it: the library's [`Task`] (DESIGN §4), whose lease token is never
+/// serialized.
+pub type TaskView = Task;
 
 /// One task type and its configuration.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -298,7 +241,7 @@ pub async fn list(
             cursor = Some((*ms, id.clone()));
             if let Some(t) = loaded.get(id) {
                 if status.is_none_or(|s| s == t.status) {
-                    tasks.push(t.clone().into());
+                    tasks.push(t.clone());
                     if tasks.len() == limit {
                         break;
                     }
@@ -347,7 +290,7 @@ pub async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, AppError> {
-    Ok(Json(load_owned(&state, &caller, &id).await?.into()))
+    Ok(Json(load_owned(&state, &caller, &id).await?))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -188,6 +188,27 @@ impl Api {
         r.json()
     }
 
+    /// `POST /api/tasks/{id}/cancel` as `key`.
+    pub async fn cancel(&self, id: &str, key: &str) -> Reply {
+        self.call(
+            Method::POST,
+            &format!("/api/tasks/{id}/cancel"),
+            Some(key),
+            None,
+        )
+        .await
+    }
+
+    /// The task ids of `GET /api/tasks/queue/list` as `key`, in the order listed.
+    pub async fn queue_list_ids(&self, key: &str) -> Vec<String> {
+        self.get("/api/tasks/queue/list", key).await.json()["tasks"]
+            .as_array()
+            .expect("a list of tasks")
+            .iter()
+            .map(|t| t["task"]["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn now(&self) -> i64 {
         self.state.now()
     }

@@ -225,9 +225,9 @@ impl Broker {
         }
     }
 
-    /// A broker for `settings` with every task type of its catalog registered and the
-    /// settings' per-account limits.
-    pub fn from_settings(settings: &Settings) -> Result<Broker> {
+    /// A builder with everything `settings` says (Redis, prefix, timeout, lease, retention,
+    /// per-account limits) and no queues.
+    pub fn builder_from(settings: &Settings) -> BrokerBuilder {
         Broker::builder(settings.redis.url.clone())
             .prefix(settings.redis.prefix.clone())
             .timeout(Duration::from_millis(settings.redis.timeout_ms))
@@ -235,6 +235,11 @@ impl Broker {
             .lease(Duration::from_secs(settings.worker.lease_seconds))
             .retention(settings.retention.clone())
             .limits(settings.limits.clone())
+    }
+
+    /// A broker for `settings` with every task type of its catalog registered.
+    pub fn from_settings(settings: &Settings) -> Result<Broker> {
+        Broker::builder_from(settings)
             .queues(crate::config::queues(&settings.catalog()?))
             .build()
     }

@@ -33,6 +33,7 @@ pub mod lesson;
 pub mod openai;
 pub mod quiz;
 mod render;
+mod seeded;
 pub use taskfleet::catalog::requests;
 pub mod sanitize;
 pub mod story;

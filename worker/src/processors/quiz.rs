@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::render::{fnv1a, Rng};
+use super::seeded::{fnv1a, Rng};
 
 /// One question with its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use super::render::{fnv1a, Rng};
 use super::requests::StoryRequest;
+use super::seeded::{fnv1a, Rng};
 
 /// A generated story.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -165,6 +165,18 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
 /// Serves until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings, options: Options) -> anyhow::Result<()> {
     let state = AppState::new(&settings, options).await?;
+    // A deployment that is not what the settings say (a cluster named as a single server, a
+    // dead seed node, a shard count that disagrees with Redis's) stops the API here; a
+    // Redis that does not answer yet does not: `/ready` says 503 and checks again.
+    match state.check_deployment().await {
+        Err(e @ taskfleet::Error::InvalidInput { .. }) => {
+            return Err(anyhow::Error::new(e).context("the redis deployment"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "redis does not answer yet; /ready says 503 until it does")
+        }
+        Ok(()) => {}
+    }
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
         .with_context(|| format!("listening on {}", settings.api.listen))?;

@@ -192,7 +192,9 @@ pub async fn enqueue(
     let run_at = run_at(&options, now)?;
     rate_limit(state, caller).await?;
     let estimate_one = catalog_estimate(task_type, &request);
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = state
+        .broker
+        .new_id(task_type, &caller.account_id, idem.as_deref())?;
     let task = NewTask {
         task_type: task_type.to_string(),
         fingerprint: idem

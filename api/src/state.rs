@@ -59,14 +59,28 @@ pub struct AppState {
     pub request_timeout: Option<Duration>,
     /// The wait before a 401 ([`auth::FailureDelay`]).
     pub auth_failures: Arc<auth::FailureDelay>,
+    /// Whether the deployment and shard counts were checked against Redis
+    /// ([`Broker::check_deployment`]): at start, or by the first `/ready` that reaches Redis.
+    pub deployment_checked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
+    /// Checks the deployment once ([`Broker::check_deployment`]); afterwards does nothing.
+    pub async fn check_deployment(&self) -> taskfleet::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.deployment_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.broker.check_deployment().await?;
+        self.deployment_checked.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Builds the state from settings. Redis need not be up: the API starts, `/ready` says 503,
     /// and the clock follows Redis's once it answers.
     pub async fn new(settings: &Settings, options: Options) -> anyhow::Result<AppState> {
         let catalog = settings.catalog()?;
-        let mut builder = Broker::builder_from(settings)
+        let mut builder = Broker::builder_from(settings)?
             .worker_id(format!("api-{}", std::process::id()))
             .queues(taskfleet::config::queues(&catalog));
         if options.test_processors {
@@ -98,6 +112,7 @@ impl AppState {
             header_read_timeout: secs(settings.api.header_read_timeout_secs),
             request_timeout: secs(settings.api.request_timeout_secs),
             auth_failures: Arc::new(auth::FailureDelay::default()),
+            deployment_checked: Arc::default(),
             broker,
             clock,
         })

@@ -35,19 +35,26 @@ async fn a_missing_task_is_404_and_an_id_that_cannot_be_one_is_400() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.code(), "not_found");
-    for bad in ["not.an.id", "x%20y", &"a".repeat(65)] {
+    for bad in [".hidden", "x%20y", "a:b", &"a".repeat(129)] {
         let r = api.get(&format!("/api/tasks/{bad}"), &api.user).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.message().starts_with("id"));
     }
-    // A well-formed id that is not a UUID (a course's lesson) is looked up: 404 here.
-    let r = api.get("/api/tasks/0190f3c2-lesson-0", &api.user).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    // UUIDs are found in any case.
-    let id = api.enqueue_test(&api.user, json!({})).await;
+    // A well-formed id of no task (a course's lesson not made yet) is looked up: 404 here.
     let r = api
-        .get(&format!("/api/tasks/{}", id.to_uppercase()), &api.user)
+        .get(
+            "/api/tasks/video.0.course_video.0.0190f3c2-lesson-0",
+            &api.user,
+        )
         .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The API's ids carry their type and shard, and are found as given.
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    assert!(
+        id.starts_with(&format!("{}.0.", taskfleet::TEST_QUEUE)),
+        "{id}"
+    );
+    let r = api.get(&format!("/api/tasks/{id}"), &api.user).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 

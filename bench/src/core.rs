@@ -187,7 +187,7 @@ pub async fn run(args: &CoreArgs) -> Result<Measurements> {
     };
     ceiling::measure(&mut server, &warm_up, args.ceiling_one_client_requests / 4).await?;
 
-    let clock = RedisClock::new(&broker(&url, "bC", "bench-clock", 1)?).await?;
+    let clock = RedisClock::new(&broker(&url, "bC", "bench-clock")?).await?;
     let mut rounds = Vec::with_capacity(args.rounds);
     for r in 0..args.rounds {
         eprintln!("round {} of {}…", r + 1, args.rounds);
@@ -293,7 +293,7 @@ async fn round(
             _ => {
                 let p = format!("bD{r}-{i}");
                 let fill = case(&p, args.batch, args.batch_in_flight);
-                let f = broker(&url, &p, "bench-enqueue", fill.in_flight)?;
+                let f = broker(&url, &p, "bench-enqueue")?;
                 enqueue(&f, clock, &fill).await?;
                 p
             }
@@ -319,7 +319,7 @@ async fn round(
             "drain {prefix} completed {jobs} of {} tasks",
             args.tasks
         );
-        check_drained(&broker(&url, &prefix, "bench-check", 1)?, args.tasks).await?;
+        check_drained(&broker(&url, &prefix, "bench-check")?, args.tasks).await?;
         samples.push((Case::Drain { consumers }, s));
     }
     Ok(Round {
@@ -362,7 +362,7 @@ async fn enqueue_case(
     clock: &Arc<RedisClock>,
     case: &EnqueueCase,
 ) -> Result<Sample> {
-    let b = broker(&case.url, &case.prefix, "bench-enqueue", case.in_flight)?;
+    let b = broker(&case.url, &case.prefix, "bench-enqueue")?;
     let meter = Meter::start(server).await?;
     let calls = enqueue(&b, clock, case).await?;
     meter.finish(server, &case.name(), case.tasks, calls).await
@@ -380,7 +380,7 @@ async fn enqueue_script_run(
     tasks: usize,
     per_call: usize,
 ) -> Result<ScriptRun> {
-    let b = broker(&server.url(), &format!("bR{per_call}"), "bench-script", 1)?;
+    let b = broker(&server.url(), &format!("bR{per_call}"), "bench-script")?;
     let template: Vec<NewTask> = (0..per_call).map(|i| bench_task(i, 1)).collect();
     let call = b.enqueue_script_call(&template, clock.now_ms())?;
     let sha = server.script_load(call.source).await?;
@@ -415,12 +415,11 @@ async fn enqueue_script_run(
 }
 
 /// A broker on `url` under `prefix` with the bench queue registered.
-fn broker(url: &str, prefix: &str, worker_id: &str, pool: usize) -> Result<Broker> {
+fn broker(url: &str, prefix: &str, worker_id: &str) -> Result<Broker> {
     Ok(Broker::builder(url)
         .prefix(prefix)
         .queue(QUEUE, QueueConfig::default())
         .worker_id(worker_id)
-        .pool_size(pool.max(1))
         .timeout(Duration::from_secs(30))
         .build()?)
 }
@@ -487,7 +486,7 @@ async fn drain(
     let deadline = Instant::now() + timeout;
     let mut loops = Vec::new();
     for c in 0..consumers {
-        let b = broker(url, prefix, &format!("bench-consumer-{c}"), 2)?;
+        let b = broker(url, prefix, &format!("bench-consumer-{c}"))?;
         let clock = clock.clone();
         loops.push(tokio::spawn(async move {
             let (mut jobs, mut calls) = (0, Vec::new());

@@ -202,12 +202,11 @@ fn worker(bin: &Path, url: &str, prefix: &str, concurrency: usize) -> Result<Pro
     Proc::spawn("taskfleet-worker", cmd)
 }
 
-pub(crate) fn broker(url: &str, prefix: &str, pool: usize) -> Result<Broker> {
+pub(crate) fn broker(url: &str, prefix: &str) -> Result<Broker> {
     Ok(Broker::builder(url)
         .prefix(prefix)
         .queue(TEST_QUEUE, QueueConfig::default())
         .worker_id("bench-fleet")
-        .pool_size(pool.max(1))
         .timeout(Duration::from_secs(30))
         .build()?)
 }
@@ -315,7 +314,7 @@ async fn drain_case(
     timeout: Duration,
 ) -> Result<(Sample, Duration, f64)> {
     let prefix = "bW";
-    let b = broker(url, prefix, 16)?;
+    let b = broker(url, prefix)?;
     let now = b.server_time_ms().await?;
     let n = args.worker_tasks;
     let mut from = 0;
@@ -363,7 +362,7 @@ async fn latency_case(
     timeout: Duration,
 ) -> Result<(f64, StartLatency)> {
     let prefix = "bL";
-    let b = broker(url, prefix, 4)?;
+    let b = broker(url, prefix)?;
     let mut workers = Vec::new();
     for _ in 0..args.latency_workers.max(1) {
         match worker(bin, url, prefix, args.worker_concurrency) {

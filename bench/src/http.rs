@@ -131,7 +131,7 @@ async fn run_with(
         )
         .await?;
     let api_cpu = api.cpu_seconds()? - cpu_before;
-    let (queued, _) = counts(&broker(case.url, case.prefix, 1)?).await?;
+    let (queued, _) = counts(&broker(case.url, case.prefix)?).await?;
     ensure!(
         queued == n as u64,
         "after HTTP enqueue: {queued} of {n} queued"

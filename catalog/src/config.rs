@@ -24,6 +24,9 @@ pub struct TaskConfig {
     pub description: String,
     pub backoff_base_secs: u64,
     pub backoff_max_secs: u64,
+    /// How many shards its queue is spread over; `None`: the deployment's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u16>,
 }
 
 impl TaskConfig {
@@ -46,6 +49,7 @@ impl TaskConfig {
             description: description.to_string(),
             backoff_base_secs: DEFAULT_BACKOFF_BASE_SECS,
             backoff_max_secs: DEFAULT_BACKOFF_MAX_SECS,
+            shards: None,
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct TaskConfigOverride {
     pub description: Option<String>,
     pub backoff_base_secs: Option<u64>,
     pub backoff_max_secs: Option<u64>,
+    pub shards: Option<u16>,
 }
 
 /// Why a catalog could not be built from the settings.
@@ -118,6 +123,7 @@ impl Catalog {
             }
             c.backoff_base_secs = o.backoff_base_secs.unwrap_or(c.backoff_base_secs);
             c.backoff_max_secs = o.backoff_max_secs.unwrap_or(c.backoff_max_secs);
+            c.shards = o.shards.or(c.shards);
             let bad = |f: &str, m: &str| {
                 CatalogError::Invalid(Invalid::new(format!("task_types.{name}.{f}"), m))
             };
@@ -129,6 +135,9 @@ impl Catalog {
             }
             if c.timeout_minutes == 0 {
                 return Err(bad("timeout_minutes", "must be at least 1"));
+            }
+            if c.shards.is_some_and(|n| !(1..=1024).contains(&n)) {
+                return Err(bad("shards", "must be 1-1024"));
             }
         }
         Ok(catalog)

@@ -1,5 +1,5 @@
-//! API keys: made random (256 bits), stored only as their SHA-256 (`tf:apikey:<sha>` HASH and
-//! the `tf:apikeys` SET). The API turns a request's key into its caller with [`Broker::api_key`];
+//! API keys: made random (256 bits), stored only as their SHA-256 (`tf:{apikeys}:key:<sha>` HASH and
+//! the `tf:{apikeys}:all` SET). The API turns a request's key into its caller with [`Broker::api_key`];
 //! the CLI makes, lists and revokes them. The only code that reads or writes those keys.
 //!
 //! Why hashing makes the lookup safe: a key is hashed before Redis is asked, so how long a

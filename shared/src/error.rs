@@ -59,15 +59,6 @@ impl From<redis::RedisError> for Error {
     }
 }
 
-impl From<deadpool_redis::PoolError> for Error {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        match e {
-            deadpool_redis::PoolError::Backend(e) => e.into(),
-            other => Error::Unavailable(other.to_string()),
-        }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<taskfleet_catalog::UnknownTaskType> for Error {

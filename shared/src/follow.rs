@@ -1,18 +1,31 @@
-//! Following what happens: a task type's event stream read with blocking `XREAD` (the API's
-//! Server-Sent Events), and idle workers' wait for work on the types' `signal` lists. Both
-//! block, so each holds a connection of its own: a blocking read on the shared connection
-//! would stall every other call pipelined on it.
+//! Following what happens: a shard's event stream read with blocking `XREAD` (the API's
+//! Server-Sent Events), and idle workers' wait for work on the shards' wake channels. Both
+//! wait on Redis, so each holds a connection of its own: a blocking read on the shared
+//! connection would stall every other call pipelined on it.
+//!
+//! Wake-ups are pub/sub messages, published by the scripts that make tasks ready (enqueue,
+//! promote, release, recover, unclaim, resume). On a single server they are plain
+//! `PUBLISH`/`SUBSCRIBE`; on a cluster, sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`): the message
+//! stays on the node that owns the shard's slot instead of crossing the whole cluster bus,
+//! and redis-rs subscribes again by itself after a failover. Nothing is stored: a worker that
+//! is not listening misses nothing it needs, because it claims before it waits and polls
+//! slowly as a backstop.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::AsyncCommands;
+use redis::{AsyncCommands, PushInfo, PushKind};
+use tokio::sync::mpsc;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Deployment, Shard};
 use crate::error::{Error, Result};
+use crate::keys::cluster_slot;
 
-/// One entry of a type's event stream: its stream id, the tasks it is about (`id` for one
+/// One entry of a shard's event stream: its stream id, the tasks it is about (`id` for one
 /// task, `ids` for a batch: enqueue, claim and complete write one entry per call), and the
 /// status it reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +41,7 @@ impl EventEntry {
     }
 }
 
-/// A reader of one type's event stream, from a position on.
+/// A reader of one shard's event stream, from a position on.
 pub struct EventFollower {
     conn: MultiplexedConnection,
     key: String,
@@ -36,10 +49,19 @@ pub struct EventFollower {
 }
 
 impl Broker {
-    /// A connection of its own, answering within `response` (longer than any block on it).
-    async fn dedicated_connection(&self, response: Duration) -> Result<MultiplexedConnection> {
-        let client = redis::Client::open(self.url())
-            .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
+    /// A connection of its own to the server that holds `key` (on a cluster, the primary of
+    /// its slot), answering within `response` (longer than any block on it).
+    async fn dedicated_connection(
+        &self,
+        key: &str,
+        response: Duration,
+    ) -> Result<MultiplexedConnection> {
+        let url = match self.deployment() {
+            Deployment::Single { url } => url.clone(),
+            Deployment::Cluster { .. } => format!("redis://{}", self.node_of(key).await?),
+        };
+        let client =
+            redis::Client::open(url).map_err(|e| Error::invalid("redis.url", e.to_string()))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout()))
             .set_response_timeout(Some(response));
@@ -48,18 +70,45 @@ impl Broker {
             .await?)
     }
 
-    /// Follows the event stream of `task_type` from its current end, on a connection of its
-    /// own whose reads may block up to `max_block`.
-    pub async fn follow_events(
-        &self,
-        task_type: &str,
-        max_block: Duration,
-    ) -> Result<EventFollower> {
-        self.queue_config(task_type)?;
-        let mut conn = self
-            .dedicated_connection(max_block + Duration::from_secs(5))
+    /// The `host:port` of the cluster primary that serves `key`'s slot (`CLUSTER SLOTS`).
+    async fn node_of(&self, key: &str) -> Result<String> {
+        let slot = i64::from(cluster_slot(key));
+        let ranges: Vec<redis::Value> = self
+            .with_conn(async |c| redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await)
             .await?;
-        let key = self.keys().events(task_type);
+        for range in ranges {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let (Some(lo), Some(hi), Some(primary)) = (parts.first(), parts.get(1), parts.get(2))
+            else {
+                continue;
+            };
+            let (lo, hi): (i64, i64) = (
+                redis::from_redis_value(lo.clone())?,
+                redis::from_redis_value(hi.clone())?,
+            );
+            if (lo..=hi).contains(&slot) {
+                let (host, port): (String, i64) = match primary {
+                    redis::Value::Array(p) if p.len() >= 2 => (
+                        redis::from_redis_value(p[0].clone())?,
+                        redis::from_redis_value(p[1].clone())?,
+                    ),
+                    _ => break,
+                };
+                return Ok(format!("{host}:{port}"));
+            }
+        }
+        Err(Error::Unavailable(format!("no node serves slot {slot}")))
+    }
+
+    /// Follows the event stream of `shard` from its current end, on a connection of its own
+    /// whose reads may block up to `max_block`.
+    pub async fn follow_events(&self, shard: &Shard, max_block: Duration) -> Result<EventFollower> {
+        let key = self.keys().events(shard.tag());
+        let mut conn = self
+            .dedicated_connection(&key, max_block + Duration::from_secs(5))
+            .await?;
         let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
             .arg(&key)
             .arg("+")
@@ -76,41 +125,137 @@ impl Broker {
         Ok(EventFollower { conn, key, last_id })
     }
 
-    /// Waits for work on the `signal` lists of `types` (pushed by enqueue, promote, release,
-    /// recover and resume), on a connection of its own, at most `poll`; an error (Redis away)
-    /// waits a little and returns, so the caller polls anyway.
-    pub async fn wait_for_work(&self, waiter: &mut WorkWaiter, types: &[&str], poll: Duration) {
-        if waiter.conn.is_none() {
-            match self
-                .dedicated_connection(poll + Duration::from_secs(2))
-                .await
-            {
-                Ok(c) => waiter.conn = Some(c),
-                Err(_) => {
+    /// Waits for work on the wake channels of every shard of `types`, at most `poll`; the
+    /// shard whose wake-up came first, if one did. An error (Redis away) waits a little and
+    /// returns, so the caller polls anyway.
+    pub async fn wait_for_work(
+        &self,
+        waiter: &mut WorkWaiter,
+        types: &[&str],
+        poll: Duration,
+    ) -> Option<Shard> {
+        if waiter.subscription.is_none() {
+            match self.subscribe_wakes(types).await {
+                Ok((sub, channels)) => {
+                    waiter.subscription = Some(sub);
+                    waiter.channels = channels;
+                    // A task made ready before the subscription took effect sent its wake-up
+                    // to nobody: the caller claims once more before it waits.
+                    return None;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not subscribe to wake-ups; polling");
                     tokio::time::sleep(poll.min(Duration::from_millis(500))).await;
-                    return;
+                    return None;
                 }
             }
         }
-        let signals: Vec<String> = types.iter().map(|t| self.keys().signal(t)).collect();
-        let c = waiter.conn.as_mut().expect("connection made above");
-        let r: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
-            .arg(&signals)
-            .arg(poll.as_secs_f64())
-            .query_async(c)
-            .await;
-        if r.is_err() {
-            waiter.conn = None;
+        let sub = waiter.subscription.as_mut().expect("subscribed above");
+        let first = tokio::select! {
+            m = sub.next() => m,
+            _ = tokio::time::sleep(poll) => return None,
+        };
+        let Some(channel) = first else {
+            // The subscription ended (the server went away): make a new one next time.
+            waiter.subscription = None;
             tokio::time::sleep(Duration::from_millis(100)).await;
+            return None;
+        };
+        // Wake-ups that came meanwhile say the same thing: one claim answers them all.
+        while let Some(Some(_)) = sub.next().now_or_never() {}
+        waiter.channels.get(&channel).cloned()
+    }
+
+    /// A subscription to the wake channels of every shard of `types`.
+    async fn subscribe_wakes(
+        &self,
+        types: &[&str],
+    ) -> Result<(Subscription, HashMap<String, Shard>)> {
+        let mut channels = HashMap::new();
+        for t in types {
+            for s in self.shards(t)? {
+                channels.insert(self.keys().wake(s.tag()), s);
+            }
+        }
+        let names: Vec<String> = channels.keys().cloned().collect();
+        let sub = match self.deployment() {
+            Deployment::Single { url } => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
+                let mut pubsub = tokio::time::timeout(self.timeout(), client.get_async_pubsub())
+                    .await
+                    .map_err(|_| {
+                        Error::Unavailable("connecting to subscribe timed out".into())
+                    })??;
+                pubsub.subscribe(&names).await?;
+                Subscription::Single(pubsub.into_on_message())
+            }
+            Deployment::Cluster { nodes } => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
+                let client = redis::cluster::ClusterClientBuilder::new(urls)
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .push_sender(tx)
+                    .connection_timeout(self.timeout())
+                    .response_timeout(self.timeout())
+                    .build()
+                    .map_err(|e| Error::invalid("redis.cluster_nodes", e.to_string()))?;
+                let mut conn = client.get_async_connection().await?;
+                // One channel a call: a call's channels must share a slot.
+                for name in &names {
+                    conn.ssubscribe(name).await?;
+                }
+                Subscription::Cluster { _conn: conn, rx }
+            }
+        };
+        Ok((sub, channels))
+    }
+}
+
+/// An idle worker's subscription to its wake channels, made on first use.
+#[derive(Default)]
+pub struct WorkWaiter {
+    subscription: Option<Subscription>,
+    channels: HashMap<String, Shard>,
+}
+
+enum Subscription {
+    Single(redis::aio::PubSubStream),
+    Cluster {
+        /// Kept open: it delivers the pushes.
+        _conn: ClusterConnection,
+        rx: mpsc::UnboundedReceiver<PushInfo>,
+    },
+}
+
+impl Subscription {
+    /// The channel of the next wake-up; `None` when the subscription has ended.
+    async fn next(&mut self) -> Option<String> {
+        match self {
+            Subscription::Single(stream) => stream
+                .next()
+                .await
+                .map(|m| m.get_channel_name().to_string()),
+            Subscription::Cluster { rx, .. } => loop {
+                let push = rx.recv().await?;
+                if matches!(push.kind, PushKind::SMessage | PushKind::Message) {
+                    if let Some(channel) = push.data.first() {
+                        return redis::from_redis_value::<String>(channel.clone()).ok();
+                    }
+                }
+            },
         }
     }
 }
 
-/// An idle worker's connection for [`Broker::wait_for_work`], made on first use.
-#[derive(Default)]
-pub struct WorkWaiter {
-    conn: Option<MultiplexedConnection>,
+trait NowOrNever: std::future::Future + Sized {
+    /// The future's output if it is ready now, without waiting.
+    fn now_or_never(self) -> Option<Self::Output> {
+        futures::FutureExt::now_or_never(self)
+    }
 }
+
+impl<F: std::future::Future> NowOrNever for F {}
 
 impl EventFollower {
     /// The stream id of the last entry read (or of the end when following began).

@@ -1,12 +1,19 @@
 //! Read-only queries for the API, dashboards and tests: one task, queue status, lists.
 //! Nothing here changes a task; writes go through [`crate::broker`].
+//!
+//! A queue may be spread over several shards ([`crate::broker::Shard`]): each query reads
+//! every shard it needs in one fan-out (one pipeline on a single server, one per slot,
+//! concurrently, on a cluster) and merges the answers. Counts are sums; orders are merged by
+//! score, so a queue's head and a task's position are those of the whole queue.
 
 use std::collections::{BTreeMap, HashMap};
 
+use redis::Cmd;
 use serde::Serialize;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Shard};
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 use crate::task::{Millis, Task, TaskStatus};
 
 /// One queue's counts by state, whether it is paused, and its counters.
@@ -16,7 +23,8 @@ pub struct QueueStatus {
     /// Every state of [`TaskStatus`], by its name.
     pub counts: BTreeMap<String, u64>,
     pub paused: bool,
-    /// The `stats` hash: enqueued, started, completed, failed, retried, cancelled, recovered, busy_ms.
+    /// The `stats` hash (summed over shards): enqueued, started, completed, failed, retried,
+    /// cancelled, recovered, busy_ms.
     pub stats: BTreeMap<String, i64>,
 }
 
@@ -38,42 +46,75 @@ impl QueueStatus {
     }
 }
 
+/// The set that holds the ids of a shard in a state.
+fn state_key(k: &Keys, tag: &str, s: TaskStatus) -> String {
+    match s {
+        TaskStatus::Scheduled => k.scheduled(tag),
+        TaskStatus::Queued => k.queued(tag),
+        TaskStatus::Processing => k.processing(tag),
+        TaskStatus::Retrying => k.retrying(tag),
+        TaskStatus::Completed => k.completed(tag),
+        TaskStatus::Failed => k.failed(tag),
+        TaskStatus::Cancelled => k.cancelled(tag),
+    }
+}
+
+/// A command on a key, with the key to route it: `on!(key, "ZCOUNT", min, max)`.
+macro_rules! on {
+    ($key:expr, $name:expr $(, $arg:expr)*) => {{
+        let key: String = $key;
+        let mut c: Cmd = redis::cmd($name);
+        c.arg(&key)$(.arg($arg))*;
+        (key, c)
+    }};
+}
+
 impl Broker {
-    /// Every registered queue's status, in one round trip.
+    /// Every registered queue's status, in one fan-out.
     pub async fn status(&self) -> Result<Vec<QueueStatus>> {
-        let names = self.queue_names();
         let k = self.keys();
-        let mut pipe = redis::pipe();
-        for t in &names {
-            for s in TaskStatus::ALL {
-                pipe.cmd("ZCARD").arg(self.state_key(t, s));
-            }
-            pipe.cmd("EXISTS").arg(k.paused(t));
-            pipe.cmd("HGETALL").arg(k.stats(t));
-        }
-        let values: Vec<redis::Value> = self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let shards = self.all_shards();
         let per = TaskStatus::ALL.len() + 2;
-        let mut out = Vec::with_capacity(names.len());
-        for (i, t) in names.into_iter().enumerate() {
-            let row = &values[i * per..(i + 1) * per];
-            let mut counts = BTreeMap::new();
+        let mut cmds = Vec::with_capacity(shards.len() * per);
+        for sh in &shards {
+            for s in TaskStatus::ALL {
+                cmds.push(on!(state_key(k, sh.tag(), s), "ZCARD"));
+            }
+            cmds.push(on!(k.paused(sh.tag()), "EXISTS"));
+            cmds.push(on!(k.stats(sh.tag()), "HGETALL"));
+        }
+        let values: Vec<redis::Value> = self.fanout(cmds).await?;
+        let mut out: Vec<QueueStatus> = Vec::new();
+        for (sh, row) in shards.iter().zip(values.chunks(per)) {
+            if out.last().map(|q| q.task_type.as_str()) != Some(sh.task_type()) {
+                out.push(QueueStatus {
+                    task_type: sh.task_type().to_string(),
+                    counts: TaskStatus::ALL
+                        .iter()
+                        .map(|s| (s.as_str().to_string(), 0))
+                        .collect(),
+                    paused: false,
+                    stats: BTreeMap::new(),
+                });
+            }
+            let q = out.last_mut().expect("pushed above");
             for (j, s) in TaskStatus::ALL.into_iter().enumerate() {
                 let n: u64 = redis::from_redis_value(row[j].clone())?;
-                counts.insert(s.as_str().to_string(), n);
+                *q.counts.entry(s.as_str().to_string()).or_default() += n;
             }
+            // Pausing writes every shard; one shard paused means a pause (or a resume) is
+            // under way, and the queue shows paused until it is done.
             let paused: i64 = redis::from_redis_value(row[per - 2].clone())?;
+            q.paused |= paused == 1;
             let stats: BTreeMap<String, i64> = redis::from_redis_value(row[per - 1].clone())?;
-            out.push(QueueStatus {
-                task_type: t.to_string(),
-                counts,
-                paused: paused == 1,
-                stats,
-            });
+            for (name, n) in stats {
+                *q.stats.entry(name).or_default() += n;
+            }
         }
         Ok(out)
     }
 
-    /// One account's tasks of every registered queue by state, in one round trip: per type and
+    /// One account's tasks of every registered queue by state, in one fan-out: per shard and
     /// state, `ZINTERCARD` of the state's set and the account's index (`tf:{T}:account:<a>`,
     /// the same hash tag, so one Cluster slot). Each count stops at `limit` (a count equal to
     /// it means at least that many). Redis walks the smaller of the two sets for each, so the
@@ -83,74 +124,76 @@ impl Broker {
         account_id: &str,
         limit: u64,
     ) -> Result<Vec<(String, BTreeMap<String, u64>)>> {
-        let names = self.queue_names();
         let k = self.keys();
-        let mut pipe = redis::pipe();
-        for t in &names {
-            let index = k.account(t, account_id);
+        let shards = self.all_shards();
+        let mut cmds = Vec::new();
+        for sh in &shards {
+            let index = k.account(sh.tag(), account_id);
             for s in TaskStatus::ALL {
-                pipe.cmd("ZINTERCARD")
-                    .arg(2)
-                    .arg(self.state_key(t, s))
-                    .arg(&index)
-                    .arg("LIMIT")
-                    .arg(limit);
+                let key = state_key(k, sh.tag(), s);
+                let mut c = redis::cmd("ZINTERCARD");
+                c.arg(2).arg(&key).arg(&index).arg("LIMIT").arg(limit);
+                cmds.push((key, c));
             }
         }
-        let values: Vec<u64> = self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let values: Vec<u64> = self.fanout(cmds).await?;
         let per = TaskStatus::ALL.len();
-        Ok(names
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let counts = TaskStatus::ALL
-                    .into_iter()
-                    .zip(&values[i * per..(i + 1) * per])
-                    .map(|(s, n)| (s.as_str().to_string(), *n))
-                    .collect();
-                (t.to_string(), counts)
-            })
-            .collect())
+        let mut out: Vec<(String, BTreeMap<String, u64>)> = Vec::new();
+        for (sh, row) in shards.iter().zip(values.chunks(per)) {
+            if out.last().map(|(t, _)| t.as_str()) != Some(sh.task_type()) {
+                out.push((sh.task_type().to_string(), BTreeMap::new()));
+            }
+            let (_, counts) = out.last_mut().expect("pushed above");
+            for (s, n) in TaskStatus::ALL.into_iter().zip(row) {
+                let c = counts.entry(s.as_str().to_string()).or_default();
+                *c = (*c + n).min(limit);
+            }
+        }
+        Ok(out)
     }
 
     /// How many tasks of each registered queue completed at or after `since` (ms), in one
-    /// round trip: throughput over a recent window.
+    /// fan-out: throughput over a recent window.
     pub async fn completed_since(&self, since: Millis) -> Result<HashMap<String, u64>> {
-        let names = self.queue_names();
-        let mut pipe = redis::pipe();
-        for t in &names {
-            pipe.cmd("ZCOUNT")
-                .arg(self.keys().completed(t))
-                .arg(since)
-                .arg("+inf");
+        let shards = self.all_shards();
+        let cmds = shards
+            .iter()
+            .map(|sh| on!(self.keys().completed(sh.tag()), "ZCOUNT", since, "+inf"))
+            .collect();
+        let counts: Vec<u64> = self.fanout(cmds).await?;
+        let mut out: HashMap<String, u64> = self
+            .queue_names()
+            .into_iter()
+            .map(|t| (t.to_string(), 0))
+            .collect();
+        for (sh, n) in shards.iter().zip(counts) {
+            *out.entry(sh.task_type().to_string()).or_default() += n;
         }
-        let counts: Vec<u64> = self.with_conn(async |c| pipe.query_async(c).await).await?;
-        Ok(names.into_iter().map(String::from).zip(counts).collect())
+        Ok(out)
     }
 
-    /// The set that holds the ids of a type in a state.
-    pub fn state_key(&self, task_type: &str, s: TaskStatus) -> String {
-        let k = self.keys();
-        match s {
-            TaskStatus::Scheduled => k.scheduled(task_type),
-            TaskStatus::Queued => k.queued(task_type),
-            TaskStatus::Processing => k.processing(task_type),
-            TaskStatus::Retrying => k.retrying(task_type),
-            TaskStatus::Completed => k.completed(task_type),
-            TaskStatus::Failed => k.failed(task_type),
-            TaskStatus::Cancelled => k.cancelled(task_type),
+    /// The shards an id may live in: the one it names, else the one it hashes to in every
+    /// registered queue (an id a caller chose).
+    fn candidates(&self, id: &str) -> Vec<Shard> {
+        match self.route(id) {
+            Some(s) => vec![s],
+            None => self
+                .queue_names()
+                .into_iter()
+                .filter_map(|t| self.shard_of(t, id).ok())
+                .collect(),
         }
     }
 
-    /// One task by id, looked up in every registered queue in one round trip.
+    /// One task by id: one read when the id names its shard (every id the library makes
+    /// does), else one fan-out over every queue.
     pub async fn get(&self, id: &str) -> Result<Option<Task>> {
-        let names = self.queue_names();
-        let mut pipe = redis::pipe();
-        for t in &names {
-            pipe.cmd("HGETALL").arg(self.keys().task(t, id));
-        }
-        let hashes: Vec<HashMap<String, String>> =
-            self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let cmds = self
+            .candidates(id)
+            .iter()
+            .map(|sh| on!(self.keys().task(sh.tag(), id), "HGETALL"))
+            .collect();
+        let hashes: Vec<HashMap<String, String>> = self.fanout(cmds).await?;
         for h in hashes {
             if let Some(t) = Task::from_hash(h)? {
                 return Ok(Some(t));
@@ -162,15 +205,14 @@ impl Broker {
     /// Tasks of one type by id, in the order given; ids that no longer exist are skipped.
     pub async fn get_many(&self, task_type: &str, ids: &[String]) -> Result<Vec<Task>> {
         self.queue_config(task_type)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(self.keys().task(task_type, id));
-        }
-        let hashes: Vec<HashMap<String, String>> =
-            self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let cmds = ids
+            .iter()
+            .map(|id| {
+                let sh = self.shard_of(task_type, id)?;
+                Ok(on!(self.keys().task(sh.tag(), id), "HGETALL"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let hashes: Vec<HashMap<String, String>> = self.fanout(cmds).await?;
         let mut out = Vec::with_capacity(ids.len());
         for h in hashes {
             out.extend(Task::from_hash(h)?);
@@ -178,31 +220,89 @@ impl Broker {
         Ok(out)
     }
 
-    /// Up to `limit` ready tasks of one type, in the order claim takes them.
-    pub async fn list_queued(&self, task_type: &str, limit: usize) -> Result<Vec<Task>> {
+    /// The first `limit` entries of each shard's queue, merged by score: the queue's head.
+    async fn merged_head(&self, task_type: &str, limit: usize) -> Result<Vec<(String, f64)>> {
         self.queue_config(task_type)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let key = self.keys().queued(task_type);
-        let ids: Vec<String> = self
-            .with_conn(async |c| {
-                redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(limit as i64 - 1)
-                    .query_async(c)
-                    .await
+        let last = limit as i64 - 1;
+        let cmds = self
+            .shards(task_type)?
+            .iter()
+            .map(|sh| {
+                on!(
+                    self.keys().queued(sh.tag()),
+                    "ZRANGE",
+                    0,
+                    last,
+                    "WITHSCORES"
+                )
             })
-            .await?;
+            .collect();
+        let heads: Vec<Vec<(String, f64)>> = self.fanout(cmds).await?;
+        let mut all: Vec<(String, f64)> = heads.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Up to `limit` ready tasks of one type, in the order claim takes them.
+    pub async fn list_queued(&self, task_type: &str, limit: usize) -> Result<Vec<Task>> {
+        let ids: Vec<String> = self
+            .merged_head(task_type, limit)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         self.get_many(task_type, &ids).await
     }
 
+    /// The first `limit` queued tasks of one type (every account's) with their positions.
+    pub async fn queue_head(&self, task_type: &str, limit: usize) -> Result<Vec<QueuedEntry>> {
+        Ok(self
+            .merged_head(task_type, limit)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, score))| QueuedEntry {
+                id,
+                score,
+                position: i as u64,
+            })
+            .collect())
+    }
+
+    /// How many queued tasks of a type score lower than `score` (run before it), in every
+    /// shard but `own` (whose rank the caller has), in one fan-out.
+    async fn ahead_elsewhere(&self, task_type: &str, own: u16, scores: &[f64]) -> Result<Vec<u64>> {
+        let others: Vec<Shard> = self
+            .shards(task_type)?
+            .into_iter()
+            .filter(|s| s.index() != own)
+            .collect();
+        if others.is_empty() {
+            return Ok(vec![0; scores.len()]);
+        }
+        let mut cmds = Vec::new();
+        for score in scores {
+            let below = format!("({score}");
+            for sh in &others {
+                cmds.push(on!(self.keys().queued(sh.tag()), "ZCOUNT", "-inf", &below));
+            }
+        }
+        let counts: Vec<u64> = self.fanout(cmds).await?;
+        Ok(counts
+            .chunks(others.len())
+            .map(|c| c.iter().sum())
+            .collect())
+    }
+
     /// Up to `limit` queued tasks of one account and type in the order claim takes them, with
-    /// their queue positions, read by walking the queue in pages and keeping the account's ids
-    /// (`ZMSCORE` on its index): bounded work, at most `max_scan` queue entries per call.
-    /// The flag says whether the walk reached the end of the queue (or the limit) rather
-    /// than stopping at `max_scan`.
+    /// their queue positions, read by walking each shard's queue in pages and keeping the
+    /// account's ids (`ZMSCORE` on its index): bounded work, at most `max_scan` queue entries
+    /// per call in all. The flag says whether every walk reached the end of its shard (or the
+    /// limit) rather than stopping at its share of `max_scan`.
     pub async fn queued_of_account(
         &self,
         task_type: &str,
@@ -210,9 +310,42 @@ impl Broker {
         limit: usize,
         max_scan: usize,
     ) -> Result<(Vec<QueuedEntry>, bool)> {
-        self.queue_config(task_type)?;
-        let queued = self.keys().queued(task_type);
-        let index = self.keys().account(task_type, account_id);
+        let shards = self.shards(task_type)?;
+        let budget = max_scan.div_ceil(shards.len()).max(1);
+        let mut found: Vec<(u16, QueuedEntry)> = Vec::new();
+        let mut complete = true;
+        for sh in &shards {
+            let (entries, done) = self.walk_shard(sh, account_id, limit, budget).await?;
+            complete &= done;
+            found.extend(entries.into_iter().map(|e| (sh.index(), e)));
+        }
+        found.sort_by(|a, b| {
+            a.1.score
+                .total_cmp(&b.1.score)
+                .then_with(|| a.1.id.cmp(&b.1.id))
+        });
+        found.truncate(limit);
+        if shards.len() > 1 {
+            // A rank in its own shard plus the lower scores of every other shard: its place
+            // in the whole queue.
+            for (own, e) in &mut found {
+                let ahead = self.ahead_elsewhere(task_type, *own, &[e.score]).await?;
+                e.position += ahead[0];
+            }
+        }
+        Ok((found.into_iter().map(|(_, e)| e).collect(), complete))
+    }
+
+    /// One shard's part of [`Broker::queued_of_account`]: positions within the shard.
+    async fn walk_shard(
+        &self,
+        shard: &Shard,
+        account_id: &str,
+        limit: usize,
+        max_scan: usize,
+    ) -> Result<(Vec<QueuedEntry>, bool)> {
+        let queued = self.keys().queued(shard.tag());
+        let index = self.keys().account(shard.tag(), account_id);
         let mut out = Vec::new();
         let mut start = 0usize;
         while out.len() < limit {
@@ -262,41 +395,30 @@ impl Broker {
         Ok((out, true))
     }
 
-    /// The first `limit` queued tasks of one type (every account's) with their positions.
-    pub async fn queue_head(&self, task_type: &str, limit: usize) -> Result<Vec<QueuedEntry>> {
-        self.queue_config(task_type)?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let queued = self.keys().queued(task_type);
-        let entries: Vec<(String, f64)> = self
+    /// How many tasks of its type run before a queued task (0 = next); `None` if not queued.
+    pub async fn queue_position(&self, task_type: &str, id: &str) -> Result<Option<u64>> {
+        let shard = self.shard_of(task_type, id)?;
+        let key = self.keys().queued(shard.tag());
+        let (rank, score): (Option<u64>, Option<f64>) = self
             .with_conn(async |c| {
-                redis::cmd("ZRANGE")
-                    .arg(&queued)
-                    .arg(0)
-                    .arg(limit as i64 - 1)
-                    .arg("WITHSCORES")
+                redis::pipe()
+                    .cmd("ZRANK")
+                    .arg(&key)
+                    .arg(id)
+                    .cmd("ZSCORE")
+                    .arg(&key)
+                    .arg(id)
                     .query_async(c)
                     .await
             })
             .await?;
-        Ok(entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, (id, score))| QueuedEntry {
-                id,
-                score,
-                position: i as u64,
-            })
-            .collect())
-    }
-
-    /// How many tasks of its type run before a queued task (0 = next); `None` if not queued.
-    pub async fn queue_position(&self, task_type: &str, id: &str) -> Result<Option<u64>> {
-        self.queue_config(task_type)?;
-        let key = self.keys().queued(task_type);
-        self.with_conn(async |c| redis::cmd("ZRANK").arg(&key).arg(id).query_async(c).await)
-            .await
+        let (Some(rank), Some(score)) = (rank, score) else {
+            return Ok(None);
+        };
+        let ahead = self
+            .ahead_elsewhere(task_type, shard.index(), &[score])
+            .await?;
+        Ok(Some(rank + ahead[0]))
     }
 
     /// An account's task ids of the given types, newest first (ties: id descending), after
@@ -311,37 +433,36 @@ impl Broker {
         if limit == 0 || types.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::new();
+        let mut sources = Vec::new();
         for t in types {
-            self.queue_config(t)?;
-            let key = self.keys().account(t, account_id);
-            let max = match &before {
-                Some((ms, _)) => {
-                    // Ids created in the cursor's own millisecond: filtered by id below.
-                    pipe.cmd("ZRANGEBYSCORE")
-                        .arg(&key)
-                        .arg(ms)
-                        .arg(ms)
-                        .arg("WITHSCORES");
-                    format!("({ms}")
-                }
-                None => "+inf".to_string(),
-            };
-            pipe.cmd("ZREVRANGEBYSCORE")
-                .arg(&key)
-                .arg(max)
-                .arg("-inf")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit);
+            for sh in self.shards(t)? {
+                let key = self.keys().account(sh.tag(), account_id);
+                let max = match &before {
+                    Some((ms, _)) => {
+                        // Ids created in the cursor's own millisecond: filtered by id below.
+                        cmds.push(on!(key.clone(), "ZRANGEBYSCORE", *ms, *ms, "WITHSCORES"));
+                        sources.push(*t);
+                        format!("({ms}")
+                    }
+                    None => "+inf".to_string(),
+                };
+                cmds.push(on!(
+                    key,
+                    "ZREVRANGEBYSCORE",
+                    &max,
+                    "-inf",
+                    "WITHSCORES",
+                    "LIMIT",
+                    0,
+                    limit
+                ));
+                sources.push(*t);
+            }
         }
-        let lists: Vec<Vec<(String, i64)>> =
-            self.with_conn(async |c| pipe.query_async(c).await).await?;
-        let per = if before.is_some() { 2 } else { 1 };
+        let lists: Vec<Vec<(String, i64)>> = self.fanout(cmds).await?;
         let mut all: Vec<(Millis, String, String)> = Vec::new();
-        for (i, list) in lists.into_iter().enumerate() {
-            let t = types[i / per];
+        for (t, list) in sources.into_iter().zip(lists) {
             for (id, ms) in list {
                 let keep = match &before {
                     Some((c_ms, c_id)) => ms < *c_ms || (ms == *c_ms && id < *c_id),
@@ -353,27 +474,25 @@ impl Broker {
             }
         }
         all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.2.cmp(&a.2)));
+        all.dedup();
         all.truncate(limit);
         Ok(all)
     }
 
-    /// The status of each task id that exists, looked up in every queue in one round trip.
+    /// The status of each task id that exists, in one fan-out.
     pub async fn statuses(&self, ids: &[String]) -> Result<HashMap<String, TaskStatus>> {
-        let names = self.queue_names();
-        if ids.is_empty() || names.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::new();
+        let mut owners = Vec::new();
         for id in ids {
-            for t in &names {
-                pipe.cmd("HGET").arg(self.keys().task(t, id)).arg("status");
+            for sh in self.candidates(id) {
+                cmds.push(on!(self.keys().task(sh.tag(), id), "HGET", "status"));
+                owners.push(id);
             }
         }
-        let found: Vec<Option<String>> =
-            self.with_conn(async |c| pipe.query_async(c).await).await?;
+        let found: Vec<Option<String>> = self.fanout(cmds).await?;
         let mut out = HashMap::new();
-        for (id, row) in ids.iter().zip(found.chunks(names.len())) {
-            if let Some(s) = row.iter().flatten().next() {
+        for (id, s) in owners.into_iter().zip(found) {
+            if let Some(s) = s {
                 out.insert(id.clone(), s.parse()?);
             }
         }

@@ -1,8 +1,12 @@
 //! The Redis key layout: the only code that spells a key (DESIGN §3).
 //!
-//! Every key of one task type carries the hash tag `{<type>}`, so each Lua script, which only
-//! touches the keys of one type, runs on a single Redis Cluster slot. Keys that are not about
-//! one type (workers, API keys) have no tag and are never touched by a script.
+//! A task type's keys live in shards: every key of shard `s` of type `T` carries that shard's
+//! hash tag ([`shard_tag`]: `{T}` when the type has one shard, `{T#s}` or `{T#s.n}` when it has
+//! several), so each Lua script, which only touches the keys of one shard, runs on a single
+//! Redis Cluster slot. The key functions below take that tag. Keys that are not about one
+//! shard are never touched by a script: the worker registry (tag `{workers}`) and the API keys
+//! (tag `{apikeys}`), each in one slot so that its pipelines stay atomic; rate counters and
+//! the shard counts, one key per command.
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "tf";
@@ -24,9 +28,9 @@ impl Keys {
         &self.prefix
     }
 
-    /// `<prefix>:{<type>}:<what>`: a key in the type's hash tag, so one slot.
-    fn tagged(&self, task_type: &str, what: &str) -> String {
-        format!("{}:{{{}}}:{}", self.prefix, task_type, what)
+    /// `<prefix>:{<tag>}:<what>`: a key in a shard's hash tag, so one slot.
+    fn tagged(&self, tag: &str, what: &str) -> String {
+        format!("{}:{{{}}}:{}", self.prefix, tag, what)
     }
 
     /// ZSET: ready ids, score = band × 10^13 + enqueue ms (lower runs first).
@@ -69,9 +73,11 @@ impl Keys {
     pub fn events(&self, t: &str) -> String {
         self.tagged(t, "events")
     }
-    /// LIST: wake-up markers that idle workers block on.
-    pub fn signal(&self, t: &str) -> String {
-        self.tagged(t, "signal")
+    /// CHANNEL: enqueue, promote, release, recover and resume publish here (sharded pub/sub
+    /// on a cluster); idle workers subscribe. A channel, not a key, but named in the shard's
+    /// tag so a script may publish to it.
+    pub fn wake(&self, t: &str) -> String {
+        self.tagged(t, "wake")
     }
     /// Prefix of the task HASH keys; `task_prefix(t) + id` is a task.
     pub fn task_prefix(&self, t: &str) -> String {
@@ -106,17 +112,19 @@ impl Keys {
     pub fn claim_record(&self, t: &str, token_prefix: &str) -> String {
         self.tagged(t, &format!("claim:{token_prefix}"))
     }
-    /// HASH + TTL: a worker's heartbeat.
+    /// HASH + TTL: a worker's heartbeat. The registry's keys share the tag `{workers}`, so
+    /// a heartbeat writes its hash and its score in one atomic step on a cluster too.
     pub fn worker(&self, worker_id: &str) -> String {
-        format!("{}:worker:{}", self.prefix, worker_id)
+        format!("{}:{{workers}}:worker:{}", self.prefix, worker_id)
     }
     /// ZSET: worker ids, score = last heartbeat ms.
     pub fn workers(&self) -> String {
-        format!("{}:workers", self.prefix)
+        format!("{}:{{workers}}:all", self.prefix)
     }
-    /// HASH: an API key's account, user and role, by the SHA-256 hex of the key.
+    /// HASH: an API key's account, user and role, by the SHA-256 hex of the key. The API
+    /// keys share the tag `{apikeys}` (one slot: a key and its listing change together).
     pub fn apikey(&self, sha256_hex: &str) -> String {
-        format!("{}:apikey:{}", self.prefix, sha256_hex)
+        format!("{}:{{apikeys}}:key:{}", self.prefix, sha256_hex)
     }
     /// STRING + TTL: how many enqueues an account made in one minute window (the API's rate
     /// limit); `window` is the minute since the epoch.
@@ -125,11 +133,53 @@ impl Keys {
     }
     /// SET: the SHA-256 hex of every API key (for `keys list`).
     pub fn apikeys(&self) -> String {
-        format!("{}:apikeys", self.prefix)
+        format!("{}:{{apikeys}}:all", self.prefix)
+    }
+    /// HASH: each task type's shard count, recorded by the first process to start, so every
+    /// process agrees (one that disagrees refuses to start).
+    pub fn shard_counts(&self) -> String {
+        format!("{}:shards", self.prefix)
     }
 }
 
-/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384.
+/// The hash tag of shard `shard` of `count` of type `task_type`. One shard: the type itself
+/// (`{video}`). Several: `T#s`, or `T#s.n` for the first `n` that puts the tag's slot in the
+/// shard's own `1/count` of the 16,384 slots, so that a cluster whose primaries hold even slot
+/// ranges gets an even share of every type (a plain suffix can put most shards of a type on
+/// one node).
+pub fn shard_tag(task_type: &str, shard: u16, count: u16) -> String {
+    if count <= 1 {
+        return task_type.to_string();
+    }
+    let (lo, hi) = shard_slots(shard, count);
+    (0u32..)
+        .map(|n| {
+            if n == 0 {
+                format!("{task_type}#{shard}")
+            } else {
+                format!("{task_type}#{shard}.{n}")
+            }
+        })
+        .find(|tag| (lo..hi).contains(&slot_of_tag(tag)))
+        .expect("some suffix lands in every range")
+}
+
+/// The slots `[lo, hi)` shard `shard` of `count` aims at.
+pub fn shard_slots(shard: u16, count: u16) -> (u16, u16) {
+    let count = u32::from(count.max(1));
+    let s = u32::from(shard);
+    (
+        (s * 16_384 / count) as u16,
+        ((s + 1) * 16_384 / count) as u16,
+    )
+}
+
+fn slot_of_tag(tag: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % 16_384
+}
+
+/// The Redis Cluster slot of a key: CRC16 (XMODEM, the `crc16` crate redis-rs uses too) of
+/// its hash tag, mod 16384.
 pub fn cluster_slot(key: &str) -> u16 {
     let bytes = key.as_bytes();
     let tagged = key.find('{').and_then(|open| {
@@ -138,22 +188,7 @@ pub fn cluster_slot(key: &str) -> u16 {
             .filter(|&len| len > 0)
             .map(|len| &bytes[open + 1..open + 1 + len])
     });
-    crc16(tagged.unwrap_or(bytes)) % 16384
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(bytes)) % 16384
 }
 
 #[cfg(test)]
@@ -163,7 +198,10 @@ mod tests {
     #[test]
     fn crc16_matches_the_cluster_specification() {
         // The Redis Cluster spec's test vector.
-        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(
+            crc16::State::<crc16::XMODEM>::calculate(b"123456789"),
+            0x31C3
+        );
         assert_eq!(cluster_slot("foo"), 12182);
         assert_eq!(
             cluster_slot("{user1000}.following"),
@@ -172,11 +210,26 @@ mod tests {
     }
 
     #[test]
+    fn each_shard_of_a_type_lands_in_its_own_share_of_the_slots() {
+        assert_eq!(shard_tag("video", 0, 1), "video");
+        for count in [2u16, 3, 4, 16] {
+            let mut seen = std::collections::HashSet::new();
+            for s in 0..count {
+                let tag = shard_tag("video", s, count);
+                let (lo, hi) = shard_slots(s, count);
+                let slot = cluster_slot(&Keys::new("tf").queued(&tag));
+                assert!((lo..hi).contains(&slot), "{tag}: {slot} not in {lo}..{hi}");
+                assert!(seen.insert(tag));
+            }
+        }
+    }
+
+    #[test]
     fn keys_are_spelled_as_the_design_says() {
         let k = Keys::new("tf");
         assert_eq!(k.queued("video"), "tf:{video}:queued");
         assert_eq!(k.task("video", "abc"), "tf:{video}:task:abc");
-        assert_eq!(k.worker("w1"), "tf:worker:w1");
+        assert_eq!(k.worker("w1"), "tf:{workers}:worker:w1");
         assert_eq!(k.idem("quiz", "acme", "k1"), "tf:{quiz}:idem:acme:k1");
     }
 
@@ -195,7 +248,7 @@ mod tests {
                 k.stats(t),
                 k.paused(t),
                 k.events(t),
-                k.signal(t),
+                k.wake(t),
                 k.task(t, "0190f3c2-0000-7000-8000-000000000000"),
                 k.account(t, "acme"),
                 k.idem(t, "acme", "key-1"),

@@ -43,8 +43,8 @@ pub mod testing;
 
 pub use apikeys::{ApiKey, Role};
 pub use broker::{
-    Broker, BrokerBuilder, CancelOutcome, Completion, DeferOutcome, ExtendReport, FailOutcome,
-    Failure, RateOutcome, RecoverReport, ReleaseOutcome,
+    Broker, BrokerBuilder, CancelOutcome, Completion, DeferOutcome, Deployment, ExtendReport,
+    FailOutcome, Failure, RateOutcome, RecoverReport, ReleaseOutcome, Shard,
 };
 pub use clock::{At, Clock, ManualClock, RedisClock};
 pub use config::{AccountLimit, Catalog, Limits, QueueConfig, Settings, TaskConfig};
@@ -53,6 +53,8 @@ pub use follow::{EventEntry, EventFollower, WorkWaiter};
 pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
 pub use registry::WorkerInfo;
-pub use task::{Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus};
+pub use task::{
+    is_task_id, Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus, MAX_TASK_ID,
+};
 pub use taskfleet_catalog as catalog;
 pub use taskfleet_catalog::{TaskType, TEST_QUEUE};

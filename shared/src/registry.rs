@@ -1,5 +1,5 @@
-//! The worker registry: each worker's heartbeat hash `tf:worker:<id>` (with a TTL: it expires
-//! when the worker stops beating) and its score in `tf:workers` (the last beat). Workers write
+//! The worker registry: each worker's heartbeat hash `tf:{workers}:worker:<id>` (with a TTL: it expires
+//! when the worker stops beating) and its score in `tf:{workers}:all` (the last beat). Workers write
 //! it, recoverers find dead workers in it, the API shows the live ones. The only code that
 //! reads or writes those keys.
 

@@ -13,6 +13,21 @@ use crate::error::{Error, Result};
 /// Milliseconds since the Unix epoch, by the Redis server's clock (see [`crate::clock`]).
 pub type Millis = i64;
 
+/// The longest task id.
+pub const MAX_TASK_ID: usize = 128;
+
+/// Whether `s` can be a task id: 1-[`MAX_TASK_ID`] of a-z, A-Z, 0-9, `.`, `_`, `-`, not
+/// starting with `.`. The ids the library makes (`<type>.<shard>.<uuid>`), the ids it derives
+/// from them (a course's lessons) and any a caller chooses: safe in a key, a URL path segment
+/// and a directory name.
+pub fn is_task_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_TASK_ID
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
 /// A band of the queue: every urgent task of a type runs before any high one, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

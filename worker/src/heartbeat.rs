@@ -1,4 +1,4 @@
-//! The heartbeat: every lease/3 this worker registers itself (`tf:worker:<id>`, alive for two
+//! The heartbeat: every lease/3 this worker registers itself (`tf:{workers}:worker:<id>`, alive for two
 //! leases, which other workers' recoverers read), then renews the leases of everything in
 //! flight with one extend call per type, and learns of cancel requests and lost leases from
 //! the answers. Each step stands alone: a slow or failing extend of one type delays neither the

@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::id(),
         rand::random::<u16>()
     );
-    let broker = Broker::builder_from(&settings)
+    let broker = Broker::builder_from(&settings)?
         .worker_id(worker_id.clone())
         .queues(queues.iter().map(|(n, q)| (n.clone(), q.config.clone())))
         .build()?;
@@ -130,7 +130,23 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     tokio::spawn(signals(stop.clone()));
 
-    // Wait for Redis at start rather than crash: a fleet may start before its Redis.
+    // Wait for Redis at start rather than crash: a fleet may start before its Redis. A
+    // deployment that is not what the settings say is another matter: stop, saying why.
+    loop {
+        match broker.check_deployment().await {
+            Ok(()) => break,
+            Err(e @ taskfleet::Error::InvalidInput { .. }) => {
+                return Err(anyhow::Error::new(e).context("the redis deployment"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for redis");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
     let clock = loop {
         match RedisClock::new(&broker).await {
             Ok(c) => break c,

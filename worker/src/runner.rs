@@ -72,6 +72,8 @@ impl Runner {
         let s = &self.shared;
         let types: Vec<&str> = s.config.types.iter().map(String::as_str).collect();
         let mut waiter = taskfleet::WorkWaiter::default();
+        // The shard whose wake-up ended the last wait: the next claim looks there first.
+        let mut woken: Option<taskfleet::Shard> = None;
         let mut failures = 0u32;
         loop {
             if stop.is_cancelled() {
@@ -85,13 +87,17 @@ impl Runner {
                 }
                 continue;
             }
-            match s.broker.claim(&types, free.min(MAX_CLAIM), s.at()).await {
+            let prefer = woken.take();
+            let claim =
+                s.broker
+                    .claim_preferring(&types, free.min(MAX_CLAIM), s.at(), prefer.as_ref());
+            match claim.await {
                 Ok(claimed) => {
                     s.health.ok();
                     failures = 0;
                     if claimed.is_empty() {
                         tokio::select! {
-                            _ = s.broker.wait_for_work(&mut waiter, &types, s.config.poll) => {}
+                            w = s.broker.wait_for_work(&mut waiter, &types, s.config.poll) => woken = w,
                             _ = stop.cancelled() => return,
                         }
                     }

@@ -605,7 +605,7 @@ async fn a_course_waits_for_its_lesson_videos_then_joins_them() {
         Ok(Step::WaitFor(..))
     ));
     let ids: Vec<String> = (0..2)
-        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .map(|i| course::lesson_task_id(&s.broker, &ctx.task_id, i).unwrap())
         .collect();
     let children = s.broker.get_many("video", &ids).await.unwrap();
     assert_eq!(children.len(), 2);
@@ -1133,7 +1133,7 @@ async fn a_course_whose_token_fires_without_a_cancel_leaves_its_lessons_alone() 
         .await;
     assert!(matches!(r, Ok(Step::WaitFor(..))), "{r:?}");
     let ids: Vec<String> = (0..2)
-        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .map(|i| course::lesson_task_id(&s.broker, &ctx.task_id, i).unwrap())
         .collect();
     let children = s.broker.get_many("video", &ids).await.unwrap();
     assert_eq!(children.len(), 2);
@@ -1179,7 +1179,7 @@ async fn a_course_cancelled_while_it_waits_cancels_its_waiting_lessons() {
         .await
         .unwrap();
     let ids: Vec<String> = (0..2)
-        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .map(|i| course::lesson_task_id(&s.broker, &ctx.task_id, i).unwrap())
         .collect();
     let children = s.broker.get_many("video", &ids).await.unwrap();
     assert_eq!(children.len(), 2);
@@ -1377,7 +1377,7 @@ async fn a_real_worker_runs_a_course_through_its_lessons_to_one_mp4() {
     );
     assert_eq!(task.attempts, 1, "waiting for lessons used no attempt");
     let ids: Vec<String> = (0..2)
-        .map(|i| course::lesson_task_id(&course.id, i))
+        .map(|i| course::lesson_task_id(&s.broker, &course.id, i).unwrap())
         .collect();
     let lessons = s.broker.get_many("video", &ids).await.unwrap();
     assert!(lessons.iter().all(|l| l.status == TaskStatus::Completed));
@@ -1425,7 +1425,7 @@ async fn a_courses_lessons_count_against_its_accounts_enqueue_rate() {
         other => panic!("expected a wait for the rate limit, got {other:?}"),
     }
     let ids: Vec<String> = (0..2)
-        .map(|i| course::lesson_task_id(&ctx.task_id, i))
+        .map(|i| course::lesson_task_id(&s.broker, &ctx.task_id, i).unwrap())
         .collect();
     assert!(s.broker.get_many("video", &ids).await.unwrap().is_empty());
 }

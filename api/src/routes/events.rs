@@ -44,7 +44,7 @@ pub struct TaskEvent {
 
 /// Server-Sent Events of one task.
 #[utoipa::path(get, path = "/api/tasks/{id}/events", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
+    params(("id" = String, Path, description = "Task id (`<type>.<shard>.<uuid>`, or a derived id such as a course lesson's)")),
     responses((status = 200, description = "A stream of events, one per state the task is seen in", content_type = "text/event-stream", body = TaskEvent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -68,7 +68,8 @@ pub async fn events(
         .clone()
         .try_acquire_owned()
         .map_err(|_| AppError::TooManyStreams)?;
-    let follower = state.broker.follow_events(&task.task_type, BLOCK).await?;
+    let shard = state.broker.shard_of(&task.task_type, &task.id)?;
+    let follower = state.broker.follow_events(&shard, BLOCK).await?;
     let (tx, rx) = mpsc::channel::<Event>(16);
     tokio::spawn(async move {
         follow(state, task.id, follower, tx).await;

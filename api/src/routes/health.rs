@@ -25,11 +25,17 @@ pub async fn health() -> Json<HealthResponse> {
     })
 }
 
-/// 200 when Redis answers, 503 otherwise.
+/// 200 when Redis answers (and the deployment was checked), 503 otherwise.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<HealthResponse>, AppError> {
     state.broker.ping().await?;
+    // A deployment that disagrees with the settings is not ready either (503, not a 4xx:
+    // the caller did nothing wrong); the reason goes to the log.
+    state
+        .check_deployment()
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
     // The clock follows Redis from the first time it answers.
     state.clock.try_sync(&state.broker).await;
     Ok(Json(HealthResponse {

@@ -14,24 +14,19 @@ use crate::auth::Caller;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// A task id from a path (400 naming `id` if it cannot be one). Ids are UUIDs (given in any
-/// case) or ids the engine derives from one, such as a course's lessons
-/// (`<uuid>-lesson-<i>`): 1-64 of a-z, A-Z, 0-9, `-`, `_`.
+/// A task id from a path (400 naming `id` if it cannot be one): `<type>.<shard>.<uuid>` as
+/// the API gives them, an id derived from one such as a course's lessons, or any
+/// [`taskfleet::is_task_id`].
 pub fn parse_task_id(raw: &str) -> Result<String, AppError> {
-    if let Ok(u) = uuid::Uuid::parse_str(raw) {
-        return Ok(u.hyphenated().to_string());
-    }
-    let ok = !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if taskfleet::is_task_id(raw) {
         Ok(raw.to_string())
     } else {
         Err(AppError::invalid(
             "id",
-            "a task id is a UUID (or 1-64 of a-z, 0-9, '-', '_')",
+            format!(
+                "a task id is 1-{} of a-z, A-Z, 0-9, '.', '_', '-' (such as video.3.0193b2c4-...)",
+                taskfleet::MAX_TASK_ID
+            ),
         ))
     }
 }

@@ -281,7 +281,7 @@ async fn load_entries(
 
 /// One task.
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
+    params(("id" = String, Path, description = "Task id (`<type>.<shard>.<uuid>`, or a derived id such as a course lesson's)")),
     responses((status = 200, body = TaskView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -304,7 +304,7 @@ pub struct CancelResponse {
 /// Cancel a task: a waiting one ends at once (200), a running one is stopped by its worker
 /// (202); 409 if it had already finished.
 #[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
+    params(("id" = String, Path, description = "Task id (`<type>.<shard>.<uuid>`, or a derived id such as a course lesson's)")),
     responses((status = 200, description = "Cancelled", body = CancelResponse),
         (status = 202, description = "Cancel requested from the worker", body = CancelResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -374,7 +374,7 @@ fn range_asked(headers: &HeaderMap) -> RangeAsked {
 /// bytes=first-last` (or `first-`, or `-suffix`) gets 206 with exactly those bytes and
 /// `Content-Range`; a range that selects nothing, or cannot be read, gets 416.
 #[utoipa::path(get, path = "/api/tasks/{id}/artifacts/{name}", tag = "tasks",
-    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)"),
+    params(("id" = String, Path, description = "Task id (`<type>.<shard>.<uuid>`, or a derived id such as a course lesson's)"),
         ("name" = String, Path, description = "Artifact name, as in the task's result"),
         ("Range" = Option<String>, Header,
             description = "One byte range: `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; another unit or several ranges are ignored")),

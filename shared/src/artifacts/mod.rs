@@ -199,12 +199,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 fn validate_task_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if crate::task::is_task_id(id) {
         Ok(())
     } else {
         Err(Error::invalid("task_id", "not a task id"))

@@ -9,16 +9,17 @@ use futures::future::join_all;
 use redis::FromRedisValue;
 use sha2::{Digest, Sha256};
 
-use super::conn::script_source;
+use super::conn::{script_source, Dual};
+use super::shards::Shard;
 use super::{validate_ident, Broker, EVENTS_MAXLEN, IDEMPOTENCY_TTL, MAX_BATCH, MAX_REQUEST_BYTES};
 use crate::clock::At;
+use crate::config::AccountLimit;
 use crate::error::{Error, Result};
-use crate::task::{Enqueued, Millis, NewTask, Priority, TaskStatus};
+use crate::task::{Enqueued, Millis, NewTask, Priority, TaskStatus, MAX_TASK_ID};
 
 /// The enqueue script's source, as the server runs it.
 pub const ENQUEUE_SOURCE: &str = script_source!("enqueue.lua", "now.lua", "band.lua", "wake.lua");
-static ENQUEUE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(ENQUEUE_SOURCE));
+static ENQUEUE: std::sync::LazyLock<Dual> = std::sync::LazyLock::new(|| Dual::new(ENQUEUE_SOURCE));
 
 /// The values one task takes in `enqueue.lua`'s arguments.
 const STRIDE: usize = 13;
@@ -52,6 +53,7 @@ pub enum RateOutcome {
 /// One task ready for the script: its arguments, and what it becomes if written.
 struct Prepared {
     index: usize,
+    shard: Shard,
     id: String,
     priority: Priority,
     run_at: Millis,
@@ -167,12 +169,12 @@ impl Broker {
             ));
         }
         // Validate all first, so bad input writes nothing.
-        let mut groups: HashMap<&str, Vec<Prepared>> = HashMap::new();
+        let mut groups: HashMap<Shard, Vec<Prepared>> = HashMap::new();
         for (i, t) in tasks.iter().enumerate() {
             let p = self.prepare(i, t, check_catalog)?;
-            groups.entry(t.task_type.as_str()).or_default().push(p);
+            groups.entry(p.shard.clone()).or_default().push(p);
         }
-        let calls = groups.into_iter().flat_map(|(task_type, items)| {
+        let calls = groups.into_iter().flat_map(|(shard, items)| {
             let mut chunks: Vec<Vec<Prepared>> = Vec::new();
             for p in items {
                 match chunks.last_mut() {
@@ -180,11 +182,11 @@ impl Broker {
                     _ => chunks.push(vec![p]),
                 }
             }
-            chunks.into_iter().map(move |chunk| (task_type, chunk))
+            chunks.into_iter().map(move |chunk| (shard.clone(), chunk))
         });
-        let results = join_all(
-            calls.map(|(task_type, chunk)| self.enqueue_call(task_type, chunk, at, Mode::All)),
-        )
+        let results = join_all(calls.map(|(shard, chunk)| async move {
+            self.enqueue_call(&shard, chunk, at, Mode::All).await
+        }))
         .await;
         let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
         for r in results {
@@ -236,10 +238,14 @@ impl Broker {
             }
         }
         if let Some(id) = &t.id {
-            if id.is_empty() {
-                return Err(Error::invalid("id", "must not be empty"));
+            if !crate::task::is_task_id(id) {
+                return Err(Error::invalid(
+                    "id",
+                    format!(
+                        "a task id is 1-{MAX_TASK_ID} of a-z, A-Z, 0-9, '.', '_', '-', not starting with '.'"
+                    ),
+                ));
             }
-            validate_ident("id", id, 64)?;
         }
         let max_attempts = t.max_attempts.unwrap_or(q.max_attempts);
         if !(1..=100).contains(&max_attempts) {
@@ -260,9 +266,15 @@ impl Broker {
         if run_at < 0 {
             return Err(Error::invalid("run_at", "must not be before 1970"));
         }
-        let id =
-            t.id.clone()
-                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        // The shard: the one an id the caller chose hashes to; else the one its
+        // Idempotency-Key does (a retry lands where the key is), else any. The id says it.
+        let (shard, id) = match &t.id {
+            Some(id) => (self.shard_of(&t.task_type, id)?, id.clone()),
+            None => {
+                let id = self.new_id(&t.task_type, &t.account_id, t.idempotency_key.as_deref())?;
+                (self.shard_of(&t.task_type, &id)?, id)
+            }
+        };
         let fingerprint = if t.idempotency_key.is_some() {
             fingerprint(t, priority)
         } else {
@@ -270,6 +282,7 @@ impl Broker {
         };
         Ok(Prepared {
             index,
+            shard,
             priority,
             run_at,
             account_id: t.account_id.clone(),
@@ -310,9 +323,12 @@ impl Broker {
             .enumerate()
             .map(|(i, t)| self.prepare(i, t, true))
             .collect::<Result<Vec<_>>>()?;
-        let limit = self.inner.limits.for_account(&first.account_id);
+        if prepared.iter().any(|p| p.shard != prepared[0].shard) {
+            return Err(Error::invalid("tasks", "one shard: give their ids"));
+        }
+        let limit = self.shard_limit(&prepared[0].shard, &first.account_id)?;
         let (keys, mut args) =
-            self.enqueue_keys_args(&first.task_type, at.into(), Mode::All, limit);
+            self.enqueue_keys_args(&prepared[0].shard, at.into(), Mode::All, limit);
         for p in &prepared {
             args.extend(p.args.iter().cloned());
         }
@@ -324,29 +340,40 @@ impl Broker {
         })
     }
 
+    /// An account's limits in one shard: its quotas split evenly over the type's shards (each
+    /// shard's script sees only its own), the rest as they are.
+    fn shard_limit(&self, shard: &Shard, account_id: &str) -> Result<AccountLimit> {
+        let count = u64::from(self.shard_count(shard.task_type())?);
+        let mut limit = self.inner.limits.for_account(account_id);
+        limit.max_tasks = limit.max_tasks.div_ceil(count);
+        limit.max_bytes = limit.max_bytes.div_ceil(count);
+        Ok(limit)
+    }
+
     /// The keys and leading arguments of one enqueue call.
     fn enqueue_keys_args(
         &self,
-        task_type: &str,
+        shard: &Shard,
         at: At,
         mode: Mode,
-        limit: crate::config::AccountLimit,
+        limit: AccountLimit,
     ) -> (Vec<String>, Vec<String>) {
         let k = &self.inner.keys;
+        let tag = shard.tag();
         let keys = vec![
-            k.queued(task_type),
-            k.scheduled(task_type),
-            k.stats(task_type),
-            k.events(task_type),
-            k.signal(task_type),
-            k.task_prefix(task_type),
-            k.account_prefix(task_type),
-            k.idem_prefix(task_type),
-            k.account_bytes(task_type),
+            k.queued(tag),
+            k.scheduled(tag),
+            k.stats(tag),
+            k.events(tag),
+            k.wake(tag),
+            k.task_prefix(tag),
+            k.account_prefix(tag),
+            k.idem_prefix(tag),
+            k.account_bytes(tag),
         ];
         let args = vec![
             at.arg(),
-            task_type.to_string(),
+            shard.task_type().to_string(),
             IDEMPOTENCY_TTL.as_secs().to_string(),
             EVENTS_MAXLEN.to_string(),
             mode.arg().to_string(),
@@ -360,17 +387,18 @@ impl Broker {
     /// in the caller's list and what became of it.
     async fn enqueue_call(
         &self,
-        task_type: &str,
+        shard: &Shard,
         chunk: Vec<Prepared>,
         at: At,
         mode: Mode,
     ) -> Result<Vec<(usize, Result<Enqueued>)>> {
+        let task_type = shard.task_type();
         // Every task of a call shares its account's limits: the script checks them against
         // each account it sees, so a call mixes accounts only if they share limits.
         let limits: Vec<_> = chunk
             .iter()
-            .map(|p| self.inner.limits.for_account(&p.account_id))
-            .collect();
+            .map(|p| self.shard_limit(shard, &p.account_id))
+            .collect::<Result<_>>()?;
         if limits.windows(2).any(|w| w[0] != w[1]) {
             // Different limits in one call: split it by account limits.
             let mut by_limit: HashMap<_, Vec<Prepared>> = HashMap::new();
@@ -380,7 +408,7 @@ impl Broker {
             let parts = join_all(
                 by_limit
                     .into_values()
-                    .map(|c| Box::pin(self.enqueue_call(task_type, c, at, mode))),
+                    .map(|c| Box::pin(self.enqueue_call(shard, c, at, mode))),
             )
             .await;
             let mut out = Vec::new();
@@ -390,11 +418,17 @@ impl Broker {
             return Ok(out);
         }
         let limit = limits[0];
-        let (keys, mut args) = self.enqueue_keys_args(task_type, at, mode, limit);
+        let (keys, mut args) = self.enqueue_keys_args(shard, at, mode, limit);
         for p in &chunk {
             args.extend(p.args.iter().cloned());
         }
         let reply = Reply::decode(self.script(&ENQUEUE, &keys, &args).await?)?;
+        if let Some((replicas, timeout)) = self.inner.wait {
+            self.wait_replicas(&keys[0], replicas, timeout).await?;
+        }
+        // A queue position is exact within the task's shard; over several shards it is that
+        // position times their count (claims spread evenly over them).
+        let spread = u64::from(self.shard_count(task_type)?);
         let mut exceptions: HashMap<usize, (String, String, String)> = reply
             .exceptions
             .into_iter()
@@ -442,7 +476,7 @@ impl Broker {
             };
             let result = result.map(|mut e| {
                 if single {
-                    e.queue_position = reply.position;
+                    e.queue_position = reply.position.map(|p| p * spread);
                     e.average_run_ms = (reply.completed > 0)
                         .then(|| (reply.busy_ms / reply.completed).max(0) as u64);
                 }

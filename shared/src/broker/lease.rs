@@ -2,29 +2,31 @@
 //! lost), extend (the heartbeat), complete, fail, release, defer, progress and children.
 //! Every call after the claim presents the attempt's lease token: a stale one changes nothing.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use rand::seq::IndexedRandom;
 use redis::FromRedisValue;
 use serde_json::Value;
 
 use super::conn::script;
+use super::shards::Shard;
 use super::{Broker, EVENTS_MAXLEN, MAX_BATCH, PROMOTE_LIMIT};
 use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::task::{Claimed, Priority};
 
-static CLAIM: std::sync::LazyLock<redis::Script> =
-    script!("claim.lua", "now.lua", "band.lua", "promote.lua");
-static UNCLAIM: std::sync::LazyLock<redis::Script> = script!("unclaim.lua", "band.lua", "wake.lua");
-static EXTEND: std::sync::LazyLock<redis::Script> = script!("extend.lua", "now.lua");
-static COMPLETE: std::sync::LazyLock<redis::Script> = script!("complete.lua", "now.lua");
-static FAIL: std::sync::LazyLock<redis::Script> = script!("fail.lua", "now.lua");
-static RELEASE: std::sync::LazyLock<redis::Script> =
-    script!("release.lua", "now.lua", "band.lua", "wake.lua");
-static DEFER: std::sync::LazyLock<redis::Script> = script!("defer.lua", "now.lua");
-static PROGRESS: std::sync::LazyLock<redis::Script> = script!("progress.lua");
-static CHILDREN: std::sync::LazyLock<redis::Script> = script!("children.lua");
+type Script = std::sync::LazyLock<super::conn::Dual>;
+static CLAIM: Script = script!("claim.lua", "now.lua", "band.lua", "promote.lua");
+static UNCLAIM: Script = script!("unclaim.lua", "band.lua", "wake.lua");
+static EXTEND: Script = script!("extend.lua", "now.lua");
+static COMPLETE: Script = script!("complete.lua", "now.lua");
+static FAIL: Script = script!("fail.lua", "now.lua");
+static RELEASE: Script = script!("release.lua", "now.lua", "band.lua", "wake.lua");
+static DEFER: Script = script!("defer.lua", "now.lua");
+static PROGRESS: Script = script!("progress.lua");
+static CHILDREN: Script = script!("children.lua");
 
 /// One finished task to record with [`Broker::complete`].
 #[derive(Debug, Clone)]
@@ -97,7 +99,7 @@ pub enum CancelOutcome {
 /// has expired with its lease.
 #[derive(Debug, Clone)]
 pub(crate) struct Unanswered {
-    task_type: String,
+    shard: Shard,
     token_prefix: String,
     until: Instant,
 }
@@ -163,13 +165,56 @@ fn outcome_pair(v: &redis::Value) -> Result<(String, String)> {
     Ok(<(String, String)>::from_redis_value(v.clone())?)
 }
 
+/// Groups the items of one queue by the shard each id lives in, keeping each item's place in
+/// the caller's list.
+fn by_shard<T>(
+    broker: &Broker,
+    task_type: &str,
+    items: impl IntoIterator<Item = (String, T)>,
+) -> Result<HashMap<Shard, Vec<(usize, T)>>> {
+    let mut out: HashMap<Shard, Vec<(usize, T)>> = HashMap::new();
+    for (i, (id, item)) in items.into_iter().enumerate() {
+        out.entry(broker.shard_of(task_type, &id)?)
+            .or_default()
+            .push((i, item));
+    }
+    Ok(out)
+}
+
+/// Puts per-shard answers back in the caller's order.
+fn in_order<R>(n: usize, parts: Vec<Vec<(usize, R)>>) -> Vec<R> {
+    let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    for part in parts {
+        for (i, r) in part {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("an answer for every item"))
+        .collect()
+}
+
 impl Broker {
-    /// Leases up to `n` ready tasks of the given types, best first: for several types, the
-    /// heads of their queues are compared (by band, then enqueue time) in one round trip and
-    /// the types are claimed in that order. Due scheduled and retrying tasks are promoted
-    /// first; a paused type gives nothing. Tasks an earlier claim leased but never reported
-    /// (its reply was lost) are given back first.
+    /// Leases up to `n` ready tasks of the given types, best first. Within a shard the order
+    /// is exact (band, then enqueue time). Across shards, a type with several is claimed by
+    /// the power of two choices: the heads of two shards picked at random are compared and the
+    /// better one is claimed first (every other shard is looked at only when both are empty);
+    /// across types, the heads are compared likewise. Due scheduled and retrying tasks are
+    /// promoted first; a paused type gives nothing. Tasks an earlier claim leased but never
+    /// reported (its reply was lost) are given back first.
     pub async fn claim(&self, types: &[&str], n: usize, at: impl Into<At>) -> Result<Vec<Claimed>> {
+        self.claim_preferring(types, n, at, None).await
+    }
+
+    /// [`Broker::claim`], with `prefer` (a shard that just said it has work, by its wake-up)
+    /// as one of its type's two choices.
+    pub async fn claim_preferring(
+        &self,
+        types: &[&str],
+        n: usize,
+        at: impl Into<At>,
+        prefer: Option<&Shard>,
+    ) -> Result<Vec<Claimed>> {
         let at = at.into();
         for t in types {
             self.queue_config(t)?;
@@ -179,68 +224,109 @@ impl Broker {
         if n == 0 || types.is_empty() {
             return Ok(Vec::new());
         }
-        if types.len() == 1 {
-            return self.claim_type(types[0], n, at).await;
+        if types.len() == 1 && self.shard_count(types[0])? == 1 {
+            // One type of one shard: nothing to compare.
+            return self.claim_shard(&self.shard(types[0], 0)?, n, at).await;
         }
-        // Which type's head is best: a hint read outside any script (the claims themselves
-        // decide), so the local estimate of the time is good enough for "is something due".
+        let mut candidates = Vec::new();
+        for t in types {
+            let shards = self.shards(t)?;
+            if shards.len() <= 2 {
+                candidates.extend(shards);
+                continue;
+            }
+            let first = match prefer.filter(|p| p.task_type() == *t) {
+                Some(p) => p.clone(),
+                None => shards.choose(&mut rand::rng()).expect("shards").clone(),
+            };
+            let second = loop {
+                let s = shards.choose(&mut rand::rng()).expect("shards");
+                if *s != first {
+                    break s.clone();
+                }
+            };
+            candidates.push(first);
+            candidates.push(second);
+        }
+        let mut claimed = self.claim_best_first(&candidates, n, at).await?;
+        if claimed.is_empty() {
+            // Both choices were empty: every other shard, best head first.
+            let rest: Vec<Shard> = types
+                .iter()
+                .flat_map(|t| self.shards(t).unwrap_or_default())
+                .filter(|s| !candidates.contains(s))
+                .collect();
+            if !rest.is_empty() {
+                claimed = self.claim_best_first(&rest, n, at).await?;
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Claims from `shards` in the order of their heads (band, then enqueue time; a shard with
+    /// due scheduled or retrying tasks first), skipping empty ones, until `n` are claimed.
+    async fn claim_best_first(&self, shards: &[Shard], n: usize, at: At) -> Result<Vec<Claimed>> {
+        // A hint read outside any script (the claims decide), so the local estimate of the
+        // time is good enough for "is something due".
         let now = at.estimate();
         let k = &self.inner.keys;
-        let mut pipe = redis::pipe();
-        for t in types {
-            pipe.cmd("ZRANGE")
-                .arg(k.queued(t))
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES");
-            for waiting in [k.scheduled(t), k.retrying(t)] {
-                pipe.cmd("ZRANGEBYSCORE")
-                    .arg(waiting)
+        let mut cmds = Vec::with_capacity(shards.len() * 3);
+        for s in shards {
+            let queued = k.queued(s.tag());
+            let mut head = redis::cmd("ZRANGE");
+            head.arg(&queued).arg(0).arg(0).arg("WITHSCORES");
+            cmds.push((queued, head));
+            for waiting in [k.scheduled(s.tag()), k.retrying(s.tag())] {
+                let mut due = redis::cmd("ZRANGEBYSCORE");
+                due.arg(&waiting)
                     .arg("-inf")
                     .arg(now)
                     .arg("LIMIT")
                     .arg(0)
                     .arg(1);
+                cmds.push((waiting, due));
             }
         }
-        let heads: Vec<Vec<redis::Value>> =
-            self.with_conn(async |c| pipe.query_async(c).await).await?;
-        let mut order: Vec<(f64, &str)> = Vec::new();
-        for (i, t) in types.iter().enumerate() {
-            let head: Vec<(String, f64)> =
-                redis::from_redis_value(redis::Value::Array(heads[3 * i].clone()))?;
-            let due = !heads[3 * i + 1].is_empty() || !heads[3 * i + 2].is_empty();
+        let heads: Vec<redis::Value> = self.fanout(cmds).await?;
+        let mut order: Vec<(f64, &Shard)> = Vec::new();
+        for (i, s) in shards.iter().enumerate() {
+            let head: Vec<(String, f64)> = redis::from_redis_value(heads[3 * i].clone())?;
+            let due = [&heads[3 * i + 1], &heads[3 * i + 2]]
+                .iter()
+                .any(|v| !matches!(v, redis::Value::Array(a) if a.is_empty()));
             match (head.first(), due) {
-                // Due tasks of unknown band: give the type its turn first.
-                (_, true) => order.push((f64::MIN, t)),
-                (Some((_, score)), false) => order.push((*score, t)),
+                // Due tasks of unknown band: give the shard its turn first.
+                (_, true) => order.push((f64::MIN, s)),
+                (Some((_, score)), false) => order.push((*score, s)),
                 (None, false) => {}
             }
         }
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut claimed = Vec::new();
-        for (_, t) in order {
+        for (_, s) in order {
             if claimed.len() >= n {
                 break;
             }
-            claimed.extend(self.claim_type(t, n - claimed.len(), at).await?);
+            claimed.extend(self.claim_shard(s, n - claimed.len(), at).await?);
         }
         Ok(claimed)
     }
 
-    async fn claim_type(&self, task_type: &str, n: usize, at: At) -> Result<Vec<Claimed>> {
+    /// Leases up to `n` tasks of one shard (one script call).
+    pub async fn claim_shard(&self, shard: &Shard, n: usize, at: At) -> Result<Vec<Claimed>> {
         let k = &self.inner.keys;
+        let tag = shard.tag();
         let token_prefix = format!("{}-{:016x}", self.inner.worker_id, rand::random::<u64>());
         let keys = [
-            k.queued(task_type),
-            k.scheduled(task_type),
-            k.retrying(task_type),
-            k.processing(task_type),
-            k.paused(task_type),
-            k.stats(task_type),
-            k.events(task_type),
-            k.task_prefix(task_type),
-            k.claim_record(task_type, &token_prefix),
+            k.queued(tag),
+            k.scheduled(tag),
+            k.retrying(tag),
+            k.processing(tag),
+            k.paused(tag),
+            k.stats(tag),
+            k.events(tag),
+            k.task_prefix(tag),
+            k.claim_record(tag, &token_prefix),
         ];
         let args = [
             at.arg(),
@@ -261,7 +347,7 @@ impl Broker {
                     .lock()
                     .expect("unanswered lock")
                     .push(Unanswered {
-                        task_type: task_type.to_string(),
+                        shard: shard.clone(),
                         token_prefix,
                         until: Instant::now() + self.inner.lease,
                     });
@@ -272,7 +358,7 @@ impl Broker {
         flat.get(1..)
             .unwrap_or_default()
             .chunks_exact(ClaimRow::WIDTH)
-            .map(|row| Ok(ClaimRow::decode(row)?.claimed(task_type)))
+            .map(|row| Ok(ClaimRow::decode(row)?.claimed(shard.task_type())))
             .collect()
     }
 
@@ -290,10 +376,10 @@ impl Broker {
             if Instant::now() >= u.until {
                 continue;
             }
-            match self.unclaim(&u.task_type, &u.token_prefix, at).await {
+            match self.unclaim(&u.shard, &u.token_prefix, at).await {
                 Ok(Some(n)) => {
                     if n > 0 {
-                        tracing::info!(task_type = %u.task_type, count = n, "gave back tasks of a claim whose reply was lost");
+                        tracing::info!(shard = %u.shard.tag(), count = n, "gave back tasks of a claim whose reply was lost");
                     }
                 }
                 Ok(None) | Err(_) => keep.push(u),
@@ -306,24 +392,24 @@ impl Broker {
             .extend(keep);
     }
 
-    /// Gives back what the claim call with `token_prefix` leased, attempts given back:
-    /// `Some(n)` if its record was found (n tasks went back), `None` if there is no record
-    /// (the claim never ran, leased nothing, or its record expired with its lease).
+    /// Gives back what the claim call with `token_prefix` leased in `shard`, attempts given
+    /// back: `Some(n)` if its record was found (n tasks went back), `None` if there is no
+    /// record (the claim never ran, leased nothing, or its record expired with its lease).
     pub async fn unclaim(
         &self,
-        task_type: &str,
+        shard: &Shard,
         token_prefix: &str,
         at: impl Into<At>,
     ) -> Result<Option<u64>> {
-        self.queue_config(task_type)?;
         let k = &self.inner.keys;
+        let tag = shard.tag();
         let keys = [
-            k.processing(task_type),
-            k.queued(task_type),
-            k.events(task_type),
-            k.signal(task_type),
-            k.task_prefix(task_type),
-            k.claim_record(task_type, token_prefix),
+            k.processing(tag),
+            k.queued(tag),
+            k.events(tag),
+            k.wake(tag),
+            k.task_prefix(tag),
+            k.claim_record(tag, token_prefix),
         ];
         let args = [
             at.into().arg(),
@@ -334,60 +420,97 @@ impl Broker {
         Ok((found == 1).then_some(released))
     }
 
-    /// Renews the leases a worker holds on tasks of one type; reports lost and cancel-requested ids.
+    /// Renews the leases a worker holds on tasks of one type (one call per shard,
+    /// concurrently); reports lost and cancel-requested ids.
     pub async fn extend(
         &self,
         task_type: &str,
         held: &[(String, String)],
         at: impl Into<At>,
     ) -> Result<ExtendReport> {
+        let at = at.into();
         self.queue_config(task_type)?;
         if held.is_empty() {
             return Ok(ExtendReport::default());
         }
-        let k = &self.inner.keys;
-        let keys = [k.processing(task_type), k.task_prefix(task_type)];
-        let mut args = vec![at.into().arg(), self.inner.lease.as_millis().to_string()];
-        for (id, lease) in held {
-            args.push(id.clone());
-            args.push(lease.clone());
+        let groups = by_shard(
+            self,
+            task_type,
+            held.iter().map(|h| (h.0.clone(), h.clone())),
+        )?;
+        let calls = groups.into_iter().map(|(shard, items)| async move {
+            let k = &self.inner.keys;
+            let keys = [k.processing(shard.tag()), k.task_prefix(shard.tag())];
+            let mut args = vec![at.arg(), self.inner.lease.as_millis().to_string()];
+            for (_, (id, lease)) in items {
+                args.push(id);
+                args.push(lease);
+            }
+            self.script::<(Vec<String>, Vec<String>)>(&EXTEND, &keys, &args)
+                .await
+        });
+        let mut report = ExtendReport::default();
+        for r in join_all(calls).await {
+            let (lost, cancel_requested) = r?;
+            report.lost.extend(lost);
+            report.cancel_requested.extend(cancel_requested);
         }
-        let (lost, cancel_requested): (Vec<String>, Vec<String>) =
-            self.script(&EXTEND, &keys, &args).await?;
-        Ok(ExtendReport {
-            lost,
-            cancel_requested,
-        })
+        Ok(report)
+    }
+
+    /// Waits for the configured replicas after a write to `key`'s slot, if any are.
+    async fn replicated(&self, key: &str) -> Result<()> {
+        match self.inner.wait {
+            Some((replicas, timeout)) => self.wait_replicas(key, replicas, timeout).await,
+            None => Ok(()),
+        }
     }
 
     /// Records results of one type; per task, true if completed, false if its lease was not
-    /// held (nothing changed).
+    /// held (nothing changed). With `redis.wait_replicas`, answers once the replicas have it.
     pub async fn complete(
         &self,
         task_type: &str,
         done: &[Completion],
         at: impl Into<At>,
     ) -> Result<Vec<bool>> {
+        let at = at.into();
         self.queue_config(task_type)?;
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.inner.keys;
-        let keys = [
-            k.processing(task_type),
-            k.completed(task_type),
-            k.stats(task_type),
-            k.events(task_type),
-            k.task_prefix(task_type),
-        ];
-        let mut args = vec![at.into().arg(), EVENTS_MAXLEN.to_string()];
-        for c in done {
-            args.push(c.id.clone());
-            args.push(c.lease.clone());
-            args.push(c.result.to_string());
-        }
-        let flags: Vec<i64> = self.script(&COMPLETE, &keys, &args).await?;
-        Ok(flags.into_iter().map(|f| f == 1).collect())
+        let groups = by_shard(self, task_type, done.iter().map(|c| (c.id.clone(), c)))?;
+        let calls = groups.into_iter().map(|(shard, items)| async move {
+            let k = &self.inner.keys;
+            let tag = shard.tag();
+            let keys = [
+                k.processing(tag),
+                k.completed(tag),
+                k.stats(tag),
+                k.events(tag),
+                k.task_prefix(tag),
+            ];
+            let mut args = vec![at.arg(), EVENTS_MAXLEN.to_string()];
+            for (_, c) in &items {
+                args.push(c.id.clone());
+                args.push(c.lease.clone());
+                args.push(c.result.to_string());
+            }
+            let flags: Vec<i64> = self.script(&COMPLETE, &keys, &args).await?;
+            self.replicated(&keys[0]).await?;
+            Ok::<_, Error>(
+                items
+                    .into_iter()
+                    .zip(flags)
+                    .map(|((i, _), f)| (i, f == 1))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let parts = join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(in_order(done.len(), parts))
     }
 
     /// Records one result; [`Error::StaleLease`] if the lease is not held.
@@ -424,48 +547,60 @@ impl Broker {
         if failures.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.inner.keys;
-        let keys = [
-            k.processing(task_type),
-            k.retrying(task_type),
-            k.failed(task_type),
-            k.cancelled(task_type),
-            k.stats(task_type),
-            k.events(task_type),
-            k.task_prefix(task_type),
-        ];
-        let mut args = vec![
-            at.arg(),
-            q.backoff_base.as_millis().to_string(),
-            q.backoff_max.as_millis().to_string(),
-            EVENTS_MAXLEN.to_string(),
-        ];
-        for f in failures {
-            args.push(f.id.clone());
-            args.push(f.lease.clone());
-            args.push(f.error.clone());
-            args.push(if f.permanent { "permanent" } else { "retry" }.to_string());
-            args.push(format!("{:.6}", rand::random::<f64>()));
-        }
-        let rows: Vec<redis::Value> = self.script(&FAIL, &keys, &args).await?;
-        let mut outcomes = Vec::with_capacity(rows.len());
-        let mut children = Vec::new();
-        for row in &rows {
-            let (status, kids) = outcome_pair(row)?;
-            outcomes.push(match status.as_str() {
-                "retrying" => FailOutcome::Retrying,
-                "failed" => FailOutcome::Failed,
-                "cancelled" => FailOutcome::Cancelled,
-                _ => FailOutcome::Stale,
-            });
-            if !kids.is_empty() {
-                children.push(kids);
+        let groups = by_shard(self, task_type, failures.iter().map(|f| (f.id.clone(), f)))?;
+        let calls = groups.into_iter().map(|(shard, items)| async move {
+            let k = &self.inner.keys;
+            let tag = shard.tag();
+            let keys = [
+                k.processing(tag),
+                k.retrying(tag),
+                k.failed(tag),
+                k.cancelled(tag),
+                k.stats(tag),
+                k.events(tag),
+                k.task_prefix(tag),
+            ];
+            let mut args = vec![
+                at.arg(),
+                q.backoff_base.as_millis().to_string(),
+                q.backoff_max.as_millis().to_string(),
+                EVENTS_MAXLEN.to_string(),
+            ];
+            for (_, f) in &items {
+                args.push(f.id.clone());
+                args.push(f.lease.clone());
+                args.push(f.error.clone());
+                args.push(if f.permanent { "permanent" } else { "retry" }.to_string());
+                args.push(format!("{:.6}", rand::random::<f64>()));
             }
-        }
+            let rows: Vec<redis::Value> = self.script(&FAIL, &keys, &args).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for ((i, _), row) in items.into_iter().zip(&rows) {
+                let (status, kids) = outcome_pair(row)?;
+                let outcome = match status.as_str() {
+                    "retrying" => FailOutcome::Retrying,
+                    "failed" => FailOutcome::Failed,
+                    "cancelled" => FailOutcome::Cancelled,
+                    _ => FailOutcome::Stale,
+                };
+                out.push((i, (outcome, kids)));
+            }
+            Ok::<_, Error>(out)
+        });
+        let parts = join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let rows = in_order(failures.len(), parts);
+        let children: Vec<String> = rows
+            .iter()
+            .map(|(_, kids)| kids.clone())
+            .filter(|k| !k.is_empty())
+            .collect();
         if !children.is_empty() {
             self.cascade(children, at).await;
         }
-        Ok(outcomes)
+        Ok(rows.into_iter().map(|(o, _)| o).collect())
     }
 
     /// Records one failed attempt; [`Error::StaleLease`] if the lease is not held.
@@ -503,39 +638,55 @@ impl Broker {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.inner.keys;
-        let keys = [
-            k.processing(task_type),
-            k.queued(task_type),
-            k.cancelled(task_type),
-            k.stats(task_type),
-            k.events(task_type),
-            k.signal(task_type),
-            k.task_prefix(task_type),
-        ];
-        let mut args = vec![at.arg(), EVENTS_MAXLEN.to_string()];
-        for (id, lease) in held {
-            args.push(id.clone());
-            args.push(lease.clone());
-        }
-        let rows: Vec<redis::Value> = self.script(&RELEASE, &keys, &args).await?;
-        let mut outcomes = Vec::with_capacity(rows.len());
-        let mut children = Vec::new();
-        for row in &rows {
-            let (outcome, kids) = outcome_pair(row)?;
-            outcomes.push(match outcome.as_str() {
-                "released" => ReleaseOutcome::Released,
-                "cancelled" => ReleaseOutcome::Cancelled,
-                _ => ReleaseOutcome::Stale,
-            });
-            if !kids.is_empty() {
-                children.push(kids);
+        let groups = by_shard(
+            self,
+            task_type,
+            held.iter().map(|h| (h.0.clone(), h.clone())),
+        )?;
+        let calls = groups.into_iter().map(|(shard, items)| async move {
+            let k = &self.inner.keys;
+            let tag = shard.tag();
+            let keys = [
+                k.processing(tag),
+                k.queued(tag),
+                k.cancelled(tag),
+                k.stats(tag),
+                k.events(tag),
+                k.wake(tag),
+                k.task_prefix(tag),
+            ];
+            let mut args = vec![at.arg(), EVENTS_MAXLEN.to_string()];
+            for (_, (id, lease)) in &items {
+                args.push(id.clone());
+                args.push(lease.clone());
             }
-        }
+            let rows: Vec<redis::Value> = self.script(&RELEASE, &keys, &args).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for ((i, _), row) in items.into_iter().zip(&rows) {
+                let (outcome, kids) = outcome_pair(row)?;
+                let outcome = match outcome.as_str() {
+                    "released" => ReleaseOutcome::Released,
+                    "cancelled" => ReleaseOutcome::Cancelled,
+                    _ => ReleaseOutcome::Stale,
+                };
+                out.push((i, (outcome, kids)));
+            }
+            Ok::<_, Error>(out)
+        });
+        let parts = join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let rows = in_order(held.len(), parts);
+        let children: Vec<String> = rows
+            .iter()
+            .map(|(_, kids)| kids.clone())
+            .filter(|k| !k.is_empty())
+            .collect();
         if !children.is_empty() {
             self.cascade(children, at).await;
         }
-        Ok(outcomes)
+        Ok(rows.into_iter().map(|(o, _)| o).collect())
     }
 
     /// A running task that waits for something gives its slot back: it is `scheduled` for
@@ -552,15 +703,16 @@ impl Broker {
         at: impl Into<At>,
     ) -> Result<DeferOutcome> {
         let at = at.into();
-        self.queue_config(task_type)?;
+        let shard = self.shard_of(task_type, id)?;
         let k = &self.inner.keys;
+        let tag = shard.tag();
         let keys = [
-            k.processing(task_type),
-            k.scheduled(task_type),
-            k.cancelled(task_type),
-            k.stats(task_type),
-            k.events(task_type),
-            k.task_prefix(task_type),
+            k.processing(tag),
+            k.scheduled(tag),
+            k.cancelled(tag),
+            k.stats(tag),
+            k.events(tag),
+            k.task_prefix(tag),
         ];
         let args = [
             at.arg(),
@@ -593,9 +745,9 @@ impl Broker {
         percent: u8,
         message: &str,
     ) -> Result<()> {
-        self.queue_config(task_type)?;
+        let shard = self.shard_of(task_type, id)?;
         let k = &self.inner.keys;
-        let keys = [k.events(task_type), k.task_prefix(task_type)];
+        let keys = [k.events(shard.tag()), k.task_prefix(shard.tag())];
         let args = [
             id.to_string(),
             lease.to_string(),
@@ -618,8 +770,8 @@ impl Broker {
         lease: &str,
         children: &[(String, String)],
     ) -> Result<()> {
-        self.queue_config(task_type)?;
-        let keys = [self.inner.keys.task_prefix(task_type)];
+        let shard = self.shard_of(task_type, id)?;
+        let keys = [self.inner.keys.task_prefix(shard.tag())];
         let list = serde_json::to_string(children).expect("pairs of strings serialize");
         let args = [String::new(), id.to_string(), lease.to_string(), list];
         match self.script::<i64>(&CHILDREN, &keys, &args).await? {

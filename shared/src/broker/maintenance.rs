@@ -8,22 +8,23 @@ use futures::future::join_all;
 
 use super::conn::script;
 use super::lease::CancelOutcome;
+use super::shards::Shard;
 use super::{Broker, EVENTS_MAXLEN, PROMOTE_LIMIT, RECOVER_LIMIT, TRIM_LIMIT};
 use crate::clock::At;
 use crate::error::{Error, Result};
 
-static PROMOTE: std::sync::LazyLock<redis::Script> = script!(
+type Script = std::sync::LazyLock<super::conn::Dual>;
+static PROMOTE: Script = script!(
     "promote.lua",
     "now.lua",
     "band.lua",
     "promote.lua",
     "wake.lua"
 );
-static RECOVER: std::sync::LazyLock<redis::Script> =
-    script!("recover.lua", "now.lua", "band.lua", "wake.lua");
-static TRIM: std::sync::LazyLock<redis::Script> = script!("trim.lua", "now.lua");
-static PAUSE: std::sync::LazyLock<redis::Script> = script!("pause.lua", "now.lua", "wake.lua");
-static CANCEL: std::sync::LazyLock<redis::Script> = script!("cancel.lua", "now.lua");
+static RECOVER: Script = script!("recover.lua", "now.lua", "band.lua", "wake.lua");
+static TRIM: Script = script!("trim.lua", "now.lua");
+static PAUSE: Script = script!("pause.lua", "now.lua", "wake.lua");
+static CANCEL: Script = script!("cancel.lua", "now.lua");
 
 /// What recover did, per outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,14 +37,15 @@ pub struct RecoverReport {
     pub cancelled: Vec<(String, String)>,
 }
 
-/// Cancels one task of a known type: its outcome and, if it ended now, its children field.
+/// Cancels one task of a known shard: its outcome and, if it ended now, its children field.
 pub(crate) async fn cancel_one(
     broker: &Broker,
-    t: &str,
+    shard: &Shard,
     id: &str,
     at: At,
 ) -> Result<(CancelOutcome, Vec<String>)> {
     let k = &broker.inner.keys;
+    let t = shard.tag();
     let keys = [
         k.queued(t),
         k.scheduled(t),
@@ -72,18 +74,20 @@ pub(crate) async fn cancel_one(
 }
 
 impl Broker {
-    /// Moves due scheduled and retrying tasks of every queue to `queued` and wakes idle
-    /// workers (the scheduler's tick); returns how many moved.
+    /// Moves due scheduled and retrying tasks of every queue (every shard) to `queued` and
+    /// wakes idle workers (the scheduler's tick); returns how many moved.
     pub async fn promote(&self, at: impl Into<At>) -> Result<u64> {
         let at = at.into();
-        let calls = self.queue_names().into_iter().map(|t| async move {
+        let shards = self.all_shards();
+        let calls = shards.iter().map(|s| async move {
+            let t = s.tag();
             let k = &self.inner.keys;
             let keys = [
                 k.queued(t),
                 k.scheduled(t),
                 k.retrying(t),
                 k.events(t),
-                k.signal(t),
+                k.wake(t),
                 k.task_prefix(t),
             ];
             let args = [
@@ -105,11 +109,11 @@ impl Broker {
     /// [`Error::AlreadyTerminal`] (nothing changes) if it had finished.
     pub async fn cancel(&self, id: &str, at: impl Into<At>) -> Result<CancelOutcome> {
         let at = at.into();
-        let task_type = self
+        let shard = self
             .locate(id)
             .await?
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        let (outcome, children) = cancel_one(self, &task_type, id, at).await?;
+        let (outcome, children) = cancel_one(self, &shard, id, at).await?;
         if !children.is_empty() {
             self.cascade(children, at).await;
         }
@@ -143,7 +147,9 @@ impl Broker {
         older_than: Duration,
         dead_workers: &[String],
     ) -> Result<RecoverReport> {
-        let calls = self.queue_names().into_iter().map(|t| async move {
+        let shards = self.all_shards();
+        let calls = shards.iter().map(|s| async move {
+            let t = s.tag();
             let k = &self.inner.keys;
             let keys = [
                 k.processing(t),
@@ -152,7 +158,7 @@ impl Broker {
                 k.cancelled(t),
                 k.stats(t),
                 k.events(t),
-                k.signal(t),
+                k.wake(t),
                 k.task_prefix(t),
             ];
             let mut args = vec![
@@ -164,7 +170,7 @@ impl Broker {
             args.extend(dead_workers.iter().cloned());
             let r: (Vec<String>, Vec<String>, Vec<String>, Vec<String>) =
                 self.script(&RECOVER, &keys, &args).await?;
-            Ok::<_, Error>((t, r))
+            Ok::<_, Error>((s.task_type(), r))
         });
         let mut report = RecoverReport::default();
         let mut children = Vec::new();
@@ -188,7 +194,9 @@ impl Broker {
         let at = at.into();
         let day = 24 * 3600 * 1000_i64;
         let r = &self.inner.retention;
-        let calls = self.queue_names().into_iter().map(|t| async move {
+        let shards = self.all_shards();
+        let calls = shards.iter().map(|s| async move {
+            let t = s.tag();
             let k = &self.inner.keys;
             let keys = [
                 k.completed(t),
@@ -208,7 +216,7 @@ impl Broker {
             let ids: Vec<String> = self.script(&TRIM, &keys, &args).await?;
             Ok::<_, Error>(
                 ids.into_iter()
-                    .map(|id| (t.to_string(), id))
+                    .map(|id| (s.task_type().to_string(), id))
                     .collect::<Vec<_>>(),
             )
         });
@@ -230,16 +238,14 @@ impl Broker {
     }
 
     async fn set_paused(&self, task_type: Option<&str>, pause: bool, at: At) -> Result<()> {
-        let types = match task_type {
-            Some(t) => {
-                self.queue_config(t)?;
-                vec![t]
-            }
-            None => self.queue_names(),
+        let shards = match task_type {
+            Some(t) => self.shards(t)?,
+            None => self.all_shards(),
         };
-        let calls = types.into_iter().map(|t| async move {
+        let calls = shards.iter().map(|s| async move {
+            let t = s.tag();
             let k = &self.inner.keys;
-            let keys = [k.paused(t), k.events(t), k.signal(t)];
+            let keys = [k.paused(t), k.events(t), k.wake(t)];
             let args = [
                 at.arg(),
                 if pause { "1" } else { "0" }.to_string(),

@@ -1,44 +1,46 @@
 //! The queue client: one method per Lua script, the only code that changes a task.
 //!
 //! # Layout
-//! - [`conn`]: the shared connection, timeouts, scripts by SHA, and the retry classes of
-//!   Redis's errors.
+//! - [`conn`]: the connection to either deployment (one server, or a Redis Cluster), timeouts,
+//!   scripts by SHA, fan-out across slots, the retry classes of Redis's errors.
+//! - [`shards`]: a queue's shards and their hash tags, task ids that carry their shard, the
+//!   recorded shard counts.
 //! - [`enqueue`]: enqueue and its per-account limits (quotas, top band, rate).
-//! - [`lease`]: a task's attempt: claim (and unclaim of a claim whose reply was lost),
-//!   extend, complete, fail, release, defer, progress, children.
-//! - [`maintenance`]: what every worker runs without a leader: promote, recover, trim; and
-//!   pause, resume, cancel (which cascades to a task's children).
+//! - [`lease`]: a task's attempt: claim (across shards, by the power of two choices; and
+//!   unclaim of a claim whose reply was lost), extend, complete, fail, release, defer,
+//!   progress, children.
+//! - [`maintenance`]: what every worker runs without a leader: promote, recover, trim, per
+//!   shard; and pause, resume, cancel (which cascades to a task's children).
 //!
 //! Each script is a `static` next to the method that calls it; redis-rs sends EVALSHA and, on
-//! NOSCRIPT (a restarted or flushed Redis), loads the script and sends it again. Every call is
-//! bounded by the broker's timeout, so a stalled Redis returns [`Error::Unavailable`] instead
-//! of hanging a worker or the API. Every script acts at an [`At`]: the server's own `TIME`
-//! in production, a given instant in tests.
+//! NOSCRIPT (a restarted or flushed Redis, a promoted replica), loads the script and sends it
+//! again. Every call is bounded by the broker's timeout, so a stalled Redis returns
+//! [`Error::Unavailable`] instead of hanging a worker or the API. Every script acts at an
+//! [`At`]: the server's own `TIME` in production, a given instant in tests.
 
-pub(crate) mod conn;
+pub mod conn;
 pub mod enqueue;
 pub mod lease;
 pub mod maintenance;
+pub mod shards;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-
 use crate::clock::At;
-use crate::config::{Limits, QueueConfig, RetentionSettings, Settings};
+use crate::config::{Limits, QueueConfig, RetentionSettings, Settings, DEFAULT_CLUSTER_SHARDS};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::task::{Millis, TaskStatus};
 
+pub use conn::{Conn, Deployment};
 pub use enqueue::RateOutcome;
 pub use lease::{
     CancelOutcome, Completion, DeferOutcome, ExtendReport, FailOutcome, Failure, ReleaseOutcome,
 };
 pub use maintenance::RecoverReport;
+pub use shards::Shard;
 
 /// How many events each type's stream keeps (approximately): `XADD MAXLEN ~`.
 pub const EVENTS_MAXLEN: usize = 10_000;
@@ -57,27 +59,24 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// How many tasks one cancel reaches through children (a course's lessons): bounded work.
 pub const MAX_CASCADE: usize = 1_000;
 
-/// A connection-pooled client of one taskfleet keyspace. Cheap to clone.
+/// A client of one taskfleet keyspace, on a single server or a Redis Cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Broker {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    url: String,
-    pub(crate) pool: Pool,
-    /// One multiplexed connection taken from the pool and shared by every call: redis-rs
-    /// pipelines concurrent commands on it, and no call pays the pool's recycle PING (a round
-    /// trip). A std mutex, held only to clone it. Dropped on a connection error, so the next
-    /// call takes a fresh one from the pool.
-    pub(crate) shared: std::sync::Mutex<Option<MultiplexedConnection>>,
+    pub(crate) deployment: Deployment,
+    pub(crate) backend: conn::Backend,
     pub(crate) keys: Keys,
-    pub(crate) queues: HashMap<String, QueueConfig>,
+    pub(crate) queues: HashMap<String, shards::QueueEntry>,
     pub(crate) timeout: Duration,
     pub(crate) lease: Duration,
     pub(crate) worker_id: String,
     pub(crate) retention: RetentionSettings,
     pub(crate) limits: Limits,
+    /// Replicas to wait for after an enqueue or a completion, and for how long.
+    pub(crate) wait: Option<(u32, Duration)>,
     /// Claims whose reply never came: given back on the next claim (see [`lease`]). A std
     /// mutex, never held across an await.
     pub(crate) unanswered: std::sync::Mutex<Vec<lease::Unanswered>>,
@@ -85,14 +84,15 @@ pub(crate) struct Inner {
 
 /// Builds a [`Broker`].
 pub struct BrokerBuilder {
-    url: String,
+    deployment: Deployment,
     prefix: String,
     timeout: Duration,
-    pool_size: usize,
     lease: Duration,
     worker_id: String,
     retention: RetentionSettings,
     limits: Limits,
+    default_shards: u16,
+    wait: Option<(u32, Duration)>,
     queues: HashMap<String, QueueConfig>,
 }
 
@@ -104,10 +104,6 @@ impl BrokerBuilder {
     /// Every Redis call gives up after this.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self
-    }
-    pub fn pool_size(mut self, n: usize) -> Self {
-        self.pool_size = n;
         self
     }
     /// The lease (visibility timeout) a claim grants and an extend renews.
@@ -129,6 +125,17 @@ impl BrokerBuilder {
         self.limits = l;
         self
     }
+    /// The shards of a queue whose config names none (0: the deployment's default).
+    pub fn default_shards(mut self, n: u16) -> Self {
+        self.default_shards = n;
+        self
+    }
+    /// Enqueues and completions wait until `replicas` replicas have them, at most `timeout`
+    /// (0 replicas: no wait).
+    pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
     /// Registers a queue (a task type name) and its config.
     pub fn queue(mut self, name: impl Into<String>, config: QueueConfig) -> Self {
         self.queues.insert(name.into(), config);
@@ -140,37 +147,37 @@ impl BrokerBuilder {
     }
 
     pub fn build(self) -> Result<Broker> {
-        for name in self.queues.keys() {
-            validate_queue_name(name)?;
+        let backend = conn::Backend::new(&self.deployment, self.timeout)?;
+        let default_shards = match self.default_shards {
+            0 if self.deployment.is_cluster() => DEFAULT_CLUSTER_SHARDS,
+            0 => 1,
+            n => n,
+        };
+        let mut queues = HashMap::new();
+        for (name, config) in self.queues {
+            validate_queue_name(&name)?;
+            let count = config.shards.unwrap_or(default_shards);
+            if !(1..=1024).contains(&count) {
+                return Err(Error::invalid(
+                    format!("task_types.{name}.shards"),
+                    "must be 1-1024",
+                ));
+            }
+            let entry = shards::QueueEntry::new(&name, config, count);
+            queues.insert(name, entry);
         }
-        // Connections answer within the broker's timeout (redis-rs would give up after 500 ms,
-        // too soon for a large batch on a busy server).
-        let conn_cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let manager = Manager::new_with_config(self.url.as_str(), conn_cfg)
-            .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
-        let mut pc = deadpool_redis::PoolConfig::new(self.pool_size);
-        pc.timeouts.wait = Some(self.timeout);
-        pc.timeouts.create = Some(self.timeout);
-        pc.timeouts.recycle = Some(self.timeout);
-        let pool = Pool::builder(manager)
-            .config(pc)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
         Ok(Broker {
             inner: Arc::new(Inner {
-                url: self.url,
-                pool,
-                shared: std::sync::Mutex::new(None),
+                deployment: self.deployment,
+                backend,
                 keys: Keys::new(self.prefix),
-                queues: self.queues,
+                queues,
                 timeout: self.timeout,
                 lease: self.lease,
                 worker_id: self.worker_id,
                 retention: self.retention,
                 limits: self.limits,
+                wait: self.wait,
                 unanswered: std::sync::Mutex::new(Vec::new()),
             }),
         })
@@ -178,17 +185,18 @@ impl BrokerBuilder {
 }
 
 fn validate_queue_name(name: &str) -> Result<()> {
+    // No '.': it separates a task id's type, shard and rest; no '#': it marks a shard's tag.
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'#');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
         Err(Error::invalid(
             "task_type",
-            format!("{name:?}: 1-64 characters of a-z, 0-9, _, - or #"),
+            format!("{name:?}: 1-64 characters of a-z, 0-9, _ or -"),
         ))
     }
 }
@@ -209,44 +217,53 @@ pub(crate) fn validate_ident(field: &str, v: &str, max: usize) -> Result<()> {
 }
 
 impl Broker {
-    /// A builder for a broker on `url` with the defaults of [`Settings`] and no queues.
+    /// A builder for a broker on the single server at `url`, with the defaults of
+    /// [`Settings`] and no queues.
     pub fn builder(url: impl Into<String>) -> BrokerBuilder {
+        Broker::builder_for(Deployment::Single { url: url.into() })
+    }
+
+    /// A builder for a broker on `deployment` (one server, or a cluster's seed nodes).
+    pub fn builder_for(deployment: Deployment) -> BrokerBuilder {
         let s = Settings::default();
         BrokerBuilder {
-            url: url.into(),
+            deployment,
             prefix: s.redis.prefix,
             timeout: Duration::from_millis(s.redis.timeout_ms),
-            pool_size: s.redis.pool_size,
             lease: Duration::from_secs(s.worker.lease_seconds),
             worker_id: format!("client-{}", std::process::id()),
             retention: s.retention,
             limits: Limits::unlimited(),
+            default_shards: 0,
+            wait: None,
             queues: HashMap::new(),
         }
     }
 
-    /// A builder with everything `settings` says (Redis, prefix, timeout, lease, retention,
-    /// per-account limits) and no queues.
-    pub fn builder_from(settings: &Settings) -> BrokerBuilder {
-        Broker::builder(settings.redis.url.clone())
-            .prefix(settings.redis.prefix.clone())
-            .timeout(Duration::from_millis(settings.redis.timeout_ms))
-            .pool_size(settings.redis.pool_size)
+    /// A builder with everything `settings` says (the deployment, prefix, timeout, lease,
+    /// retention, shards, replica waits, per-account limits) and no queues.
+    pub fn builder_from(settings: &Settings) -> Result<BrokerBuilder> {
+        let r = &settings.redis;
+        Ok(Broker::builder_for(r.deployment()?)
+            .prefix(r.prefix.clone())
+            .timeout(Duration::from_millis(r.timeout_ms))
             .lease(Duration::from_secs(settings.worker.lease_seconds))
             .retention(settings.retention.clone())
             .limits(settings.limits.clone())
+            .default_shards(r.shards)
+            .wait_replicas(r.wait_replicas, Duration::from_millis(r.wait_timeout_ms)))
     }
 
     /// A broker for `settings` with every task type of its catalog registered.
     pub fn from_settings(settings: &Settings) -> Result<Broker> {
-        Broker::builder_from(settings)
+        Broker::builder_from(settings)?
             .queues(crate::config::queues(&settings.catalog()?))
             .build()
     }
 
-    /// The Redis URL this broker connects to.
-    pub fn url(&self) -> &str {
-        &self.inner.url
+    /// Where this broker's Redis is.
+    pub fn deployment(&self) -> &Deployment {
+        &self.inner.deployment
     }
 
     /// The call timeout.
@@ -279,20 +296,14 @@ impl Broker {
     }
 
     pub fn queue_config(&self, task_type: &str) -> Result<&QueueConfig> {
+        Ok(&self.queue_entry(task_type)?.config)
+    }
+
+    pub(crate) fn queue_entry(&self, task_type: &str) -> Result<&shards::QueueEntry> {
         self.inner
             .queues
             .get(task_type)
             .ok_or_else(|| Error::UnknownTaskType(task_type.to_string()))
-    }
-
-    /// A pooled connection, for callers that need raw commands (the API's key store, tests).
-    pub async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        match tokio::time::timeout(self.inner.timeout, self.inner.pool.get()).await {
-            Ok(c) => Ok(c?),
-            Err(_) => Err(Error::Unavailable(
-                "timed out waiting for a connection".into(),
-            )),
-        }
     }
 
     /// Milliseconds since the epoch by the Redis server's `TIME`.
@@ -303,19 +314,33 @@ impl Broker {
         Ok(secs * 1000 + micros / 1000)
     }
 
-    /// The queue a task id lives in, looked up in every registered queue in one round trip.
-    pub async fn locate(&self, id: &str) -> Result<Option<String>> {
-        let names = self.queue_names();
-        let mut pipe = redis::pipe();
-        for t in &names {
-            pipe.cmd("EXISTS").arg(self.inner.keys.task(t, id));
+    /// The queue and shard a task id lives in: read from the id itself when it carries them
+    /// (every id the library makes does), else looked up in every queue (at the shard the id
+    /// hashes to) in one fan-out.
+    pub async fn locate(&self, id: &str) -> Result<Option<Shard>> {
+        if let Some(shard) = self.route(id) {
+            return Ok(Some(shard));
         }
-        let found: Vec<i64> = self.with_conn(async |c| pipe.query_async(c).await).await?;
-        Ok(names
+        let candidates: Vec<Shard> = self
+            .queue_names()
+            .into_iter()
+            .map(|t| self.shard_of(t, id))
+            .collect::<Result<_>>()?;
+        let cmds = candidates
+            .iter()
+            .map(|sh| {
+                let key = self.inner.keys.task(sh.tag(), id);
+                let mut c = redis::cmd("EXISTS");
+                c.arg(&key);
+                (key, c)
+            })
+            .collect();
+        let found: Vec<i64> = self.fanout(cmds).await?;
+        Ok(candidates
             .into_iter()
             .zip(found)
             .find(|(_, f)| *f == 1)
-            .map(|(t, _)| t.to_string()))
+            .map(|(s, _)| s))
     }
 
     /// Status of a task id in one call, for tests and tools.
@@ -344,10 +369,10 @@ impl Broker {
                 break;
             }
             reached += 1;
-            if self.queue_config(&t).is_err() {
+            let Ok(shard) = self.shard_of(&t, &id) else {
                 continue;
-            }
-            match maintenance::cancel_one(self, &t, &id, at).await {
+            };
+            match maintenance::cancel_one(self, &shard, &id, at).await {
                 Ok((_, grandchildren)) => {
                     todo.extend(grandchildren.iter().flat_map(|c| parse_children(c)))
                 }

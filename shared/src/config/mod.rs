@@ -40,6 +40,11 @@ pub const DEFAULT_RETENTION_CANCELLED_DAYS: u64 = 1;
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 5_000;
 /// Default artifact directory.
 pub const DEFAULT_ARTIFACTS_DIR: &str = "artifacts";
+/// Default shards of each task type on a Redis Cluster: enough to spread a hot type over
+/// a few primaries and keep claims contending on different slots.
+pub const DEFAULT_CLUSTER_SHARDS: u16 = 16;
+/// Default wait for replicas' acknowledgement (when `redis.wait_replicas` is set).
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 1_000;
 /// Default time an API key's lookup is reused: a revoked key stops working within 5 s on
 /// every API replica, and a busy client's requests skip a Redis round trip.
 pub const DEFAULT_KEY_CACHE_MS: u64 = 5_000;
@@ -73,6 +78,9 @@ pub struct QueueConfig {
     pub backoff_max: Duration,
     /// How long one attempt may run before the worker fails it.
     pub timeout: Duration,
+    /// How many shards the queue is spread over; `None`: the deployment's default (1 on a
+    /// single server, [`DEFAULT_CLUSTER_SHARDS`] on a cluster, or `redis.shards`).
+    pub shards: Option<u16>,
 }
 
 impl Default for QueueConfig {
@@ -83,6 +91,7 @@ impl Default for QueueConfig {
             backoff_base: Duration::from_secs(DEFAULT_BACKOFF_BASE_SECS),
             backoff_max: Duration::from_secs(DEFAULT_BACKOFF_MAX_SECS),
             timeout: Duration::from_secs(600),
+            shards: None,
         }
     }
 }
@@ -96,6 +105,7 @@ impl From<&TaskConfig> for QueueConfig {
             backoff_base: Duration::from_secs(c.backoff_base_secs),
             backoff_max: Duration::from_secs(c.backoff_max_secs),
             timeout: Duration::from_secs(c.timeout_minutes * 60),
+            shards: c.shards,
         }
     }
 }
@@ -134,20 +144,70 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RedisSettings {
+    /// A single server (`redis://host:port`); ignored when `cluster_nodes` is set.
     pub url: String,
+    /// A Redis Cluster, named by seed nodes: `host:port,host:port,...` (every one must answer
+    /// at start). Empty: the single server of `url`.
+    pub cluster_nodes: String,
     pub prefix: String,
     pub timeout_ms: u64,
-    pub pool_size: usize,
+    /// Each task type's shards unless its own `task_types.<type>.shards` says otherwise;
+    /// 0: 1 on a single server, [`DEFAULT_CLUSTER_SHARDS`] on a cluster.
+    pub shards: u16,
+    /// Replicas that must acknowledge an enqueue or a completion before it is answered
+    /// (`WAIT`); 0: answer once the primary has it (replication stays asynchronous).
+    pub wait_replicas: u32,
+    /// How long an enqueue or a completion waits for `wait_replicas`; past it, the call fails
+    /// (Unavailable) and is retried.
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
         RedisSettings {
             url: DEFAULT_REDIS_URL.to_string(),
+            cluster_nodes: String::new(),
             prefix: crate::keys::DEFAULT_PREFIX.to_string(),
             timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
-            pool_size: 16,
+            shards: 0,
+            wait_replicas: 0,
+            wait_timeout_ms: DEFAULT_WAIT_TIMEOUT_MS,
         }
+    }
+}
+
+impl RedisSettings {
+    /// The deployment these settings name: a cluster's seed nodes (each `host:port`,
+    /// checked), or the single server's URL.
+    pub fn deployment(&self) -> Result<crate::broker::conn::Deployment> {
+        use crate::broker::conn::Deployment;
+        if self.cluster_nodes.trim().is_empty() {
+            return Ok(Deployment::Single {
+                url: self.url.clone(),
+            });
+        }
+        let nodes: Vec<String> = self
+            .cluster_nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect();
+        for n in &nodes {
+            let ok = n.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !ok {
+                return Err(Error::invalid(
+                    "redis.cluster_nodes",
+                    format!("{n:?} is not host:port"),
+                ));
+            }
+        }
+        if nodes.is_empty() {
+            return Err(Error::invalid("redis.cluster_nodes", "no seed node"));
+        }
+        Ok(Deployment::Cluster { nodes })
     }
 }
 

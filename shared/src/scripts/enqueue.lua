@@ -4,7 +4,7 @@
 -- KEYS[2] scheduled  ZSET   ids waiting for run_at, score = run_at ms
 -- KEYS[3] stats      HASH   counters (enqueued)
 -- KEYS[4] events     STREAM task events, capped: one entry {ids, status} per status and call
--- KEYS[5] signal     LIST   wake-up markers that idle workers block on
+-- KEYS[5] wake       CHANNEL idle workers listen on (PUBLISH; SPUBLISH on a cluster)
 -- KEYS[6] task key prefix          "<p>:{T}:task:"     .. id          = the task HASH
 -- KEYS[7] account index prefix     "<p>:{T}:account:"  .. account_id  = ZSET of its ids
 -- KEYS[8] idempotency key prefix   "<p>:{T}:idem:"     .. account_id .. ":" .. key = STRING id
@@ -29,7 +29,7 @@
 --          earlier task's id and status), "quota_tasks" and "quota_bytes" (the account holds
 --          its most). Every other task was written as asked (`scheduled` if its run_at is
 --          after now, else `queued`), which the caller knows, so a batch costs no reply per task.
-local queued, scheduled, stats, events, signal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local queued, scheduled, stats, events, wake_channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_prefix, account_prefix, idem_prefix, account_bytes = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local now = script_now(ARGV[1])
 local task_type = ARGV[2]
@@ -197,8 +197,8 @@ for k = 1, count do
 end
 if #ready > 0 then
   redis.call('ZADD', queued, unpack(ready))
-  -- One marker per task, at most 16: enough to wake that many idle workers.
-  wake(signal, #ready / 2)
+  -- One message for the call, carrying how many became ready.
+  wake(wake_channel, #ready / 2)
 end
 if #later > 0 then
   redis.call('ZADD', scheduled, unpack(later))

@@ -3,19 +3,19 @@
 --
 -- KEYS[1] paused  STRING present while claiming is stopped (holds when, in ms)
 -- KEYS[2] events  STREAM
--- KEYS[3] signal  LIST   wake-up markers
+-- KEYS[3] wake  CHANNEL idle workers listen on (PUBLISH; SPUBLISH on a cluster)
 -- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] "1" to pause, "0" to resume
 -- ARGV[3] events stream MAXLEN (approximate)
 -- Returns: 1 if the state changed, 0 if it already was so
-local paused, events, signal = KEYS[1], KEYS[2], KEYS[3]
+local paused, events, wake_channel = KEYS[1], KEYS[2], KEYS[3]
 local changed
 if ARGV[2] == '1' then
   changed = redis.call('SET', paused, string.format('%d', script_now(ARGV[1])), 'NX') and 1 or 0
 else
   changed = redis.call('DEL', paused)
   if changed == 1 then
-    wake(signal, 1)
+    wake(wake_channel, 1)
   end
 end
 if changed == 1 then

@@ -10,7 +10,7 @@
 -- KEYS[4] cancelled   ZSET
 -- KEYS[5] stats       HASH  counters (recovered, failed, cancelled)
 -- KEYS[6] events      STREAM
--- KEYS[7] signal      LIST  wake-up markers
+-- KEYS[7] wake      CHANNEL idle workers listen on (PUBLISH; SPUBLISH on a cluster)
 -- KEYS[8] task key prefix "<p>:{T}:task:"
 -- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] limit: how many leases to look at per call
@@ -21,7 +21,7 @@
 -- Returns: {requeued ids, failed ids, cancelled ids, children}: children lists the `children`
 --          field (JSON, as in fail.lua) of each task that ended failed or cancelled and had one
 local processing, queued, failed, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local stats, events, signal, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local stats, events, wake_channel, task_prefix = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now, limit, maxlen = script_now(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 
 local older_than = tonumber(ARGV[4])
@@ -76,5 +76,5 @@ for _, id in ipairs(candidates) do
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'error', err)
   end
 end
-wake(signal, #requeued)
+wake(wake_channel, #requeued)
 return { requeued, dead_letters, ended, children }

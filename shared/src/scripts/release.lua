@@ -7,7 +7,7 @@
 -- KEYS[3] cancelled   ZSET  finished ids, score = finish ms
 -- KEYS[4] stats       HASH  counters (cancelled)
 -- KEYS[5] events      STREAM
--- KEYS[6] signal      LIST  wake-up markers
+-- KEYS[6] wake      CHANNEL idle workers listen on (PUBLISH; SPUBLISH on a cluster)
 -- KEYS[7] task key prefix "<p>:{T}:task:"
 -- ARGV[1] now_ms ("" = the server's TIME)
 -- ARGV[2] events stream MAXLEN (approximate)
@@ -15,7 +15,7 @@
 -- Returns: per task a pair {outcome, children}: outcome "released", "cancelled" or "stale"
 --          (lease not held: nothing changed); children as in fail.lua for a cancelled task.
 local processing, queued, cancelled, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local events, signal, task_prefix = KEYS[5], KEYS[6], KEYS[7]
+local events, wake_channel, task_prefix = KEYS[5], KEYS[6], KEYS[7]
 local now = script_now(ARGV[1])
 local maxlen = ARGV[2]
 local out = {}
@@ -45,5 +45,5 @@ for i = 3, #ARGV, 2 do
     out[#out + 1] = { 'stale', '' }
   end
 end
-wake(signal, released)
+wake(wake_channel, released)
 return out

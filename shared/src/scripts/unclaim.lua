@@ -5,14 +5,14 @@
 -- KEYS[1] processing  ZSET  leased ids
 -- KEYS[2] queued      ZSET  ready ids
 -- KEYS[3] events      STREAM
--- KEYS[4] signal      LIST  wake-up markers
+-- KEYS[4] wake      CHANNEL idle workers listen on (PUBLISH; SPUBLISH on a cluster)
 -- KEYS[5] task key prefix "<p>:{T}:task:"
 -- KEYS[6] claim record STRING: the ids the call leased (claim.lua)
 -- ARGV[1] now_ms ("" = the server's TIME; unused but for the convention)
 -- ARGV[2] the call's lease token prefix
 -- ARGV[3] events stream MAXLEN (approximate)
 -- Returns: {found, released}: 1 if the record existed (the claim ran), and how many ids went back
-local processing, queued, events, signal, task_prefix, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local processing, queued, events, wake_channel, task_prefix, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, maxlen = ARGV[2] .. ':', ARGV[3]
 local ids = redis.call('GET', record)
 if not ids then
@@ -33,5 +33,5 @@ for id in string.gmatch(ids, '[^,]+') do
     released = released + 1
   end
 end
-wake(signal, released)
+wake(wake_channel, released)
 return { 1, released }

@@ -4,7 +4,7 @@
 //! into the course MP4. A failed or cancelled lesson fails the course with the lesson's error.
 //!
 //! Re-runs never duplicate lessons: a child's id is derived from the course id and the lesson
-//! number (`<course id>-lesson-<i>`), and an enqueue of an id that exists answers with the
+//! number (`video.<shard>.<course id>-lesson-<i>`), and an enqueue of an id that exists answers with the
 //! existing task instead of writing it again.
 //!
 //! The course records its lessons on its own task (`children`, fenced by its lease) before it
@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use taskfleet::artifacts::ArtifactStore;
-use taskfleet::{NewTask, Task, TaskStatus, TaskType};
+use taskfleet::{Broker, NewTask, Task, TaskStatus, TaskType};
 
 use super::requests::DEFAULT_VOICE;
 use super::requests::{self, CourseVideoRequest};
@@ -40,9 +40,10 @@ pub struct CourseVideoProcessor {
     pub(crate) poll: Duration,
 }
 
-/// The id of lesson `i`'s video task.
-pub fn lesson_task_id(course_id: &str, i: usize) -> String {
-    format!("{course_id}-lesson-{i}")
+/// The id of lesson `i`'s video task: `video.<shard>.<course id>-lesson-<i>`, the same on
+/// every run of the course, in the shard it names.
+pub fn lesson_task_id(broker: &Broker, course_id: &str, i: usize) -> taskfleet::Result<String> {
+    broker.derived_id(TaskType::Video.as_str(), &format!("{course_id}-lesson-{i}"))
 }
 
 #[async_trait]
@@ -55,7 +56,10 @@ impl Processor for CourseVideoProcessor {
         let broker = ctx.broker();
         let video = TaskType::Video.as_str();
         let n = r.lessons.len();
-        let ids: Vec<String> = (0..n).map(|i| lesson_task_id(&ctx.task_id, i)).collect();
+        let ids: Vec<String> = (0..n)
+            .map(|i| lesson_task_id(broker, &ctx.task_id, i))
+            .collect::<taskfleet::Result<_>>()
+            .map_err(broker_error)?;
         let mut children = broker.get_many(video, &ids).await.map_err(broker_error)?;
         if children.len() < n {
             let me = broker.get(&ctx.task_id).await.map_err(broker_error)?;

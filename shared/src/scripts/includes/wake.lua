@@ -1,14 +1,9 @@
--- includes/wake.lua: wakes up to `n` idle workers (at most 16) blocked on the type's signal
--- list; the list is capped, so markers nobody took do not pile up.
-local function wake(signal, n)
-  n = math.min(n, 16)
-  if n < 1 then
-    return
+-- includes/wake.lua: tells idle workers that `n` tasks became ready in this shard, on its
+-- wake channel (passed as a KEY: it is in the shard's slot). A single server PUBLISHes; on a
+-- cluster the broker runs this script's variant that SPUBLISHes (sharded pub/sub: the message
+-- stays on the shard's node instead of crossing the whole cluster bus).
+local function wake(channel, n)
+  if n > 0 then
+    redis.call('PUBLISH', channel, n)
   end
-  local markers = {}
-  for j = 1, n do
-    markers[j] = 1
-  end
-  redis.call('LPUSH', signal, unpack(markers))
-  redis.call('LTRIM', signal, 0, 63)
 end

@@ -5,8 +5,18 @@
 #
 #   scripts/dev.sh                 # API on 127.0.0.1:8080
 #   DEV_API_PORT=8081 scripts/dev.sh
+#   scripts/dev.sh --cluster       # on a local 3-primary Redis Cluster (scripts/cluster.sh,
+#                                  # ports 7100-7102), each task type in 16 shards
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CLUSTER=0
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) CLUSTER=1 ;;
+    *) echo "unknown argument: $arg (scripts/dev.sh [--cluster])" >&2; exit 2 ;;
+  esac
+done
 
 REDIS_PORT="${DEV_REDIS_PORT:-6390}"
 API_PORT="${DEV_API_PORT:-8080}"
@@ -44,11 +54,23 @@ cleanup() {
   # below: a Redis that was already running is not ours and stays up.
   stop_processes 30 "${pids[@]:-}"
   stop_processes 10 "${redis_pid:-}"
+  if [ "${cluster_started:-0}" = 1 ]; then
+    scripts/cluster.sh stop
+  fi
 }
 trap cleanup INT TERM EXIT
 
 # --- Redis ------------------------------------------------------------------------------------
-if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+if [ "$CLUSTER" = 1 ]; then
+  cluster_started=0
+  if ! redis-cli -p "${CLUSTER_BASE_PORT:-7100}" cluster info 2>/dev/null | grep -q cluster_state:ok; then
+    cluster_started=1
+  fi
+  echo "== a Redis Cluster on loopback (scripts/cluster.sh; data in .dev/cluster)"
+  TASKFLEET__REDIS__CLUSTER_NODES="$(scripts/cluster.sh)"
+  export TASKFLEET__REDIS__CLUSTER_NODES
+  REDIS_URL=""
+elif redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   echo "== a Redis already answers on port $REDIS_PORT: using it (not stopping it at the end)"
 else
   echo "== starting Redis on 127.0.0.1:$REDIS_PORT (data in .dev/redis)"
@@ -71,16 +93,22 @@ cargo build -q -p taskfleet-api -p taskfleet-worker --bins
 BIN="$PWD/target/debug"
 
 export TASKFLEET__ARTIFACTS__DIR="$DEV/artifacts"
-export REDIS_URL
+# A cluster is named by TASKFLEET__REDIS__CLUSTER_NODES (exported above); a single server by
+# its URL.
+redis_args=()
+if [ -n "$REDIS_URL" ]; then
+  export REDIS_URL
+  redis_args=(--redis-url "$REDIS_URL")
+fi
 
 # --- API and workers ----------------------------------------------------------------------------
 echo "== starting the API on $BASE (log: .dev/logs/api.log)"
-"$BIN/taskfleet-api" --listen "127.0.0.1:${API_PORT}" --redis-url "$REDIS_URL" \
+"$BIN/taskfleet-api" --listen "127.0.0.1:${API_PORT}" "${redis_args[@]}" \
   >"$DEV/logs/api.log" 2>&1 &
 pids+=($!)
 for i in 1 2; do
   echo "== starting worker $i (log: .dev/logs/worker-$i.log)"
-  "$BIN/taskfleet-worker" --redis-url "$REDIS_URL" >"$DEV/logs/worker-$i.log" 2>&1 &
+  "$BIN/taskfleet-worker" "${redis_args[@]}" >"$DEV/logs/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 for _ in $(seq 1 100); do
@@ -90,7 +118,7 @@ done
 curl -fsS "$BASE/ready" >/dev/null || { echo "the API is not ready; see .dev/logs/api.log" >&2; exit 1; }
 
 # --- a key and a first task -----------------------------------------------------------------------
-KEY="$("$BIN/taskfleet-api" --redis-url "$REDIS_URL" keys create --account dev --user me --name dev.sh)"
+KEY="$("$BIN/taskfleet-api" "${redis_args[@]}" keys create --account dev --user me --name dev.sh)"
 echo "== API key (account dev): $KEY"
 answer="$(curl -fsS -X POST "$BASE/api/story/generate" \
   -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
@@ -112,7 +140,7 @@ else
   echo "the story did not complete; see .dev/logs/worker-*.log" >&2
 fi
 echo
-echo "Stack running: API $BASE, Redis $REDIS_URL. scripts/smoke.sh walks the API:"
+echo "Stack running: API $BASE, Redis ${REDIS_URL:-cluster $TASKFLEET__REDIS__CLUSTER_NODES}. scripts/smoke.sh walks the API:"
 echo "  KEY=$KEY BASE=$BASE scripts/smoke.sh"
 echo "Ctrl-C stops the API, the workers and Redis."
 wait

@@ -363,3 +363,59 @@ fn redis_url_hosts_are_read_with_or_without_credentials() {
     assert_eq!(redis_host("redis://:pw@redis:6379/0"), "redis");
     assert_eq!(redis_host("redis://redis"), "redis");
 }
+
+fn cluster_compose() -> Value {
+    let mut v: Value = serde_norway::from_str(&read("docker-compose.cluster.yml"))
+        .expect("docker-compose.cluster.yml is YAML");
+    // The nodes and the binaries share their settings through YAML anchors and merge keys.
+    v.apply_merge().expect("merge keys resolve");
+    v
+}
+
+#[test]
+fn the_cluster_compose_runs_three_cluster_nodes_and_names_them_as_seed_nodes() {
+    let c = cluster_compose();
+    let nodes = ["redis-1", "redis-2", "redis-3"];
+    for name in nodes {
+        let cmd = command(service(&c, name));
+        let flag = |f: &str| {
+            cmd.iter()
+                .position(|w| w == f)
+                .and_then(|i| cmd.get(i + 1))
+                .cloned()
+        };
+        assert_eq!(flag("--cluster-enabled").as_deref(), Some("yes"), "{name}");
+        assert_eq!(flag("--appendonly").as_deref(), Some("yes"), "{name}");
+        assert_eq!(
+            flag("--maxmemory-policy").as_deref(),
+            Some("noeviction"),
+            "{name}"
+        );
+    }
+    for name in ["api", "worker"] {
+        let svc = service(&c, name);
+        let env = environment(svc);
+        let seeds: Vec<String> = env["TASKFLEET__REDIS__CLUSTER_NODES"]
+            .split(',')
+            .map(|n| n.split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(seeds, nodes, "{name} names every node as a seed");
+        assert!(
+            !env.contains_key("REDIS_URL"),
+            "{name}: a cluster is not a URL"
+        );
+        assert_eq!(build(svc), (".".to_string(), "Dockerfile".to_string()));
+        let waits = svc
+            .get("depends_on")
+            .and_then(|d| d.get("cluster-init"))
+            .and_then(|i| i.get("condition"))
+            .map(text);
+        assert_eq!(
+            waits.as_deref(),
+            Some("service_completed_successfully"),
+            "{name} starts once the cluster is formed"
+        );
+    }
+    let init = command(service(&c, "cluster-init")).join(" ");
+    assert!(init.contains("--cluster create"), "{init}");
+}

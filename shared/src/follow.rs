@@ -178,16 +178,22 @@ impl Broker {
             }
         }
         let names: Vec<String> = channels.keys().cloned().collect();
+        // redis-rs can wait for ever on a connection to a cluster whose node just died
+        // (redis-rs issue 1953): every step here is bounded by the broker's timeout.
+        let bound = |what: &'static str| {
+            move |_| Error::Unavailable(format!("{what} did not finish within the timeout"))
+        };
+        let limit = self.timeout();
         let sub = match self.deployment() {
             Deployment::Single { url } => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|e| Error::invalid("redis.url", e.to_string()))?;
-                let mut pubsub = tokio::time::timeout(self.timeout(), client.get_async_pubsub())
+                let mut pubsub = tokio::time::timeout(limit, client.get_async_pubsub())
                     .await
-                    .map_err(|_| {
-                        Error::Unavailable("connecting to subscribe timed out".into())
-                    })??;
-                pubsub.subscribe(&names).await?;
+                    .map_err(bound("connecting to subscribe"))??;
+                tokio::time::timeout(limit, pubsub.subscribe(&names))
+                    .await
+                    .map_err(bound("subscribing"))??;
                 Subscription::Single(pubsub.into_on_message())
             }
             Deployment::Cluster { nodes } => {
@@ -196,14 +202,18 @@ impl Broker {
                 let client = redis::cluster::ClusterClientBuilder::new(urls)
                     .use_protocol(redis::ProtocolVersion::RESP3)
                     .push_sender(tx)
-                    .connection_timeout(self.timeout())
-                    .response_timeout(self.timeout())
+                    .connection_timeout(limit)
+                    .response_timeout(limit)
                     .build()
                     .map_err(|e| Error::invalid("redis.cluster_nodes", e.to_string()))?;
-                let mut conn = client.get_async_connection().await?;
+                let mut conn = tokio::time::timeout(limit, client.get_async_connection())
+                    .await
+                    .map_err(bound("connecting to subscribe"))??;
                 // One channel a call: a call's channels must share a slot.
                 for name in &names {
-                    conn.ssubscribe(name).await?;
+                    tokio::time::timeout(limit, conn.ssubscribe(name))
+                        .await
+                        .map_err(bound("subscribing"))??;
                 }
                 Subscription::Cluster { _conn: conn, rx }
             }

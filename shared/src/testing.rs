@@ -20,6 +20,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     appendonly: bool,
+    /// More `redis-server` arguments (a cluster node's).
+    extra: String,
     watchdog: Option<Child>,
 }
 
@@ -43,6 +45,7 @@ impl RedisServer {
                 port,
                 dir: tempfile::tempdir().expect("temp dir for redis"),
                 appendonly,
+                extra: String::new(),
                 watchdog: None,
             };
             if s.spawn() {
@@ -50,6 +53,29 @@ impl RedisServer {
             }
         }
         panic!("could not start redis-server on a free port (is redis-server installed?)");
+    }
+
+    /// Starts a server with more arguments on a port whose cluster bus port (+10000) is
+    /// free too.
+    fn start_node(extra: &str) -> RedisServer {
+        for _ in 0..50 {
+            let port = rand::random_range(20_000..30_000u16);
+            let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+            if !free(port) || !free(port + 10_000) {
+                continue;
+            }
+            let mut s = RedisServer {
+                port,
+                dir: tempfile::tempdir().expect("temp dir for redis"),
+                appendonly: false,
+                extra: extra.to_string(),
+                watchdog: None,
+            };
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("could not start a redis-server cluster node on a free port pair");
     }
 
     fn spawn(&mut self) -> bool {
@@ -63,11 +89,12 @@ impl RedisServer {
         };
         let script = format!(
             "{bin} --port {port} --bind 127.0.0.1 --save '' {aof} --dir '{dir}' \
-             --maxmemory-policy noeviction --logfile '{dir}/redis.log' & rp=$!; \
+             --maxmemory-policy noeviction --logfile '{dir}/redis.log' {extra} & rp=$!; \
              echo $rp > '{dir}/redis.pid'; \
              while kill -0 {parent} 2>/dev/null && kill -0 $rp 2>/dev/null; do sleep 0.3; done; \
              kill -9 $rp 2>/dev/null",
             port = self.port,
+            extra = self.extra,
             parent = std::process::id(),
         );
         let child = Command::new("sh")
@@ -206,6 +233,250 @@ pub fn broker_on(url: &str, queues: &[(&str, QueueConfig)]) -> Broker {
     b.build().expect("test broker")
 }
 
+/// A Redis Cluster of real redis-server processes on free loopback ports (each node's port
+/// and its cluster bus port, port + 10000, both free), formed with `redis-cli --cluster
+/// create`. Every node runs under the same watchdog as [`RedisServer`]; dropping the cluster
+/// kills them.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// One line of `CLUSTER NODES`: a node's port, whether it is a primary, the primary it
+/// replicates (a replica's), whether it is failing, and the slots it serves.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    pub port: u16,
+    pub id: String,
+    pub primary: bool,
+    pub replica_of: Option<String>,
+    pub failed: bool,
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl RedisCluster {
+    /// Starts `primaries` primaries with `replicas` replicas each and waits until every node
+    /// says `cluster_state:ok` and every replica is in sync.
+    pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        let total = primaries * (1 + replicas);
+        let mut nodes = Vec::with_capacity(total);
+        while nodes.len() < total {
+            nodes.push(RedisServer::start_node(
+                "--cluster-enabled yes --cluster-config-file nodes.conf \
+                 --cluster-node-timeout 2000",
+            ));
+        }
+        let cluster = RedisCluster { nodes };
+        let mut create =
+            Command::new(std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()));
+        create.arg("--cluster").arg("create");
+        for p in cluster.ports() {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create (is redis-tools installed?)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            cluster.wait_ok(Duration::from_secs(30)),
+            "the test cluster did not reach cluster_state:ok"
+        );
+        cluster
+    }
+
+    /// Every node's port, live or not.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// The seed nodes, as `TASKFLEET__REDIS__CLUSTER_NODES` takes them.
+    pub fn nodes_setting(&self) -> String {
+        self.ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The deployment a broker on this cluster uses.
+    pub fn deployment(&self) -> crate::broker::Deployment {
+        crate::broker::Deployment::Cluster {
+            nodes: self
+                .ports()
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect(),
+        }
+    }
+
+    fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster")
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.watchdog.is_some())
+    }
+
+    /// A command on one node; `None` if it did not answer.
+    pub fn node_command<T: redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> Option<T> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let (name, rest) = args.split_first()?;
+        redis::cmd(name).arg(rest).query(&mut conn).ok()
+    }
+
+    /// The cluster as a live node sees it (`CLUSTER NODES`).
+    pub fn topology(&self) -> Vec<ClusterNode> {
+        for n in self.live() {
+            if let Some(text) = self.node_command::<String>(n.port, &["CLUSTER", "NODES"]) {
+                return text.lines().filter_map(parse_node_line).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// The ports of the current primaries that are not failing.
+    pub fn primaries(&self) -> Vec<u16> {
+        let mut p: Vec<u16> = self
+            .topology()
+            .into_iter()
+            .filter(|n| n.primary && !n.failed)
+            .map(|n| n.port)
+            .collect();
+        p.sort();
+        p
+    }
+
+    /// A replica of the primary on `port`.
+    pub fn replica_of(&self, port: u16) -> Option<u16> {
+        let nodes = self.topology();
+        let id = nodes.iter().find(|n| n.port == port)?.id.clone();
+        nodes
+            .iter()
+            .find(|n| n.replica_of.as_deref() == Some(id.as_str()) && !n.failed)
+            .map(|n| n.port)
+    }
+
+    /// The port of the primary serving `slot`.
+    pub fn owner_of_slot(&self, slot: u16) -> Option<u16> {
+        self.topology()
+            .into_iter()
+            .find(|n| {
+                n.primary && !n.failed && n.slots.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot))
+            })
+            .map(|n| n.port)
+    }
+
+    /// Whether every live node says `cluster_state:ok`, knows as many primaries as serve
+    /// slots, and every live replica's link to its primary is up; waits up to `limit`.
+    pub fn wait_ok(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let ok = self.live().all(|n| {
+                let info: Option<String> = self.node_command(n.port, &["CLUSTER", "INFO"]);
+                let repl: Option<String> = self.node_command(n.port, &["INFO", "replication"]);
+                info.is_some_and(|i| i.contains("cluster_state:ok"))
+                    && repl.is_some_and(|r| {
+                        r.contains("role:master") || r.contains("master_link_status:up")
+                    })
+            });
+            if ok {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// SIGKILLs the node on `port` (a crash); it stays down.
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster")
+            .kill();
+    }
+
+    /// Sends `CLUSTER FAILOVER` to the replica on `port` and waits (up to `limit`) until it
+    /// serves as a primary.
+    pub fn failover(&self, replica: u16, limit: Duration) -> bool {
+        let _ = self.node(replica);
+        let _: Option<String> = self.node_command(replica, &["CLUSTER", "FAILOVER"]);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let role: Option<String> = self.node_command(replica, &["INFO", "replication"]);
+            if role.is_some_and(|r| r.contains("role:master")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// `INFO <section>` of one node.
+    pub fn info(&self, port: u16, section: &str) -> String {
+        self.node_command(port, &["INFO", section])
+            .unwrap_or_default()
+    }
+}
+
+fn parse_node_line(line: &str) -> Option<ClusterNode> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 8 {
+        return None;
+    }
+    // <id> <ip:port@bus> <flags> <primary id or -> <ping> <pong> <epoch> <link> <slots>...
+    let port: u16 = f[1].split('@').next()?.rsplit(':').next()?.parse().ok()?;
+    let flags = f[2];
+    let slots = f[8..]
+        .iter()
+        .filter(|s| !s.starts_with('['))
+        .filter_map(|s| match s.split_once('-') {
+            Some((lo, hi)) => Some((lo.parse().ok()?, hi.parse().ok()?)),
+            None => s.parse().ok().map(|x| (x, x)),
+        })
+        .collect();
+    Some(ClusterNode {
+        port,
+        id: f[0].to_string(),
+        primary: flags.contains("master"),
+        replica_of: (f[3] != "-").then(|| f[3].to_string()),
+        // `fail` or `fail?` (suspected).
+        failed: flags.contains("fail"),
+        slots,
+    })
+}
+
+/// The 3-primary cluster shared by every test of this test binary, started on first use.
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start(3, 0))
+}
+
+/// A broker on the shared cluster under a fresh prefix, with the given queues (16 shards
+/// each unless a queue's config says otherwise).
+pub fn cluster_broker(queues: &[(&str, QueueConfig)]) -> Broker {
+    let mut b = Broker::builder_for(shared_cluster().deployment()).prefix(fresh_prefix());
+    for (name, cfg) in queues {
+        b = b.queue(*name, cfg.clone());
+    }
+    b.build().expect("test broker on the cluster")
+}
+
 /// The path of a workspace binary built by cargo (`target/<profile>/<name>`), next to the
 /// running test executable.
 pub fn cargo_bin(name: &str) -> PathBuf {
@@ -304,11 +575,13 @@ pub async fn command<T: redis::FromRedisValue>(broker: &Broker, args: &[&str]) -
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-/// Every key under the broker's prefix, with its Redis type and its contents (fields and
-/// values, members or the value, flattened), for tests that check what is stored.
+/// Every key under the broker's prefix (sorted: a cluster's nodes answer in any order), with
+/// its Redis type and its contents (fields and values, members or the value, flattened), for
+/// tests that check what is stored.
 pub async fn dump(broker: &Broker) -> Vec<(String, String, Vec<String>)> {
     let pattern = format!("{}:*", broker.keys().prefix());
-    let keys: Vec<String> = command(broker, &["KEYS", &pattern]).await;
+    let mut keys: Vec<String> = command(broker, &["KEYS", &pattern]).await;
+    keys.sort();
     let mut out = Vec::new();
     for k in keys {
         let t: String = command(broker, &["TYPE", &k]).await;

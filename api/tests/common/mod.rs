@@ -2,6 +2,8 @@
 //! fresh key prefix per test, keys for two accounts and an admin, and request helpers.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;

@@ -127,6 +127,36 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Forgets the connection after a failure that may have broken it (`timed_out`: it did not
+    /// answer within the broker's timeout): the next call makes a new one.
+    fn drop_conn(&self, timed_out: bool) {
+        match self {
+            Backend::Single { shared, .. } => {
+                shared.lock().expect("connection lock").take();
+            }
+            // The cluster connection follows failovers and reconnects to its nodes by itself,
+            // so an error alone does not drop it. One that stops answering altogether does
+            // happen (seen with redis 1.8 when a primary is killed under load: every later
+            // request on it waits forever), so a timeout replaces it.
+            Backend::Cluster { shared, .. } => {
+                if timed_out {
+                    shared.lock().expect("connection lock").take();
+                }
+            }
+        }
+    }
+}
+
+/// What a durable write does when its shard's primary has too few replicas to confirm it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// Refuse it, unwritten (an enqueue: the caller sends it again, elsewhere).
+    Refuse,
+    /// Write it unconfirmed (a completion: if lost with its primary, the task runs again).
+    Anyway,
+}
+
 /// A connection to either deployment: what every call runs on.
 #[derive(Clone)]
 pub enum Conn {
@@ -194,9 +224,15 @@ pub(crate) fn classify(e: &RedisError) -> ErrorClass {
         redis::ErrorKind::Server(
             ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown,
         ) => ErrorClass::Transient { reconnect: false },
+        // A redirect the cluster client still saw after its own retries: the slot's owner is
+        // changing (a failover under way, its new primary not known to every node yet).
+        redis::ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => {
+            ErrorClass::Transient { reconnect: false }
+        }
         redis::ErrorKind::ClusterConnectionNotFound => ErrorClass::Transient { reconnect: true },
         _ => match e.code() {
-            Some("BUSY") => ErrorClass::Transient { reconnect: false },
+            // UNBLOCKED: a blocking call (WAIT) released because its server changed role.
+            Some("BUSY" | "UNBLOCKED") => ErrorClass::Transient { reconnect: false },
             // A script whose own call was refused keeps the refusal's code in its message.
             _ if transient_in_message(e) => ErrorClass::Transient { reconnect: true },
             _ => ErrorClass::Permanent,
@@ -207,9 +243,15 @@ pub(crate) fn classify(e: &RedisError) -> ErrorClass {
 /// A script error that carries a failover refusal of one of its commands.
 fn transient_in_message(e: &RedisError) -> bool {
     let text = e.to_string();
-    ["READONLY", "MASTERDOWN", "LOADING", "CLUSTERDOWN"]
-        .iter()
-        .any(|code| text.contains(code))
+    [
+        "READONLY",
+        "MASTERDOWN",
+        "LOADING",
+        "CLUSTERDOWN",
+        "UNBLOCKED",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
 }
 
 impl Broker {
@@ -223,14 +265,22 @@ impl Broker {
     where
         F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     {
+        self.with_conn_on(&self.inner.backend, f).await
+    }
+
+    /// Runs `f` on `backend`'s connection within the broker's timeout.
+    async fn with_conn_on<T, F>(&self, backend: &Backend, f: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    {
         let timeout = self.inner.timeout;
         let work = async {
-            let mut conn = self.shared_conn().await?;
+            let mut conn = self.shared_conn(backend).await?;
             match f(&mut conn).await {
                 Ok(v) => Ok(v),
                 Err(e) => {
                     if let ErrorClass::Transient { reconnect: true } = classify(&e) {
-                        self.drop_conn();
+                        backend.drop_conn(false);
                     }
                     Err(Error::from(e))
                 }
@@ -240,7 +290,7 @@ impl Broker {
             Ok(r) => r,
             Err(_) => {
                 // A connection that stopped answering may be dead: take a fresh one next time.
-                self.drop_conn();
+                backend.drop_conn(true);
                 Err(Error::Unavailable(format!(
                     "no answer within {} ms",
                     timeout.as_millis()
@@ -249,18 +299,8 @@ impl Broker {
         }
     }
 
-    fn drop_conn(&self) {
-        match &self.inner.backend {
-            Backend::Single { shared, .. } => {
-                shared.lock().expect("connection lock").take();
-            }
-            // The cluster connection reconnects to its nodes by itself; it is kept.
-            Backend::Cluster { .. } => {}
-        }
-    }
-
-    async fn shared_conn(&self) -> Result<Conn> {
-        match &self.inner.backend {
+    async fn shared_conn(&self, backend: &Backend) -> Result<Conn> {
+        match backend {
             Backend::Single { client, shared } => {
                 if let Some(c) = shared.lock().expect("connection lock").as_ref() {
                     return Ok(Conn::Single(c.clone()));
@@ -294,6 +334,104 @@ impl Broker {
         keys: &[String],
         args: &[String],
     ) -> Result<T> {
+        self.script_on(&self.inner.backend, script, keys, args)
+            .await
+    }
+
+    /// Runs a script that writes what must survive a failover (an enqueue, a completion).
+    /// With `redis.wait_replicas = N`: if the primary of the keys' slot has fewer than `N`
+    /// replicas connected (`ROLE`, read at most once a second per shard), the write cannot
+    /// be confirmed: `Durable::Refuse` refuses it unwritten ([`Error::Unavailable`]), and
+    /// `Durable::Anyway` makes it unconfirmed. Otherwise it runs on the connection kept for
+    /// such writes, followed by `WAIT` on that connection (WAIT counts the writes of its own
+    /// connection and blocks it: a connection of their own keeps claims, heartbeats and reads
+    /// from waiting behind it). `Ok((reply, confirmed))`: `confirmed` says why not when the
+    /// replicas did not acknowledge in time; without the setting, always `Ok`.
+    pub(crate) async fn durable_script<T: FromRedisValue>(
+        &self,
+        script: &Dual,
+        keys: &[String],
+        args: &[String],
+        when_unconfirmable: Durable,
+    ) -> Result<(T, std::result::Result<(), String>)> {
+        let (Some((replicas, timeout)), Some(durable)) = (self.inner.wait, &self.inner.durable)
+        else {
+            return Ok((self.script(script, keys, args).await?, Ok(())));
+        };
+        let have = self.connected_replicas(durable, &keys[0]).await;
+        if have < replicas {
+            let why = format!(
+                "the shard's primary has {have} replicas connected; redis.wait_replicas asks for {replicas}"
+            );
+            return match when_unconfirmable {
+                Durable::Refuse => Err(Error::Unavailable(format!("{why}: not written"))),
+                Durable::Anyway => Ok((self.script(script, keys, args).await?, Err(why))),
+            };
+        }
+        let reply = self.script_on(durable, script, keys, args).await?;
+        let confirmed = self
+            .wait_replicas_on(durable, &keys[0], replicas, timeout)
+            .await;
+        if confirmed.is_err() {
+            // Look again before the next write rather than block on another WAIT.
+            self.inner
+                .replicas_seen
+                .lock()
+                .expect("replicas lock")
+                .remove(&cluster_slot(&keys[0]));
+        }
+        Ok((reply, confirmed))
+    }
+
+    /// How many replicas the primary serving `key`'s slot has connected, by `ROLE`, kept for a
+    /// second per slot; 0 if it does not answer.
+    async fn connected_replicas(&self, backend: &Backend, key: &str) -> u32 {
+        let slot = cluster_slot(key);
+        if let Some((when, n)) = self
+            .inner
+            .replicas_seen
+            .lock()
+            .expect("replicas lock")
+            .get(&slot)
+        {
+            if when.elapsed() < Duration::from_secs(1) {
+                return *n;
+            }
+        }
+        let cmd = redis::cmd("ROLE");
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        )));
+        let reply = self
+            .with_conn_on(backend, async |c| match c {
+                Conn::Cluster(cc) => cc.route_command(cmd.clone(), route.clone()).await,
+                Conn::Single(s) => cmd.query_async(s).await,
+            })
+            .await;
+        // ["master", offset, [[ip, port, offset], ...]]
+        let n = match reply {
+            Ok(Value::Array(role)) if role.len() >= 3 => match &role[2] {
+                Value::Array(replicas) => replicas.len() as u32,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        self.inner
+            .replicas_seen
+            .lock()
+            .expect("replicas lock")
+            .insert(slot, (std::time::Instant::now(), n));
+        n
+    }
+
+    async fn script_on<T: FromRedisValue>(
+        &self,
+        backend: &Backend,
+        script: &Dual,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T> {
         let script = if self.is_cluster() {
             &script.cluster
         } else {
@@ -312,7 +450,10 @@ impl Broker {
         // script that never ran changed nothing, so running it again is safe.
         let mut tries = 0;
         loop {
-            match self.with_conn(async |c| inv.invoke_async(c).await).await {
+            match self
+                .with_conn_on(backend, async |c| inv.invoke_async(c).await)
+                .await
+            {
                 Err(Error::NoScript(_)) if tries < 2 => tries += 1,
                 other => return other,
             }
@@ -371,37 +512,40 @@ impl Broker {
             .collect()
     }
 
-    /// Waits until `replicas` replicas acknowledged the writes made so far on the connection
-    /// that serves `key`'s slot (`WAIT`), at most `timeout`: the one way to narrow
-    /// asynchronous replication's loss window on a failover. `Unavailable` if fewer did.
-    pub(crate) async fn wait_replicas(
+    /// Waits until `replicas` replicas acknowledged the writes made so far on `backend`'s
+    /// connection to `key`'s slot (`WAIT`), at most `timeout`: the one way to narrow
+    /// asynchronous replication's loss window on a failover. `Err(why)` if fewer did, or the
+    /// WAIT itself failed (its node changed role meanwhile): the write is not confirmed.
+    async fn wait_replicas_on(
         &self,
+        backend: &Backend,
         key: &str,
         replicas: u32,
         timeout: Duration,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), String> {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(replicas).arg(timeout.as_millis() as u64);
-        let acked: i64 = match &self.inner.backend {
-            Backend::Single { .. } => self.with_conn(async |c| cmd.query_async(c).await).await?,
-            Backend::Cluster { .. } => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(cluster_slot(key), SlotAddr::Master),
-                ));
-                let v = self
-                    .with_conn(async |c| match c {
-                        Conn::Cluster(cc) => cc.route_command(cmd.clone(), route.clone()).await,
-                        Conn::Single(s) => cmd.query_async(s).await,
-                    })
-                    .await?;
-                i64::from_redis_value(v)?
-            }
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            cluster_slot(key),
+            SlotAddr::Master,
+        )));
+        let reply = self
+            .with_conn_on(backend, async |c| match c {
+                Conn::Cluster(cc) => cc.route_command(cmd.clone(), route.clone()).await,
+                Conn::Single(s) => cmd.query_async(s).await,
+            })
+            .await;
+        let acked = match reply {
+            Ok(Value::Int(n)) => n,
+            Ok(Value::ServerError(e)) => return Err(RedisError::from(e).to_string()),
+            Ok(other) => return Err(format!("WAIT answered {other:?}")),
+            Err(e) => return Err(e.to_string()),
         };
         if acked < i64::from(replicas) {
-            return Err(Error::Unavailable(format!(
+            return Err(format!(
                 "the write reached {acked} of {replicas} replicas within {} ms",
                 timeout.as_millis()
-            )));
+            ));
         }
         Ok(())
     }
@@ -422,7 +566,7 @@ mod tests {
 
     #[test]
     fn failover_and_loading_errors_are_retried_and_script_bugs_are_not() {
-        for code in ["LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN"] {
+        for code in ["LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED"] {
             assert_eq!(
                 classify(&server_error(code)),
                 ErrorClass::Transient { reconnect: false },
@@ -434,6 +578,18 @@ mod tests {
                 classify(&server_error(code)),
                 ErrorClass::Transient { reconnect: true },
                 "{code}"
+            );
+        }
+        for moved in ["MOVED 305 127.0.0.1:7001", "ASK 305 127.0.0.1:7001"] {
+            let reply = format!("-{moved}\r\n");
+            let e: RedisError = match redis::parse_redis_value(reply.as_bytes()) {
+                Ok(redis::Value::ServerError(e)) => e.into(),
+                other => panic!("not a server error: {other:?}"),
+            };
+            assert_eq!(
+                classify(&e),
+                ErrorClass::Transient { reconnect: false },
+                "{moved}"
             );
         }
         assert_eq!(classify(&server_error("NOSCRIPT")), ErrorClass::NoScript);

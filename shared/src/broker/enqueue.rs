@@ -9,7 +9,7 @@ use futures::future::join_all;
 use redis::FromRedisValue;
 use sha2::{Digest, Sha256};
 
-use super::conn::{script_source, Dual};
+use super::conn::{script_source, Dual, Durable};
 use super::shards::Shard;
 use super::{validate_ident, Broker, EVENTS_MAXLEN, IDEMPOTENCY_TTL, MAX_BATCH, MAX_REQUEST_BYTES};
 use crate::clock::At;
@@ -23,6 +23,9 @@ static ENQUEUE: std::sync::LazyLock<Dual> = std::sync::LazyLock::new(|| Dual::ne
 
 /// The values one task takes in `enqueue.lua`'s arguments.
 const STRIDE: usize = 13;
+
+/// How long new tasks avoid a shard whose enqueue no replica confirmed.
+const AVOID_UNCONFIRMED: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether one refused task refuses its whole call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,10 +425,30 @@ impl Broker {
         for p in &chunk {
             args.extend(p.args.iter().cloned());
         }
-        let reply = Reply::decode(self.script(&ENQUEUE, &keys, &args).await?)?;
-        if let Some((replicas, timeout)) = self.inner.wait {
-            self.wait_replicas(&keys[0], replicas, timeout).await?;
+        let written = self
+            .durable_script(&ENQUEUE, &keys, &args, Durable::Refuse)
+            .await;
+        let why = match &written {
+            Ok((_, Err(why))) => Some(format!("enqueue not confirmed: {why}")),
+            Err(Error::Unavailable(why)) => Some(why.clone()),
+            _ => None,
+        };
+        if let Some(why) = why {
+            // New tasks go to other shards for a while: this one's primary lacks replicas.
+            self.inner
+                .unconfirmed
+                .lock()
+                .expect("unconfirmed lock")
+                .insert(
+                    shard.tag().to_string(),
+                    std::time::Instant::now() + AVOID_UNCONFIRMED,
+                );
+            // Not a promise (written on the primary only, or not at all). The caller sends it
+            // again: the same id or Idempotency-Key finds the task if it was written.
+            return Err(Error::Unavailable(why));
         }
+        let (reply, _) = written?;
+        let reply = Reply::decode(reply)?;
         // A queue position is exact within the task's shard; over several shards it is that
         // position times their count (claims spread evenly over them).
         let spread = u64::from(self.shard_count(task_type)?);

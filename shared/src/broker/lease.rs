@@ -10,7 +10,7 @@ use rand::seq::IndexedRandom;
 use redis::FromRedisValue;
 use serde_json::Value;
 
-use super::conn::script;
+use super::conn::{script, Durable};
 use super::shards::Shard;
 use super::{Broker, EVENTS_MAXLEN, MAX_BATCH, PROMOTE_LIMIT};
 use crate::clock::At;
@@ -458,16 +458,10 @@ impl Broker {
         Ok(report)
     }
 
-    /// Waits for the configured replicas after a write to `key`'s slot, if any are.
-    async fn replicated(&self, key: &str) -> Result<()> {
-        match self.inner.wait {
-            Some((replicas, timeout)) => self.wait_replicas(key, replicas, timeout).await,
-            None => Ok(()),
-        }
-    }
-
     /// Records results of one type; per task, true if completed, false if its lease was not
-    /// held (nothing changed). With `redis.wait_replicas`, answers once the replicas have it.
+    /// held (nothing changed). With `redis.wait_replicas`, answers once the replicas have
+    /// them (or, when none acknowledges in time, with a warning: a completion lost with its
+    /// primary runs again).
     pub async fn complete(
         &self,
         task_type: &str,
@@ -496,8 +490,14 @@ impl Broker {
                 args.push(c.lease.clone());
                 args.push(c.result.to_string());
             }
-            let flags: Vec<i64> = self.script(&COMPLETE, &keys, &args).await?;
-            self.replicated(&keys[0]).await?;
+            let (flags, confirmed): (Vec<i64>, _) = self
+                .durable_script(&COMPLETE, &keys, &args, Durable::Anyway)
+                .await?;
+            if let Err(why) = confirmed {
+                // The completions are written on the primary; if it dies before a replica
+                // has them, the tasks are recovered and run again (at least once).
+                tracing::warn!(shard = %tag, %why, "completions not confirmed by a replica");
+            }
             Ok::<_, Error>(
                 items
                     .into_iter()

@@ -68,6 +68,8 @@ pub struct Broker {
 pub(crate) struct Inner {
     pub(crate) deployment: Deployment,
     pub(crate) backend: conn::Backend,
+    /// With `wait`: the connection that enqueues and completions (and their WAITs) use.
+    pub(crate) durable: Option<conn::Backend>,
     pub(crate) keys: Keys,
     pub(crate) queues: HashMap<String, shards::QueueEntry>,
     pub(crate) timeout: Duration,
@@ -80,6 +82,11 @@ pub(crate) struct Inner {
     /// Claims whose reply never came: given back on the next claim (see [`lease`]). A std
     /// mutex, never held across an await.
     pub(crate) unanswered: std::sync::Mutex<Vec<lease::Unanswered>>,
+    /// Shards (by tag) whose last enqueue no replica confirmed, until when: new tasks without
+    /// an Idempotency-Key go to other shards meanwhile (a primary that lost its replica).
+    pub(crate) unconfirmed: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Replicas each slot's primary had connected, and when that was read (`ROLE`).
+    pub(crate) replicas_seen: std::sync::Mutex<HashMap<u16, (std::time::Instant, u32)>>,
 }
 
 /// Builds a [`Broker`].
@@ -148,6 +155,10 @@ impl BrokerBuilder {
 
     pub fn build(self) -> Result<Broker> {
         let backend = conn::Backend::new(&self.deployment, self.timeout)?;
+        let durable = match self.wait {
+            Some(_) => Some(conn::Backend::new(&self.deployment, self.timeout)?),
+            None => None,
+        };
         let default_shards = match self.default_shards {
             0 if self.deployment.is_cluster() => DEFAULT_CLUSTER_SHARDS,
             0 => 1,
@@ -170,6 +181,7 @@ impl BrokerBuilder {
             inner: Arc::new(Inner {
                 deployment: self.deployment,
                 backend,
+                durable,
                 keys: Keys::new(self.prefix),
                 queues,
                 timeout: self.timeout,
@@ -179,6 +191,8 @@ impl BrokerBuilder {
                 limits: self.limits,
                 wait: self.wait,
                 unanswered: std::sync::Mutex::new(Vec::new()),
+                unconfirmed: std::sync::Mutex::default(),
+                replicas_seen: std::sync::Mutex::default(),
             }),
         })
     }

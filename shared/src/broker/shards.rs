@@ -125,7 +125,23 @@ impl Broker {
         let count = u64::from(self.shard_count(task_type)?);
         let index = match idempotency {
             Some(k) => fnv1a(k) % count,
-            None => rand::random::<u64>() % count,
+            None => {
+                // Any shard but those whose primary lately confirmed no write (with
+                // `redis.wait_replicas`); any at all if every one is so.
+                let now = std::time::Instant::now();
+                let avoid = self.inner.unconfirmed.lock().expect("unconfirmed lock");
+                let ok: Vec<u64> = (0..count)
+                    .filter(|i| {
+                        let tag =
+                            &self.queue_entry(task_type).expect("checked above").tags[*i as usize];
+                        avoid.get(tag).is_none_or(|until| *until <= now)
+                    })
+                    .collect();
+                match ok.is_empty() {
+                    true => rand::random::<u64>() % count,
+                    false => ok[rand::random_range(0..ok.len())],
+                }
+            }
         };
         self.shard(task_type, index as u16)
     }

@@ -7,6 +7,7 @@
 //! - [`error`]: [`error::AppError`], the only place that picks a status code.
 //! - [`extract`]: our JSON and query extractors, so bad input gets our error shape.
 //! - [`auth`]: API keys (hashed at rest) and the [`auth::Caller`] extractor.
+//! - [`cors`]: which origins' pages may call the API from a browser.
 //! - [`requests`]: the typed requests of each task type and their limits.
 //! - [`enqueue`]: enqueue shared by the generic and typed endpoints; position and estimate.
 //! - [`routes`]: handlers: `health`, `tasks`, `events` (SSE), `generate`, `queue`.
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cors;
 pub mod enqueue;
 pub mod error;
 pub mod extract;
@@ -68,7 +70,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The whole API as a router; tests drive it with `oneshot`, [`server::serve`] serves it.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
@@ -130,7 +132,12 @@ pub fn app(state: AppState) -> Router {
                         tracing::debug!(status = resp.status().as_u16(), ms = latency.as_millis() as u64, "served");
                     },
                 ),
-        )
+        );
+    // CORS inside the request id layers, so a preflight's answer carries its id too.
+    if let Some(cors) = state.cors.clone() {
+        router = router.layer(cors);
+    }
+    router
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

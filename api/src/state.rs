@@ -59,6 +59,8 @@ pub struct AppState {
     pub request_timeout: Option<Duration>,
     /// The wait before a 401 ([`auth::FailureDelay`]).
     pub auth_failures: Arc<auth::FailureDelay>,
+    /// Which origins' pages may call the API (`api.cors_origins`); `None`: no other origin.
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
             header_read_timeout: secs(settings.api.header_read_timeout_secs),
             request_timeout: secs(settings.api.request_timeout_secs),
             auth_failures: Arc::new(auth::FailureDelay::default()),
+            cors: crate::cors::layer(&settings.api.cors_origins)?,
             broker,
             clock,
         })

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::tasks::TaskView;
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::extract::{ApiQuery, OptionalJson};
 use crate::state::AppState;
 use crate::workers::{read_live, WorkerInfo};
 
@@ -368,12 +368,29 @@ pub async fn stop(
     set_paused(&state, &caller, body, true).await
 }
 
+/// The limit a cleanup without one uses: the seed's `cleanup_stuck_tasks` default.
+pub const DEFAULT_CLEANUP_MINUTES: u64 = 30;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupRequest {
-    /// Tasks processing longer than this (1-43200) are taken back from their workers.
-    #[schema(minimum = 1, maximum = 43200)]
+    /// Tasks processing longer than this (1-43200) are taken back from their workers; 30 when
+    /// absent (and when there is no body at all).
+    #[schema(minimum = 1, maximum = 43200, default = 30)]
+    #[serde(default = "default_cleanup_minutes")]
     pub max_processing_time_minutes: u64,
+}
+
+fn default_cleanup_minutes() -> u64 {
+    DEFAULT_CLEANUP_MINUTES
+}
+
+impl Default for CleanupRequest {
+    fn default() -> Self {
+        CleanupRequest {
+            max_processing_time_minutes: DEFAULT_CLEANUP_MINUTES,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -390,7 +407,8 @@ pub struct CleanupResponse {
 
 /// Recover tasks processing longer than a limit (admin): each goes back to `queued` (or ends
 /// `failed` without attempts left), and its worker's lease is void.
-#[utoipa::path(post, path = "/api/tasks/queue/cleanup", tag = "queue", request_body = CleanupRequest,
+#[utoipa::path(post, path = "/api/tasks/queue/cleanup", tag = "queue",
+    request_body(content = Option<CleanupRequest>, description = "Optional: without a body, 30 minutes"),
     responses((status = 200, body = CleanupResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -398,7 +416,7 @@ pub struct CleanupResponse {
 pub async fn cleanup(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CleanupRequest>,
+    OptionalJson(body): OptionalJson<CleanupRequest>,
 ) -> Result<Json<CleanupResponse>, AppError> {
     caller.require_admin()?;
     if !(1..=43_200).contains(&body.max_processing_time_minutes) {

@@ -85,6 +85,23 @@ impl Caller {
         self.role == Role::Admin
     }
 
+    /// Whether the caller may see and act on a task of `account_id` created by `user_id`: an
+    /// admin any task, an account admin its account's, a user the tasks it created.
+    pub fn may_see(&self, account_id: Option<&str>, user_id: Option<&str>) -> bool {
+        let own_account = account_id == Some(self.account_id.as_str());
+        match self.role {
+            Role::Admin => true,
+            Role::AccountAdmin => own_account,
+            Role::User => own_account && user_id == Some(self.user_id.as_str()),
+        }
+    }
+
+    /// The user whose tasks alone a list shows the caller: its own for a user, none (every
+    /// user of the account) for an account admin or an admin.
+    pub fn only_user(&self) -> Option<&str> {
+        (self.role == Role::User).then_some(self.user_id.as_str())
+    }
+
     /// 403 unless an admin.
     pub fn require_admin(&self) -> Result<(), AppError> {
         if self.is_admin() {
@@ -195,6 +212,23 @@ mod tests {
             user_id: "ann".into(),
             role: Role::User,
         }
+    }
+
+    #[test]
+    fn each_role_sees_its_own_circle_of_tasks() {
+        let as_role = |role| Caller { role, ..caller() };
+        let user = as_role(Role::User);
+        assert!(user.may_see(Some("acme"), Some("ann")));
+        assert!(!user.may_see(Some("acme"), Some("bob")));
+        assert!(!user.may_see(Some("globex"), Some("ann")));
+        assert!(!user.may_see(None, None));
+        let account_admin = as_role(Role::AccountAdmin);
+        assert!(account_admin.may_see(Some("acme"), Some("bob")));
+        assert!(!account_admin.may_see(Some("globex"), Some("ann")));
+        let admin = as_role(Role::Admin);
+        assert!(admin.may_see(Some("globex"), Some("zed")));
+        assert_eq!(user.only_user(), Some("ann"));
+        assert_eq!(account_admin.only_user(), None);
     }
 
     #[test]

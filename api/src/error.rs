@@ -21,6 +21,8 @@ pub enum AppError {
     Unauthorized,
     /// 403: the key is valid but not an admin's.
     Forbidden,
+    /// 403: the caller may not ask for this (another account's or user's list); says why.
+    ForbiddenBecause(String),
     /// 404: no such task (or another account's: the two are indistinguishable).
     NotFound,
     /// 404: the task has no artifact of that name.
@@ -106,6 +108,7 @@ impl AppError {
                 "forbidden",
                 "this endpoint needs an admin key".into(),
             ),
+            AppError::ForbiddenBecause(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
             AppError::ArtifactNotFound => (
                 StatusCode::NOT_FOUND,

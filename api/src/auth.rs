@@ -1,7 +1,8 @@
-//! Who is calling: a request's API key turned into a [`Caller`]. The keys themselves (made
-//! random, stored only as their SHA-256) are kept by the library ([`taskfleet::apikeys`]);
-//! here they are looked up, cached for a moment, and compared. The account and user of a
-//! request come from its key and nothing else.
+//! Who is calling: a request's API key, or the application's token (a JWT, [`crate::token`]),
+//! turned into a [`Caller`]. The keys themselves (made random, stored only as their SHA-256)
+//! are kept by the library ([`taskfleet::apikeys`]); here they are looked up, cached for a
+//! moment, and compared. The account, user and role of a request come from its key or token
+//! and nothing else.
 //!
 //! Why hashing makes the lookup safe: a request's key is hashed before Redis is asked, so how
 //! long a lookup takes depends on the hash, which tells an attacker nothing about any real key.
@@ -116,17 +117,28 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let caller = authenticate(parts, state).await;
-        if let Err(AppError::Unauthorized) = caller {
-            state.auth_failures.wait().await;
-        }
-        caller
+        let caller = match bearer(parts) {
+            Some(credential) => authenticate(credential, state).await,
+            None => Err(AppError::Unauthorized),
+        };
+        delay_failure(caller, state).await
     }
 }
 
-/// The caller a request's key names, or [`AppError::Unauthorized`] (not yet delayed).
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppError> {
-    let key = parts
+/// A 401 waits [`AUTH_FAILURE_DELAY`] ([`FailureDelay`]) before it is answered.
+pub async fn delay_failure(
+    caller: Result<Caller, AppError>,
+    state: &AppState,
+) -> Result<Caller, AppError> {
+    if let Err(AppError::Unauthorized | AppError::InvalidToken { .. }) = caller {
+        state.auth_failures.wait().await;
+    }
+    caller
+}
+
+/// The credential of `Authorization: Bearer <credential>`, if the header has one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -134,8 +146,27 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppErro
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
-        .filter(|k| !k.is_empty() && k.len() <= 256)
-        .ok_or(AppError::Unauthorized)?;
+        .filter(|k| !k.is_empty())
+}
+
+/// The caller a credential names: the settings' admin key, an API key, or (shaped like a JWT,
+/// with `auth.jwt` configured) the application's token. [`AppError::Unauthorized`] or
+/// [`AppError::InvalidToken`] otherwise (not yet delayed).
+pub async fn authenticate(credential: &str, state: &AppState) -> Result<Caller, AppError> {
+    if crate::token::looks_like_jwt(credential) && !is_admin_key(credential, state) {
+        return match &state.tokens {
+            Some(v) => v.verify(credential, state.now()).await,
+            None => Err(AppError::InvalidToken {
+                code: "unauthorized",
+                message: "this API accepts no tokens (auth.jwt is not configured); send an API key"
+                    .into(),
+            }),
+        };
+    }
+    if credential.len() > 256 {
+        return Err(AppError::Unauthorized);
+    }
+    let key = credential;
     let sha = sha256_hex(key);
     if let Some(admin) = &state.admin_key_sha {
         if bool::from(admin.as_bytes().ct_eq(sha.as_bytes())) {
@@ -162,6 +193,14 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppErro
     };
     state.key_cache.put(sha, caller.clone(), now);
     Ok(caller)
+}
+
+/// Whether a credential is the settings' admin key (compared in constant time).
+fn is_admin_key(credential: &str, state: &AppState) -> bool {
+    state
+        .admin_key_sha
+        .as_ref()
+        .is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(sha256_hex(credential).as_bytes())))
 }
 
 /// Known keys' callers by SHA-256, each for a TTL (`api.key_cache_ms`, default 5 s): a

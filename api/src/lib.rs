@@ -8,6 +8,7 @@
 //! - [`extract`]: our JSON and query extractors, so bad input gets our error shape.
 //! - [`auth`]: API keys (hashed at rest) and the [`auth::Caller`] extractor.
 //! - [`cors`]: which origins' pages may call the API from a browser.
+//! - [`token`]: the application's bearer tokens (JWT): HS256, or RS256/ES256 from a JWKS.
 //! - [`requests`]: the typed requests of each task type and their limits.
 //! - [`enqueue`]: enqueue shared by the generic and typed endpoints; position and estimate.
 //! - [`routes`]: handlers: `health`, `tasks`, `events` (SSE), `generate`, `queue`.
@@ -29,6 +30,7 @@ pub mod requests;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod token;
 pub mod workers;
 
 use std::time::Duration;

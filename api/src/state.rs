@@ -59,6 +59,8 @@ pub struct AppState {
     pub request_timeout: Option<Duration>,
     /// The wait before a 401 ([`auth::FailureDelay`]).
     pub auth_failures: Arc<auth::FailureDelay>,
+    /// Checks the application's tokens (`auth.jwt`); `None`: tokens are not accepted.
+    pub tokens: Option<Arc<crate::token::TokenVerifier>>,
     /// Which origins' pages may call the API (`api.cors_origins`); `None`: no other origin.
     pub cors: Option<tower_http::cors::CorsLayer>,
 }
@@ -101,6 +103,7 @@ impl AppState {
             request_timeout: secs(settings.api.request_timeout_secs),
             auth_failures: Arc::new(auth::FailureDelay::default()),
             cors: crate::cors::layer(&settings.api.cors_origins)?,
+            tokens: crate::token::TokenVerifier::from_settings(&settings.auth.jwt)?,
             broker,
             clock,
         })

@@ -1,7 +1,7 @@
 //! The OpenAPI document (GET /openapi.json), generated from the handlers' annotations and the
 //! request and response types, so it cannot drift from what they accept.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{dashboard, events, generate, health, queue, tasks};
@@ -59,7 +59,22 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key, or the application's token (a JWT: sub, account_id, role, exp)",
+                    ))
+                    .build(),
+            ),
+        );
+        // EventSource sends no header: the event stream also takes the token in its query.
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "access_token",
+                "The application's token (a JWT), on GET /api/tasks/{id}/events only",
+            ))),
         );
     }
 }

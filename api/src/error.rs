@@ -286,6 +286,9 @@ impl From<taskfleet::Error> for AppError {
             E::AlreadyTerminal { status, .. } => {
                 AppError::Conflict(format!("the task is already {status}"))
             }
+            E::NotRetryable { status, .. } => AppError::Conflict(format!(
+                "the task is {status}: only a failed or cancelled task can be retried"
+            )),
             E::InvalidInput { field, message } => AppError::Invalid { field, message },
             E::UnknownTaskType(t) => AppError::UnknownTaskType(t),
             E::Unavailable(m) | E::NoScript(m) => AppError::Unavailable(m),

@@ -87,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/queue/cleanup", post(queue::cleanup))
         .route("/api/tasks/{id}", get(tasks::get_one))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/tasks/{id}/retry", post(tasks::retry))
         .route("/api/tasks/{id}/artifacts/{name}", get(tasks::artifact))
         .route("/api/video/generate", post(generate::video))
         .route(

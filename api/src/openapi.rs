@@ -23,6 +23,7 @@ use crate::routes::{dashboard, events, generate, health, queue, tasks};
         tasks::list,
         tasks::get_one,
         tasks::cancel,
+        tasks::retry,
         tasks::artifact,
         events::events,
         generate::video,

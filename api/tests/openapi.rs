@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/tasks/{id}/events"),
     ("get", "/api/tasks/{id}/artifacts/{name}"),
     ("post", "/api/tasks/{id}/cancel"),
+    ("post", "/api/tasks/{id}/retry"),
     ("get", "/api/tasks/queue/status"),
     ("get", "/api/tasks/queue/list"),
     ("post", "/api/tasks/queue/start"),

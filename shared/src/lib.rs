@@ -57,6 +57,6 @@ pub use follow::{EventEntry, EventFollower, WorkWaiter};
 pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
 pub use registry::WorkerInfo;
-pub use task::{Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus};
+pub use task::{Claimed, Enqueued, Millis, NewTask, PreviousEnding, Priority, Task, TaskStatus};
 pub use taskfleet_catalog as catalog;
 pub use taskfleet_catalog::{TaskType, TEST_QUEUE};

@@ -384,6 +384,30 @@ pub async fn cancel(
         .into_response())
 }
 
+/// Retry a failed or cancelled task: back in its queue with a new attempt budget, its old error
+/// kept in `previous_errors`; 409 in any other state. Answers the task as it is now.
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
+    responses((status = 200, description = "Back in its queue", body = TaskView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Neither failed nor cancelled", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, AppError> {
+    let task = load_owned(&state, &caller, &id).await?;
+    state.broker.retry(&task.id, state.at()).await?;
+    let now = state
+        .broker
+        .get(&task.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(now))
+}
+
 /// What a request's `Range` header asks of an artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangeAsked {

@@ -8,6 +8,7 @@
 //!   extend, complete, fail, release, defer, progress, children.
 //! - [`maintenance`]: what every worker runs without a leader: promote, recover, trim; and
 //!   pause, resume, cancel (which cascades to a task's children).
+//! - [`retry`]: a failed or cancelled task back in its queue, from the outside.
 //!
 //! Each script is a `static` next to the method that calls it; redis-rs sends EVALSHA and, on
 //! NOSCRIPT (a restarted or flushed Redis), loads the script and sends it again. Every call is
@@ -19,6 +20,7 @@ pub(crate) mod conn;
 pub mod enqueue;
 pub mod lease;
 pub mod maintenance;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -46,7 +46,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::routes::{dashboard, events, generate, health, queue, tasks};
+use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
 pub use crate::state::{AppState, Options};
 
 /// Middleware: 408 for a request that takes longer than [`AppState::request_timeout`] to be
@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks", post(tasks::create).get(tasks::list))
         .route("/api/tasks/queue/status", get(queue::status))
         .route("/api/tasks/queue/list", get(queue::list))
+        .route("/api/tasks/queue/history", get(live::history))
         .route("/api/tasks/queue/start", post(queue::start))
         .route("/api/tasks/queue/stop", post(queue::stop))
         .route("/api/tasks/queue/cleanup", post(queue::cleanup))
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> Router {
             request_timeout,
         ))
         .route("/api/tasks/{id}/events", get(events::events))
+        .route("/api/tasks/queue/events", get(live::queue_events))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dashboard, events, generate, health, queue, tasks};
+use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,8 @@ use crate::routes::{dashboard, events, generate, health, queue, tasks};
         generate::voice,
         queue::status,
         queue::list,
+        live::history,
+        live::queue_events,
         queue::start,
         queue::stop,
         queue::cleanup,
@@ -74,7 +76,7 @@ impl Modify for BearerAuth {
             "access_token",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "access_token",
-                "The application's token (a JWT), on GET /api/tasks/{id}/events only",
+                "The application's token (a JWT), on the event streams only (EventSource sends no header)",
             ))),
         );
     }

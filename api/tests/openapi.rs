@@ -22,6 +22,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/tasks/{id}/artifacts/{name}"),
     ("post", "/api/tasks/{id}/cancel"),
     ("post", "/api/tasks/{id}/retry"),
+    ("get", "/api/tasks/queue/history"),
+    ("get", "/api/tasks/queue/events"),
     ("get", "/api/tasks/queue/status"),
     ("get", "/api/tasks/queue/list"),
     ("post", "/api/tasks/queue/start"),

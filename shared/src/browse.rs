@@ -168,6 +168,33 @@ impl Broker {
         ))
     }
 
+    /// How many tasks of one type finished in `status` in each of `buckets` consecutive
+    /// windows of `bucket_ms` from `since` (every account's): one round trip of `ZCOUNT`s on the
+    /// state's set, whose score is the finish time.
+    pub async fn finished_counts(
+        &self,
+        task_type: &str,
+        status: TaskStatus,
+        since: Millis,
+        bucket_ms: Millis,
+        buckets: usize,
+    ) -> Result<Vec<u64>> {
+        self.queue_config(task_type)?;
+        if buckets == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.state_key(task_type, status);
+        let mut pipe = redis::pipe();
+        for i in 0..buckets as i64 {
+            let from = since + i * bucket_ms;
+            pipe.cmd("ZCOUNT")
+                .arg(&key)
+                .arg(from)
+                .arg(format!("({}", from + bucket_ms));
+        }
+        self.with_conn(async |c| pipe.query_async(c).await).await
+    }
+
     /// The brief of each task of one type (owner, status, times), in the order given; `None`
     /// for an id that no longer exists. One round trip of `HMGET`s.
     pub async fn briefs(&self, task_type: &str, ids: &[String]) -> Result<Vec<Option<TaskBrief>>> {

@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod events;
 pub mod generate;
 pub mod health;
+pub mod live;
 pub mod queue;
 pub mod tasks;
 

@@ -85,11 +85,21 @@ pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<QueueStatusResponse>, AppError> {
-    if caller.is_admin() {
-        admin_status(&state).await
+    status_for(&state, &caller).await.map(Json)
+}
+
+/// The queue status as `caller` may see it (GET /api/tasks/queue/status, and each event of the
+/// live stream).
+pub async fn status_for(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<QueueStatusResponse, AppError> {
+    let Json(s) = if caller.is_admin() {
+        admin_status(state).await?
     } else {
-        account_status(&state, &caller.account_id).await
-    }
+        account_status(state, &caller.account_id).await?
+    };
+    Ok(s)
 }
 
 fn zero_totals() -> BTreeMap<String, u64> {

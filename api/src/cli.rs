@@ -46,6 +46,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Prints the OpenAPI document (what GET /openapi.json serves) and exits: the input of the
+    /// generated clients (clients/typescript), without a running server or Redis.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +116,10 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", crate::openapi::document_json());
+        return Ok(());
+    }
     let settings = settings(&cli)?;
     match cli.command {
         None => {
@@ -125,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Some(Command::Keys { action }) => keys(&settings, action).await,
+        Some(Command::Openapi) => unreachable!("answered before the settings are read"),
     }
 }
 

@@ -235,6 +235,12 @@ fn item_is_post(op: &utoipa::openapi::path::Operation) -> bool {
     op.request_body.is_some()
 }
 
+/// The document as pretty JSON, as `taskfleet-api openapi` prints it and
+/// clients/typescript/openapi.json holds it.
+pub fn document_json() -> String {
+    serde_json::to_string_pretty(&ApiDoc::openapi()).expect("the document serializes")
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]

@@ -231,7 +231,7 @@ pub struct QueueListResponse {
 /// Tasks in one state (queued by default) in the order they move: workers' claim order for
 /// `queued`, newest first for finished states. An admin sees every account's, an account admin
 /// its account's, a user the tasks it created.
-#[utoipa::path(get, path = "/api/tasks/queue/list", tag = "queue", params(QueueListQuery),
+#[utoipa::path(get, path = "/api/tasks/queue/list", tag = "queue", operation_id = "list_queue", params(QueueListQuery),
     responses((status = 200, body = QueueListResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -196,7 +196,7 @@ fn decode_cursor(c: &str) -> Result<(Millis, String), AppError> {
 
 /// The tasks the caller may see, newest first: a user's own, an account admin's account's (or
 /// one user's with `user_id`), an admin's account's or another account's with `account_id`.
-#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", operation_id = "list_tasks", params(ListQuery),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "Another account's (not an admin) or another user's (a user) list", body = ErrorBody),

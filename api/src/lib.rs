@@ -78,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/dashboard", get(dashboard::dashboard))
+        .route("/api/me", get(tasks::me))
         .route("/api/tasks/types", get(tasks::types))
         .route("/api/tasks", post(tasks::create).get(tasks::list))
         .route("/api/tasks/queue/status", get(queue::status))

@@ -18,6 +18,7 @@ use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
         health::health,
         health::ready,
         health::metrics,
+        tasks::me,
         tasks::types,
         tasks::create,
         tasks::list,

@@ -22,6 +22,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/tasks/{id}/artifacts/{name}"),
     ("post", "/api/tasks/{id}/cancel"),
     ("post", "/api/tasks/{id}/retry"),
+    ("get", "/api/me"),
     ("get", "/api/tasks/queue/history"),
     ("get", "/api/tasks/queue/events"),
     ("get", "/api/tasks/queue/status"),

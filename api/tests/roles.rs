@@ -182,3 +182,19 @@ async fn cancelled_ids(api: &Api, key: &str) -> Vec<String> {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json());
     ids_of(&r.json()["tasks"])
 }
+
+#[tokio::test]
+async fn me_names_the_callers_account_user_and_role() {
+    let api = setup().await;
+    for (key, account, user, role) in [
+        (&api.user, "acme", "alice", "user"),
+        (&api.account_admin, "acme", "ada", "account_admin"),
+        (&api.admin, "ops", "root", "admin"),
+    ] {
+        let r = api.get("/api/me", key).await;
+        assert_eq!(
+            r.json(),
+            json!({"account_id": account, "user_id": user, "role": role})
+        );
+    }
+}

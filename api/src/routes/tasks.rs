@@ -94,6 +94,28 @@ pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TaskT
     Json(TaskTypesResponse { task_types: out })
 }
 
+/// Who the caller is, as the API sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub account_id: String,
+    pub user_id: String,
+    /// `user`, `account_admin` or `admin`.
+    pub role: String,
+}
+
+/// Who the credential names (account, user, role): what a page shows and which controls it
+/// offers.
+#[utoipa::path(get, path = "/api/me", tag = "tasks",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        role: caller.role.as_str().to_string(),
+        account_id: caller.account_id,
+        user_id: caller.user_id,
+    })
+}
+
 /// A generic enqueue.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -72,6 +72,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who the credential names (account, user, role): what a page shows and which controls it
+         *     offers.
+         */
+        get: operations["me"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/quiz/generate": {
         parameters: {
             query?: never;
@@ -747,6 +767,13 @@ export interface components {
             slides: components["schemas"]["Slide"][];
             /** @description The lesson's title. */
             title: string;
+        };
+        /** @description Who the caller is, as the API sees it. */
+        Me: {
+            account_id: string;
+            /** @description `user`, `account_admin` or `admin`. */
+            role: string;
+            user_id: string;
         };
         /** @description How a task ended before it was retried from the outside. */
         PreviousEnding: {
@@ -1548,6 +1575,51 @@ export interface operations {
                 };
             };
             /** @description Redis unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
             503: {
                 headers: {
                     [name: string]: unknown;

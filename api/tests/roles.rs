@@ -54,6 +54,43 @@ async fn another_user_of_the_same_account_gets_404_on_every_route() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// A finished (cancelled) task of `key`'s with an artifact: every route answers at once for
+/// whoever may see it (its event stream sends the final state and ends).
+async fn finished_task_of(api: &Api, key: &str) -> String {
+    let id = api.enqueue_test(key, json!({})).await;
+    api.state
+        .artifacts
+        .put(&id, "out.txt", b"made".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(api.cancel(&id, key).await.status, StatusCode::OK);
+    id
+}
+
+#[tokio::test]
+async fn on_every_route_the_account_admin_sees_both_users_tasks_and_another_account_neither() {
+    let api = setup().await;
+    let alices = finished_task_of(&api, &api.user).await;
+    let carols = finished_task_of(&api, &api.colleague).await;
+    for id in [&alices, &carols] {
+        // get 200, events 200, artifact 200, cancel 409 (finished), retry 200 (last: it
+        // requeues the task).
+        let expected = [200, 200, 200, 409, 200];
+        for ((method, path), want) in id_routes(id).into_iter().zip(expected) {
+            let r = api
+                .call(method.clone(), &path, Some(&api.account_admin), None)
+                .await;
+            assert_eq!(r.status.as_u16(), want, "account admin: {method} {path}");
+        }
+    }
+    let alices = finished_task_of(&api, &api.user).await;
+    let carols = finished_task_of(&api, &api.colleague).await;
+    for id in [&alices, &carols] {
+        assert_hidden_from(&api, id, &api.other, "globex's user").await;
+    }
+    assert_hidden_from(&api, &carols, &api.user, "alice, for carol's").await;
+}
+
 #[tokio::test]
 async fn the_account_admin_sees_and_acts_on_every_task_of_its_account_only() {
     let api = setup().await;

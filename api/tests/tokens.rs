@@ -165,6 +165,7 @@ fn keyed_routes(id: &str, done: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, "/api/tasks/queue/status".to_string(), None),
         (Method::GET, "/api/tasks/queue/list".to_string(), None),
         (Method::GET, "/api/tasks/queue/history".to_string(), None),
+        (Method::GET, "/api/me".to_string(), None),
     ];
     for (path, _, body) in common::valid_typed_requests() {
         v.push((Method::POST, path.to_string(), Some(body)));
@@ -206,16 +207,21 @@ async fn a_valid_token_works_on_every_route_a_key_works_on() {
         .await;
     assert_eq!(r.json()["user_id"], "alice");
     assert_eq!(r.json()["account_id"], "acme");
-    // Roles come from the claim: an admin token runs the admin endpoints, a user's does not.
+    // Roles come from the claim: an admin token runs the admin endpoints as an admin key does,
+    // a user's token is refused them as a user's key is.
     let admin = hs256(&claims(&api, "ops", "root", "admin"), SECRET);
-    let r = api
-        .call(Method::POST, "/api/tasks/queue/start", Some(&admin), None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
-    let r = api
-        .call(Method::POST, "/api/tasks/queue/start", Some(&token), None)
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    for path in [
+        "/api/tasks/queue/stop",
+        "/api/tasks/queue/start",
+        "/api/tasks/queue/cleanup",
+    ] {
+        let r = api.call(Method::POST, path, Some(&admin), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json());
+        let by_key = api.call(Method::POST, path, Some(&api.admin), None).await;
+        assert_eq!(by_key.status, StatusCode::OK, "{path}");
+        let r = api.call(Method::POST, path, Some(&token), None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
     // A colleague's token does not see alice's task; the account admin's does.
     let carol = hs256(&claims(&api, "acme", "carol", "user"), SECRET);
     let lead = hs256(&claims(&api, "acme", "ada", "account_admin"), SECRET);

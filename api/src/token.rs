@@ -105,7 +105,13 @@ impl TokenVerifier {
             None => None,
         };
         let mut set = KeySet::default();
-        if let Some(file) = s.jwks_file.as_deref().filter(|v| !v.is_empty()) {
+        let jwks_url = s.jwks_url.clone().filter(|v| !v.is_empty());
+        let jwks_file = s.jwks_file.as_deref().filter(|v| !v.is_empty());
+        if jwks_file.is_some() && jwks_url.is_some() {
+            // A fetched set would replace the file's keys: one source of public keys, not two.
+            anyhow::bail!("auth.jwt: set jwks_file or jwks_url, not both");
+        }
+        if let Some(file) = jwks_file {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("auth.jwt.jwks_file {file}: {e}"))?;
             set.keys =
@@ -115,7 +121,6 @@ impl TokenVerifier {
             }
             set.fetched = Some(Instant::now());
         }
-        let jwks_url = s.jwks_url.clone().filter(|v| !v.is_empty());
         if let Some(url) = &jwks_url {
             check_jwks_url(url)?;
         }
@@ -460,7 +465,8 @@ async fn fetch_jwks(url: &str) -> anyhow::Result<Vec<PublicKey>> {
     Ok(keys)
 }
 
-/// Claims of a test token, and a way to sign them: for tests and the examples' docs.
+/// An HS256 token of `claims` signed with `secret`: what the application's backend mints, for
+/// tests and tools.
 pub fn hs256(secret: &str, claims: &HashMap<&str, Value>) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -546,6 +552,16 @@ mod tests {
         assert!(TokenVerifier::from_settings(&JwtSettings::default())
             .unwrap()
             .is_none());
+        let both = JwtSettings {
+            jwks_file: Some("/nonexistent.json".into()),
+            jwks_url: Some("https://issuer.example/jwks".into()),
+            ..Default::default()
+        };
+        let e = TokenVerifier::from_settings(&both)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct AppState {
     /// Recently looked-up API keys (for `api.key_cache_ms`).
     pub key_cache: Arc<auth::KeyCache>,
     pub sse_lifetime: Duration,
+    /// How often a quiet event stream sends a comment line ([`crate::routes::events::KEEP_ALIVE`]).
+    pub sse_keep_alive: Duration,
     /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<Semaphore>,
     /// Open event streams per account (`api.max_streams_per_account`).
@@ -95,6 +97,7 @@ impl AppState {
                 settings.api.key_cache_ms,
             ))),
             sse_lifetime: DEFAULT_SSE_LIFETIME,
+            sse_keep_alive: crate::routes::events::KEEP_ALIVE,
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             account_streams: Arc::new(AccountStreams::new(settings.api.max_streams_per_account)),
             test_processors: options.test_processors,

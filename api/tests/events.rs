@@ -351,3 +351,29 @@ async fn the_stream_takes_the_applications_token_in_its_query_but_never_a_key() 
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_quiet_stream_sends_a_keep_alive_comment() {
+    let (s, dir) = common::settings();
+    let mut api = common::setup_with(s, dir).await;
+    // 15 s in production; a short interval here, so the test waits for a comment, not a clock.
+    api.state.sse_keep_alive = Duration::from_millis(50);
+    api.router = taskfleet_api::app(api.state.clone());
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    let mut ev = open(&api, &id, &api.user).await;
+    assert_eq!(ev.next().await.unwrap().0, "queued");
+    // Nothing changes: the next bytes are a comment line.
+    loop {
+        if ev.buf.contains(": keep-alive\n") {
+            break;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(30), ev.body.frame())
+            .await
+            .expect("a comment within 30 s")
+            .unwrap()
+            .unwrap();
+        if let Ok(bytes) = frame.into_data() {
+            ev.buf.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+    }
+}

@@ -174,6 +174,7 @@ pub async fn events(
     }
     let (tx, rx) = mpsc::channel::<Event>(16);
     let client_has = resume.map(|r| r.state);
+    let keep_alive = state.sse_keep_alive;
     tokio::spawn(async move {
         follow(state, task.id, follower, client_has, tx).await;
         // The stream and its connection are gone.
@@ -182,7 +183,7 @@ pub async fn events(
     });
     let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Event, Infallible>);
     Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
         .into_response())
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{StreamCaller, KEEP_ALIVE, RECONNECT_AFTER};
+use super::events::{StreamCaller, RECONNECT_AFTER};
 use super::queue::{status_for, QueueStatusResponse};
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorBody};
@@ -73,6 +73,7 @@ pub async fn queue_events(
         .try_acquire_owned()
         .map_err(|_| AppError::TooManyStreams)?;
     let (tx, rx) = mpsc::channel::<Event>(4);
+    let keep_alive = state.sse_keep_alive;
     tokio::spawn(async move {
         follow_status(&state, &caller, first, &tx).await;
         drop(permit);
@@ -80,7 +81,7 @@ pub async fn queue_events(
     });
     let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Event, Infallible>);
     Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
         .into_response())
 }
 

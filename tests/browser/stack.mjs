@@ -5,7 +5,7 @@
 // Everything started is stopped by its pid when the test ends.
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -123,12 +123,17 @@ export async function startStack() {
       const text = await r.text();
       return { status: r.status, body: text ? JSON.parse(text) : null };
     },
+    /** Stops what was started (by pid: the children of this test only) and leaves only the
+     *  screenshots in the temp dir. */
     async stop() {
       for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
       await Promise.all(children.map((c) => c.exitCode !== null ? null : new Promise((r) => {
         const t = setTimeout(() => { c.kill("SIGKILL"); r(); }, 10_000);
         c.once("exit", () => { clearTimeout(t); r(); });
       })));
+      for (const name of readdirSync(dir)) {
+        if (!name.endsWith(".png")) rmSync(join(dir, name), { recursive: true, force: true });
+      }
     },
   };
   try {

@@ -117,3 +117,38 @@ async fn the_live_status_sends_the_counts_and_again_when_they_change() {
     let next = next_status(&mut body, &mut buf).await;
     assert_eq!(next["totals"]["queued"], 1);
 }
+
+#[tokio::test]
+async fn the_live_status_takes_the_applications_token_in_its_query() {
+    let (mut s, dir) = common::settings();
+    let secret = "the-application-backend-shares-this-secret";
+    s.auth.jwt.hs256_secret = Some(secret.into());
+    let api = common::setup_with(s, dir).await;
+    let token = taskfleet_api::token::hs256(
+        secret,
+        &std::collections::HashMap::from([
+            ("sub", json!("ada")),
+            ("account_id", json!("acme")),
+            ("role", json!("account_admin")),
+            ("exp", json!(api.now() / 1000 + 600)),
+        ]),
+    );
+    let req = Request::get(format!("/api/tasks/queue/events?access_token={token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = next_status(&mut body, &mut String::new()).await;
+    assert_eq!(first["scope"], "account");
+    // Never an API key in a URL.
+    let r = api
+        .call(
+            axum::http::Method::GET,
+            &format!("/api/tasks/queue/events?access_token={}", api.admin),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

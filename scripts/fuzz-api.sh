@@ -78,7 +78,10 @@ curl -fsS "$BASE/ready" >/dev/null || { cat "$work/api.log" >&2; exit 1; }
 
 # --- fuzz ------------------------------------------------------------------------------------------
 # An admin key, so admin operations are reached too. No stateful phase: it could open the event
-# stream of a live task, which by design stays open until the task ends. One worker: with two,
+# stream of a live task, which by design stays open until the task ends. The queue's live status
+# (GET /api/tasks/queue/events) is left out for the same reason: it streams for as long as the
+# client stays (up to an hour), so every call would end in the fuzzer's timeout; api/tests/live.rs
+# tests it. One worker: with two,
 # Hypothesis 6 sometimes trips over itself describing a strategy (a runtime error in the tool,
 # not a finding). Schemathesis is pinned so a new release cannot change the verdict unseen.
 echo "== schemathesis against $BASE/openapi.json ($EXAMPLES examples per operation, at most ${MAX_TIME}s)"
@@ -92,6 +95,7 @@ status=0
   --max-time "$MAX_TIME" \
   --request-timeout 10 \
   --generation-database none \
+  --exclude-path /api/tasks/queue/events \
   --workers 1 \
   --no-color) || status=$?
 if grep -q "panicked" "$work/api.log"; then

@@ -1,7 +1,8 @@
-//! Who is calling: a request's API key turned into a [`Caller`]. The keys themselves (made
-//! random, stored only as their SHA-256) are kept by the library ([`taskfleet::apikeys`]);
-//! here they are looked up, cached for a moment, and compared. The account and user of a
-//! request come from its key and nothing else.
+//! Who is calling: a request's API key, or the application's token (a JWT, [`crate::token`]),
+//! turned into a [`Caller`]. The keys themselves (made random, stored only as their SHA-256)
+//! are kept by the library ([`taskfleet::apikeys`]); here they are looked up, cached for a
+//! moment, and compared. The account, user and role of a request come from its key or token
+//! and nothing else.
 //!
 //! Why hashing makes the lookup safe: a request's key is hashed before Redis is asked, so how
 //! long a lookup takes depends on the hash, which tells an attacker nothing about any real key.
@@ -85,6 +86,23 @@ impl Caller {
         self.role == Role::Admin
     }
 
+    /// Whether the caller may see and act on a task of `account_id` created by `user_id`: an
+    /// admin any task, an account admin its account's, a user the tasks it created.
+    pub fn may_see(&self, account_id: Option<&str>, user_id: Option<&str>) -> bool {
+        let own_account = account_id == Some(self.account_id.as_str());
+        match self.role {
+            Role::Admin => true,
+            Role::AccountAdmin => own_account,
+            Role::User => own_account && user_id == Some(self.user_id.as_str()),
+        }
+    }
+
+    /// The user whose tasks alone a list shows the caller: its own for a user, none (every
+    /// user of the account) for an account admin or an admin.
+    pub fn only_user(&self) -> Option<&str> {
+        (self.role == Role::User).then_some(self.user_id.as_str())
+    }
+
     /// 403 unless an admin.
     pub fn require_admin(&self) -> Result<(), AppError> {
         if self.is_admin() {
@@ -99,17 +117,28 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let caller = authenticate(parts, state).await;
-        if let Err(AppError::Unauthorized) = caller {
-            state.auth_failures.wait().await;
-        }
-        caller
+        let caller = match bearer(parts) {
+            Some(credential) => authenticate(credential, state).await,
+            None => Err(AppError::Unauthorized),
+        };
+        delay_failure(caller, state).await
     }
 }
 
-/// The caller a request's key names, or [`AppError::Unauthorized`] (not yet delayed).
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppError> {
-    let key = parts
+/// A 401 waits [`AUTH_FAILURE_DELAY`] ([`FailureDelay`]) before it is answered.
+pub async fn delay_failure(
+    caller: Result<Caller, AppError>,
+    state: &AppState,
+) -> Result<Caller, AppError> {
+    if let Err(AppError::Unauthorized | AppError::InvalidToken { .. }) = caller {
+        state.auth_failures.wait().await;
+    }
+    caller
+}
+
+/// The credential of `Authorization: Bearer <credential>`, if the header has one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -117,8 +146,27 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppErro
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
-        .filter(|k| !k.is_empty() && k.len() <= 256)
-        .ok_or(AppError::Unauthorized)?;
+        .filter(|k| !k.is_empty())
+}
+
+/// The caller a credential names: the settings' admin key, an API key, or (shaped like a JWT,
+/// with `auth.jwt` configured) the application's token. [`AppError::Unauthorized`] or
+/// [`AppError::InvalidToken`] otherwise (not yet delayed).
+pub async fn authenticate(credential: &str, state: &AppState) -> Result<Caller, AppError> {
+    if crate::token::looks_like_jwt(credential) && !is_admin_key(credential, state) {
+        return match &state.tokens {
+            Some(v) => v.verify(credential, state.now()).await,
+            None => Err(AppError::InvalidToken {
+                code: "unauthorized",
+                message: "this API accepts no tokens (auth.jwt is not configured); send an API key"
+                    .into(),
+            }),
+        };
+    }
+    if credential.len() > 256 {
+        return Err(AppError::Unauthorized);
+    }
+    let key = credential;
     let sha = sha256_hex(key);
     if let Some(admin) = &state.admin_key_sha {
         if bool::from(admin.as_bytes().ct_eq(sha.as_bytes())) {
@@ -145,6 +193,14 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AppErro
     };
     state.key_cache.put(sha, caller.clone(), now);
     Ok(caller)
+}
+
+/// Whether a credential is the settings' admin key (compared in constant time).
+fn is_admin_key(credential: &str, state: &AppState) -> bool {
+    state
+        .admin_key_sha
+        .as_ref()
+        .is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(sha256_hex(credential).as_bytes())))
 }
 
 /// Known keys' callers by SHA-256, each for a TTL (`api.key_cache_ms`, default 5 s): a
@@ -195,6 +251,23 @@ mod tests {
             user_id: "ann".into(),
             role: Role::User,
         }
+    }
+
+    #[test]
+    fn each_role_sees_its_own_circle_of_tasks() {
+        let as_role = |role| Caller { role, ..caller() };
+        let user = as_role(Role::User);
+        assert!(user.may_see(Some("acme"), Some("ann")));
+        assert!(!user.may_see(Some("acme"), Some("bob")));
+        assert!(!user.may_see(Some("globex"), Some("ann")));
+        assert!(!user.may_see(None, None));
+        let account_admin = as_role(Role::AccountAdmin);
+        assert!(account_admin.may_see(Some("acme"), Some("bob")));
+        assert!(!account_admin.may_see(Some("globex"), Some("ann")));
+        let admin = as_role(Role::Admin);
+        assert!(admin.may_see(Some("globex"), Some("zed")));
+        assert_eq!(user.only_user(), Some("ann"));
+        assert_eq!(account_admin.only_user(), None);
     }
 
     #[test]

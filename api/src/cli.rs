@@ -46,6 +46,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Prints the OpenAPI document (what GET /openapi.json serves) and exits: the input of the
+    /// generated clients (clients/typescript), without a running server or Redis.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,9 +59,13 @@ pub enum KeysCommand {
         account: String,
         #[arg(long)]
         user: String,
-        /// An admin key (queue start, stop, cleanup; sees every account's queue).
-        #[arg(long)]
+        /// An admin key (queue start, stop, cleanup; sees every account's tasks).
+        #[arg(long, conflicts_with = "account_admin")]
         admin: bool,
+        /// An account admin's key: every task of its account, any user's (not the admin
+        /// endpoints). Without --admin or --account-admin: a user's key (its own tasks only).
+        #[arg(long)]
+        account_admin: bool,
         /// A label for `keys list`.
         #[arg(long, default_value = "")]
         name: String,
@@ -109,6 +116,10 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", crate::openapi::document_json());
+        return Ok(());
+    }
     let settings = settings(&cli)?;
     match cli.command {
         None => {
@@ -121,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Some(Command::Keys { action }) => keys(&settings, action).await,
+        Some(Command::Openapi) => unreachable!("answered before the settings are read"),
     }
 }
 
@@ -131,10 +143,15 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
             account,
             user,
             admin,
+            account_admin,
             name,
         } => {
             let now = broker.server_time_ms().await.context("reading Redis")?;
-            let role = if admin { Role::Admin } else { Role::User };
+            let role = match (admin, account_admin) {
+                (true, _) => Role::Admin,
+                (false, true) => Role::AccountAdmin,
+                (false, false) => Role::User,
+            };
             let key = broker
                 .create_api_key(&account, &user, role, &name, now)
                 .await?;
@@ -277,6 +294,39 @@ mod tests {
                 action: KeysCommand::Create { admin: true, .. }
             })
         ));
+        let cli = Cli::try_parse_from([
+            "taskfleet-api",
+            "keys",
+            "create",
+            "--account",
+            "a",
+            "--user",
+            "u",
+            "--account-admin",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Keys {
+                action: KeysCommand::Create {
+                    account_admin: true,
+                    admin: false,
+                    ..
+                }
+            })
+        ));
+        let both = Cli::try_parse_from([
+            "taskfleet-api",
+            "keys",
+            "create",
+            "--account",
+            "a",
+            "--user",
+            "u",
+            "--admin",
+            "--account-admin",
+        ]);
+        assert!(both.is_err(), "a key has one role");
     }
 
     #[test]

@@ -242,7 +242,13 @@ pub async fn enqueue(
         queue_position,
         estimated_completion_minutes: minutes,
     };
+    // Where the task is read: a 202's usual pointer, exposed to browsers by the CORS layer.
+    let location = HeaderValue::from_str(&format!("/api/tasks/{}", body.task_id)).ok();
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Some(location) = location {
+        resp.headers_mut()
+            .insert(axum::http::header::LOCATION, location);
+    }
     if !e.created {
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));

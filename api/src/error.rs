@@ -19,8 +19,14 @@ pub enum AppError {
     MalformedJson(String),
     /// 401: no key, or a key we do not know.
     Unauthorized,
+    /// 401: a token (JWT) refused; `code` says why (`token_expired`, `token_bad_signature`, …).
+    InvalidToken { code: &'static str, message: String },
+    /// 503: the JWKS that verifies tokens could not be fetched, and none is held.
+    TokenKeysUnavailable,
     /// 403: the key is valid but not an admin's.
     Forbidden,
+    /// 403: the caller may not ask for this (another account's or user's list); says why.
+    ForbiddenBecause(String),
     /// 404: no such task (or another account's: the two are indistinguishable).
     NotFound,
     /// 404: the task has no artifact of that name.
@@ -99,13 +105,23 @@ impl AppError {
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "send a valid API key as `Authorization: Bearer <key>`".into(),
+                "send a valid API key or token as `Authorization: Bearer <credential>`".into(),
+            ),
+            AppError::InvalidToken { code, message } => {
+                (StatusCode::UNAUTHORIZED, code, message.clone())
+            }
+            AppError::TokenKeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token_keys_unavailable",
+                "the keys that verify tokens (auth.jwt.jwks_url) could not be fetched; try again"
+                    .into(),
             ),
             AppError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this endpoint needs an admin key".into(),
             ),
+            AppError::ForbiddenBecause(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
             AppError::ArtifactNotFound => (
                 StatusCode::NOT_FOUND,
@@ -229,6 +245,16 @@ impl IntoResponse for AppError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: says which scheme to use, and for a refused token that it was the token.
+            let v = if matches!(self, AppError::InvalidToken { .. }) {
+                "Bearer error=\"invalid_token\""
+            } else {
+                "Bearer"
+            };
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        }
         if let AppError::RateLimited {
             retry_after_secs, ..
         } = self
@@ -260,6 +286,9 @@ impl From<taskfleet::Error> for AppError {
             E::AlreadyTerminal { status, .. } => {
                 AppError::Conflict(format!("the task is already {status}"))
             }
+            E::NotRetryable { status, .. } => AppError::Conflict(format!(
+                "the task is {status}: only a failed or cancelled task can be retried"
+            )),
             E::InvalidInput { field, message } => AppError::Invalid { field, message },
             E::UnknownTaskType(t) => AppError::UnknownTaskType(t),
             E::Unavailable(m) | E::NoScript(m) => AppError::Unavailable(m),

@@ -7,6 +7,8 @@
 //! - [`error`]: [`error::AppError`], the only place that picks a status code.
 //! - [`extract`]: our JSON and query extractors, so bad input gets our error shape.
 //! - [`auth`]: API keys (hashed at rest) and the [`auth::Caller`] extractor.
+//! - [`cors`]: which origins' pages may call the API from a browser.
+//! - [`token`]: the application's bearer tokens (JWT): HS256, or RS256/ES256 from a JWKS.
 //! - [`requests`]: the typed requests of each task type and their limits.
 //! - [`enqueue`]: enqueue shared by the generic and typed endpoints; position and estimate.
 //! - [`routes`]: handlers: `health`, `tasks`, `events` (SSE), `generate`, `queue`.
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cors;
 pub mod enqueue;
 pub mod error;
 pub mod extract;
@@ -27,6 +30,7 @@ pub mod requests;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod token;
 pub mod workers;
 
 use std::time::Duration;
@@ -42,7 +46,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::routes::{dashboard, events, generate, health, queue, tasks};
+use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
 pub use crate::state::{AppState, Options};
 
 /// Middleware: 408 for a request that takes longer than [`AppState::request_timeout`] to be
@@ -68,21 +72,24 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The whole API as a router; tests drive it with `oneshot`, [`server::serve`] serves it.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/dashboard", get(dashboard::dashboard))
+        .route("/api/me", get(tasks::me))
         .route("/api/tasks/types", get(tasks::types))
         .route("/api/tasks", post(tasks::create).get(tasks::list))
         .route("/api/tasks/queue/status", get(queue::status))
         .route("/api/tasks/queue/list", get(queue::list))
+        .route("/api/tasks/queue/history", get(live::history))
         .route("/api/tasks/queue/start", post(queue::start))
         .route("/api/tasks/queue/stop", post(queue::stop))
         .route("/api/tasks/queue/cleanup", post(queue::cleanup))
         .route("/api/tasks/{id}", get(tasks::get_one))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/tasks/{id}/retry", post(tasks::retry))
         .route("/api/tasks/{id}/artifacts/{name}", get(tasks::artifact))
         .route("/api/video/generate", post(generate::video))
         .route(
@@ -103,6 +110,7 @@ pub fn app(state: AppState) -> Router {
             request_timeout,
         ))
         .route("/api/tasks/{id}/events", get(events::events))
+        .route("/api/tasks/queue/events", get(live::queue_events))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
@@ -130,7 +138,12 @@ pub fn app(state: AppState) -> Router {
                         tracing::debug!(status = resp.status().as_u16(), ms = latency.as_millis() as u64, "served");
                     },
                 ),
-        )
+        );
+    // CORS inside the request id layers, so a preflight's answer carries its id too.
+    if let Some(cors) = state.cors.clone() {
+        router = router.layer(cors);
+    }
+    router
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

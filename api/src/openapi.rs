@@ -1,10 +1,10 @@
 //! The OpenAPI document (GET /openapi.json), generated from the handlers' annotations and the
 //! request and response types, so it cannot drift from what they accept.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dashboard, events, generate, health, queue, tasks};
+use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,11 +18,13 @@ use crate::routes::{dashboard, events, generate, health, queue, tasks};
         health::health,
         health::ready,
         health::metrics,
+        tasks::me,
         tasks::types,
         tasks::create,
         tasks::list,
         tasks::get_one,
         tasks::cancel,
+        tasks::retry,
         tasks::artifact,
         events::events,
         generate::video,
@@ -35,6 +37,8 @@ use crate::routes::{dashboard, events, generate, health, queue, tasks};
         generate::voice,
         queue::status,
         queue::list,
+        live::history,
+        live::queue_events,
         queue::start,
         queue::stop,
         queue::cleanup,
@@ -59,7 +63,22 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key, or the application's token (a JWT: sub, account_id, role, exp)",
+                    ))
+                    .build(),
+            ),
+        );
+        // EventSource sends no header: the event stream also takes the token in its query.
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "access_token",
+                "The application's token (a JWT), on the event streams only (EventSource sends no header)",
+            ))),
         );
     }
 }
@@ -215,6 +234,12 @@ fn request_schema_name(t: taskfleet::TaskType) -> &'static str {
 /// Whether an operation is an enqueue (`POST /api/tasks`): it has a request body.
 fn item_is_post(op: &utoipa::openapi::path::Operation) -> bool {
     op.request_body.is_some()
+}
+
+/// The document as pretty JSON, as `taskfleet-api openapi` prints it and
+/// clients/typescript/openapi.json holds it.
+pub fn document_json() -> String {
+    serde_json::to_string_pretty(&ApiDoc::openapi()).expect("the document serializes")
 }
 
 /// This document.

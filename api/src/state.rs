@@ -46,6 +46,8 @@ pub struct AppState {
     /// Recently looked-up API keys (for `api.key_cache_ms`).
     pub key_cache: Arc<auth::KeyCache>,
     pub sse_lifetime: Duration,
+    /// How often a quiet event stream sends a comment line ([`crate::routes::events::KEEP_ALIVE`]).
+    pub sse_keep_alive: Duration,
     /// Permits for open event streams ([`MAX_EVENT_STREAMS`]).
     pub event_streams: Arc<Semaphore>,
     /// Open event streams per account (`api.max_streams_per_account`).
@@ -62,6 +64,10 @@ pub struct AppState {
     /// Whether the deployment and shard counts were checked against Redis
     /// ([`Broker::check_deployment`]): at start, or by the first `/ready` that reaches Redis.
     pub deployment_checked: Arc<std::sync::atomic::AtomicBool>,
+    /// Checks the application's tokens (`auth.jwt`); `None`: tokens are not accepted.
+    pub tokens: Option<Arc<crate::token::TokenVerifier>>,
+    /// Which origins' pages may call the API (`api.cors_origins`); `None`: no other origin.
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl AppState {
@@ -105,6 +111,7 @@ impl AppState {
                 settings.api.key_cache_ms,
             ))),
             sse_lifetime: DEFAULT_SSE_LIFETIME,
+            sse_keep_alive: crate::routes::events::KEEP_ALIVE,
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             account_streams: Arc::new(AccountStreams::new(settings.api.max_streams_per_account)),
             test_processors: options.test_processors,
@@ -113,6 +120,8 @@ impl AppState {
             request_timeout: secs(settings.api.request_timeout_secs),
             auth_failures: Arc::new(auth::FailureDelay::default()),
             deployment_checked: Arc::default(),
+            cors: crate::cors::layer(&settings.api.cors_origins)?,
+            tokens: crate::token::TokenVerifier::from_settings(&settings.auth.jwt)?,
             broker,
             clock,
         })

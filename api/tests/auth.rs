@@ -143,10 +143,13 @@ async fn keys_are_stored_only_as_their_sha256() {
         );
     }
     let listed = api.broker.api_keys().await.unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.len(), 5);
     assert!(listed
         .iter()
         .any(|k| k.account_id == "acme" && k.role == taskfleet::Role::User));
+    assert!(listed
+        .iter()
+        .any(|k| k.account_id == "acme" && k.role == taskfleet::Role::AccountAdmin));
 }
 
 #[tokio::test]

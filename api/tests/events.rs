@@ -16,6 +16,8 @@ use tower::ServiceExt;
 struct Events {
     body: Body,
     buf: String,
+    /// The `id:` of the last event read.
+    last_id: Option<String>,
 }
 
 impl Events {
@@ -28,6 +30,8 @@ impl Events {
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
                         name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        self.last_id = Some(v.trim().to_string());
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
                     }
@@ -49,17 +53,33 @@ impl Events {
 }
 
 async fn open(api: &common::Api, id: &str, key: &str) -> Events {
-    let req = Request::get(format!("/api/tasks/{id}/events"))
-        .header("authorization", format!("Bearer {key}"))
-        .body(Body::empty())
+    resume(api, id, key, None).await.expect("a stream")
+}
+
+/// Opens the stream with `Last-Event-ID`, as `EventSource` does when it reconnects; `None` for
+/// a 204 (nothing will come).
+async fn resume(api: &common::Api, id: &str, key: &str, last: Option<&str>) -> Option<Events> {
+    let mut req = Request::get(format!("/api/tasks/{id}/events"))
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(last) = last {
+        req = req.header("last-event-id", last);
+    }
+    let resp = api
+        .router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
         .unwrap();
-    let resp = api.router.clone().oneshot(req).await.unwrap();
+    if resp.status() == StatusCode::NO_CONTENT {
+        return None;
+    }
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    Events {
+    Some(Events {
         body: resp.into_body(),
         buf: String::new(),
-    }
+        last_id: None,
+    })
 }
 
 #[tokio::test]
@@ -209,4 +229,151 @@ async fn one_account_cannot_hold_more_streams_than_its_share() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(reopened.is_some(), "the closed stream's place came back");
+}
+
+#[tokio::test]
+async fn every_event_has_an_id_and_last_event_id_resumes_without_repeating_a_state() {
+    let api = setup().await;
+    let id = api.enqueue_test(&api.user, json!({"op": "echo"})).await;
+    let mut ev = open(&api, &id, &api.user).await;
+    assert_eq!(ev.next().await.unwrap().0, "queued");
+    let seen_queued = ev.last_id.clone().expect("the first event has an id");
+    drop(ev);
+    // While the client is away the task is claimed: resuming sends the state it missed.
+    let now = api.now();
+    let c = api.broker.claim(&[TEST_QUEUE], 1, now).await.unwrap();
+    let mut ev = resume(&api, &id, &api.user, Some(&seen_queued))
+        .await
+        .unwrap();
+    assert_eq!(ev.next().await.unwrap().0, "processing");
+    let seen_processing = ev.last_id.clone().unwrap();
+    assert_ne!(seen_processing, seen_queued);
+    drop(ev);
+    // Resuming with the state it has: nothing is repeated; the next change comes.
+    let mut ev = resume(&api, &id, &api.user, Some(&seen_processing))
+        .await
+        .unwrap();
+    api.broker
+        .progress(TEST_QUEUE, &id, &c[0].lease, 40, "on it")
+        .await
+        .unwrap();
+    let (name, task) = ev.next().await.unwrap();
+    assert_eq!(
+        (name.as_str(), task["progress"].clone()),
+        ("processing", json!(40))
+    );
+    api.broker
+        .complete_one(TEST_QUEUE, &id, &c[0].lease, json!({}), now + 10)
+        .await
+        .unwrap();
+    assert_eq!(ev.next().await.unwrap().0, "completed");
+    let seen_completed = ev.last_id.clone().unwrap();
+    assert!(ev.next().await.is_none());
+    // EventSource reconnects after the end: 204 tells it the stream is over for good.
+    assert!(resume(&api, &id, &api.user, Some(&seen_completed))
+        .await
+        .is_none());
+    // A client that missed the end gets it; a Last-Event-ID it did not get from us is ignored.
+    for last in [seen_processing.as_str(), "junk", "1-1"] {
+        let mut ev = resume(&api, &id, &api.user, Some(last)).await.unwrap();
+        assert_eq!(ev.next().await.unwrap().0, "completed", "{last}");
+    }
+}
+
+#[tokio::test]
+async fn the_stream_takes_the_applications_token_in_its_query_but_never_a_key() {
+    let (mut s, dir) = common::settings();
+    let secret = "the-application-backend-shares-this-secret";
+    s.auth.jwt.hs256_secret = Some(secret.into());
+    let api = common::setup_with(s, dir).await;
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    api.broker.cancel(&id, api.now()).await.unwrap();
+    let exp = api.now() / 1000 + 600;
+    let token = taskfleet_api::token::hs256(
+        secret,
+        &std::collections::HashMap::from([
+            ("sub", json!("alice")),
+            ("account_id", json!("acme")),
+            ("role", json!("user")),
+            ("exp", json!(exp)),
+        ]),
+    );
+    let r = api
+        .call(
+            axum::http::Method::GET,
+            &format!("/api/tasks/{id}/events?access_token={token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = String::from_utf8(r.bytes.clone()).unwrap();
+    assert!(body.contains("event: cancelled"), "{body}");
+    assert!(body.contains("\nid: "), "{body}");
+    // An API key in a query string would end up in logs and histories: refused.
+    let r = api
+        .call(
+            axum::http::Method::GET,
+            &format!("/api/tasks/{id}/events?access_token={}", api.user),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.message().contains("Authorization"), "{}", r.message());
+    // Only on this route: the task itself still needs the header.
+    let r = api
+        .call(
+            axum::http::Method::GET,
+            &format!("/api/tasks/{id}?access_token={token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A colleague's token in the query: 404 like any other route.
+    let carol = taskfleet_api::token::hs256(
+        secret,
+        &std::collections::HashMap::from([
+            ("sub", json!("carol")),
+            ("account_id", json!("acme")),
+            ("role", json!("user")),
+            ("exp", json!(exp)),
+        ]),
+    );
+    let r = api
+        .call(
+            axum::http::Method::GET,
+            &format!("/api/tasks/{id}/events?access_token={carol}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_quiet_stream_sends_a_keep_alive_comment() {
+    let (s, dir) = common::settings();
+    let mut api = common::setup_with(s, dir).await;
+    // 15 s in production; a short interval here, so the test waits for a comment, not a clock.
+    api.state.sse_keep_alive = Duration::from_millis(50);
+    api.router = taskfleet_api::app(api.state.clone());
+    let id = api.enqueue_test(&api.user, json!({})).await;
+    let mut ev = open(&api, &id, &api.user).await;
+    assert_eq!(ev.next().await.unwrap().0, "queued");
+    // Nothing changes: the next bytes are a comment line.
+    loop {
+        if ev.buf.contains(": keep-alive\n") {
+            break;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(30), ev.body.frame())
+            .await
+            .expect("a comment within 30 s")
+            .unwrap()
+            .unwrap();
+        if let Ok(bytes) = frame.into_data() {
+            ev.buf.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+    }
 }

@@ -41,6 +41,8 @@ async fn with_redis_down_ready_and_every_redis_route_say_503_without_details() {
         broker: state.broker.clone(),
         state,
         user: String::new(),
+        colleague: String::new(),
+        account_admin: String::new(),
         other: String::new(),
         admin: "admin-key-for-the-down-test-0123".into(),
         artifacts: dir,

@@ -21,6 +21,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/tasks/{id}/events"),
     ("get", "/api/tasks/{id}/artifacts/{name}"),
     ("post", "/api/tasks/{id}/cancel"),
+    ("post", "/api/tasks/{id}/retry"),
+    ("get", "/api/me"),
+    ("get", "/api/tasks/queue/history"),
+    ("get", "/api/tasks/queue/events"),
     ("get", "/api/tasks/queue/status"),
     ("get", "/api/tasks/queue/list"),
     ("post", "/api/tasks/queue/start"),
@@ -100,6 +104,10 @@ async fn every_request_and_response_schema_is_in_the_document() {
         "ImageRequest",
         "VoiceRequest",
         "HealthResponse",
+        "TaskEvent",
+        "PreviousEnding",
+        "HistoryResponse",
+        "StatusEvent",
     ] {
         assert!(schemas.contains_key(name), "schema {name} is missing");
     }
@@ -109,4 +117,33 @@ async fn every_request_and_response_schema_is_in_the_document() {
         serde_json::json!(false)
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[test]
+fn operation_ids_are_unique_so_generated_clients_compile() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&taskfleet_api::openapi::document_json()).unwrap();
+    let mut seen = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                assert!(seen.insert(id.to_string()), "operationId {id} twice");
+            }
+        }
+    }
+}
+
+/// The TypeScript client is generated from a copy of the document committed beside it
+/// (clients/typescript/openapi.json): a change to the API that is not regenerated fails here.
+/// `scripts/gen-ts-client.sh` regenerates both the copy and the client.
+#[test]
+fn the_typescript_clients_document_is_the_apis_own() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/typescript/openapi.json");
+    let committed = std::fs::read_to_string(&path).expect("clients/typescript/openapi.json");
+    let now = format!("{}\n", taskfleet_api::openapi::document_json());
+    assert!(
+        committed == now,
+        "clients/typescript is stale: the API's OpenAPI document changed; run scripts/gen-ts-client.sh and commit the result"
+    );
 }

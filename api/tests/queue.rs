@@ -295,9 +295,58 @@ async fn cleanup_recovers_only_tasks_processing_longer_than_the_limit() {
         .complete_one(TEST_QUEUE, &old, &c[0].lease, json!({}), now + 1)
         .await;
     assert!(late.is_err());
-    for bad in [json!({"max_processing_time_minutes": 0}), json!({})] {
+    for bad in [
+        json!({"max_processing_time_minutes": 0}),
+        json!({"max_processing_time_minutes": "ten"}),
+    ] {
         let r = api.post("/api/tasks/queue/cleanup", &api.admin, bad).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(r.message().starts_with("max_processing_time_minutes"));
     }
+}
+
+#[tokio::test]
+async fn cleanup_without_a_body_uses_the_seeds_thirty_minutes() {
+    let api = setup().await;
+    let now = api.now();
+    // One attempt started 40 minutes ago, one 20 minutes ago, both leases renewed now (their
+    // workers still beat): only the first is past 30 minutes.
+    let forty = api.enqueue_test(&api.user, json!({})).await;
+    let a = api
+        .broker
+        .claim(&[TEST_QUEUE], 1, now - 40 * 60_000)
+        .await
+        .unwrap();
+    let twenty = api.enqueue_test(&api.user, json!({})).await;
+    let b = api
+        .broker
+        .claim(&[TEST_QUEUE], 1, now - 20 * 60_000)
+        .await
+        .unwrap();
+    let held: Vec<(String, String)> = a
+        .iter()
+        .chain(&b)
+        .map(|c| (c.id.clone(), c.lease.clone()))
+        .collect();
+    api.broker.extend(TEST_QUEUE, &held, now).await.unwrap();
+    // `curl -X POST` sends no body and no Content-Type: the seed's troubleshooting call.
+    let r = api
+        .call(
+            axum::http::Method::POST,
+            "/api/tasks/queue/cleanup",
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["requeued"], json!([forty]));
+    assert_eq!(
+        api.broker.status_of(&twenty).await.unwrap(),
+        TaskStatus::Processing
+    );
+    // An empty object means the same.
+    let r = api
+        .post("/api/tasks/queue/cleanup", &api.admin, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
 }

@@ -15,6 +15,7 @@ fn id_routes(id: &str) -> Vec<(Method, String)> {
         (Method::GET, format!("/api/tasks/{id}/events")),
         (Method::GET, format!("/api/tasks/{id}/artifacts/out.txt")),
         (Method::POST, format!("/api/tasks/{id}/cancel")),
+        (Method::POST, format!("/api/tasks/{id}/retry")),
     ]
 }
 

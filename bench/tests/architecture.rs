@@ -1,7 +1,8 @@
 //! The architecture, held by test: the API depends on the library and the catalog only (no
-//! worker crate, no image, font or HTTP-client crate), the catalog on nothing of ours, and no
-//! code outside the library crate speaks Redis (no Redis command built, no client opened, no
-//! key spelled): every change of the key layout has one place to go.
+//! worker crate, no image or font crate, no reqwest: the one URL it fetches, a JWKS, goes
+//! through hyper's own client; no aws-lc: TLS is rustls with ring), the catalog on nothing of
+//! ours, and no code outside the library crate speaks Redis (no Redis command built, no client
+//! opened, no key spelled): every change of the key layout has one place to go.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

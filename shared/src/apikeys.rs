@@ -21,8 +21,10 @@ pub const KEY_PREFIX: &str = "tfk_";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Its own tasks.
+    /// The tasks it created, and nothing else.
     User,
+    /// Every task of its account (any user's), but none of another account's.
+    AccountAdmin,
     /// Everything, and the admin endpoints.
     Admin,
 }
@@ -31,13 +33,16 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
+            Role::AccountAdmin => "account_admin",
             Role::Admin => "admin",
         }
     }
 
-    fn parse(s: &str) -> Option<Role> {
+    /// A role by its name (`user`, `account_admin`, `admin`).
+    pub fn parse(s: &str) -> Option<Role> {
         match s {
             "user" => Some(Role::User),
+            "account_admin" => Some(Role::AccountAdmin),
             "admin" => Some(Role::Admin),
             _ => None,
         }
@@ -226,6 +231,14 @@ mod tests {
         assert_eq!(a.len(), KEY_PREFIX.len() + 64);
         assert_eq!(sha256_hex(&a).len(), 64);
         assert_ne!(sha256_hex(&a), a);
+    }
+
+    #[test]
+    fn roles_round_trip_by_name() {
+        for r in [Role::User, Role::AccountAdmin, Role::Admin] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("root"), None);
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub enum Error {
     StaleLease(String),
     #[error("task {id} is already {status}")]
     AlreadyTerminal { id: String, status: String },
+    /// A retry of a task that is neither failed nor cancelled; nothing changed.
+    #[error("task {id} is {status}: only a failed or cancelled task can be retried")]
+    NotRetryable { id: String, status: String },
     #[error("invalid {field}: {message}")]
     InvalidInput { field: String, message: String },
     #[error("unknown task type {0:?}")]

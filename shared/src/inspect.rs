@@ -47,7 +47,7 @@ impl QueueStatus {
 }
 
 /// The set that holds the ids of a shard in a state.
-fn state_key(k: &Keys, tag: &str, s: TaskStatus) -> String {
+pub(crate) fn state_key(k: &Keys, tag: &str, s: TaskStatus) -> String {
     match s {
         TaskStatus::Scheduled => k.scheduled(tag),
         TaskStatus::Queued => k.queued(tag),
@@ -59,15 +59,7 @@ fn state_key(k: &Keys, tag: &str, s: TaskStatus) -> String {
     }
 }
 
-/// A command on a key, with the key to route it: `on!(key, "ZCOUNT", min, max)`.
-macro_rules! on {
-    ($key:expr, $name:expr $(, $arg:expr)*) => {{
-        let key: String = $key;
-        let mut c: Cmd = redis::cmd($name);
-        c.arg(&key)$(.arg($arg))*;
-        (key, c)
-    }};
-}
+use crate::browse::on;
 
 impl Broker {
     /// Every registered queue's status, in one fan-out.
@@ -220,37 +212,10 @@ impl Broker {
         Ok(out)
     }
 
-    /// The first `limit` entries of each shard's queue, merged by score: the queue's head.
-    async fn merged_head(&self, task_type: &str, limit: usize) -> Result<Vec<(String, f64)>> {
-        self.queue_config(task_type)?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let last = limit as i64 - 1;
-        let cmds = self
-            .shards(task_type)?
-            .iter()
-            .map(|sh| {
-                on!(
-                    self.keys().queued(sh.tag()),
-                    "ZRANGE",
-                    0,
-                    last,
-                    "WITHSCORES"
-                )
-            })
-            .collect();
-        let heads: Vec<Vec<(String, f64)>> = self.fanout(cmds).await?;
-        let mut all: Vec<(String, f64)> = heads.into_iter().flatten().collect();
-        all.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        all.truncate(limit);
-        Ok(all)
-    }
-
     /// Up to `limit` ready tasks of one type, in the order claim takes them.
     pub async fn list_queued(&self, task_type: &str, limit: usize) -> Result<Vec<Task>> {
         let ids: Vec<String> = self
-            .merged_head(task_type, limit)
+            .merged_state_head(task_type, TaskStatus::Queued, limit)
             .await?
             .into_iter()
             .map(|(id, _)| id)
@@ -260,49 +225,11 @@ impl Broker {
 
     /// The first `limit` queued tasks of one type (every account's) with their positions.
     pub async fn queue_head(&self, task_type: &str, limit: usize) -> Result<Vec<QueuedEntry>> {
-        Ok(self
-            .merged_head(task_type, limit)
-            .await?
-            .into_iter()
-            .enumerate()
-            .map(|(i, (id, score))| QueuedEntry {
-                id,
-                score,
-                position: i as u64,
-            })
-            .collect())
-    }
-
-    /// How many queued tasks of a type score lower than `score` (run before it), in every
-    /// shard but `own` (whose rank the caller has), in one fan-out.
-    async fn ahead_elsewhere(&self, task_type: &str, own: u16, scores: &[f64]) -> Result<Vec<u64>> {
-        let others: Vec<Shard> = self
-            .shards(task_type)?
-            .into_iter()
-            .filter(|s| s.index() != own)
-            .collect();
-        if others.is_empty() {
-            return Ok(vec![0; scores.len()]);
-        }
-        let mut cmds = Vec::new();
-        for score in scores {
-            let below = format!("({score}");
-            for sh in &others {
-                cmds.push(on!(self.keys().queued(sh.tag()), "ZCOUNT", "-inf", &below));
-            }
-        }
-        let counts: Vec<u64> = self.fanout(cmds).await?;
-        Ok(counts
-            .chunks(others.len())
-            .map(|c| c.iter().sum())
-            .collect())
+        self.state_head(task_type, TaskStatus::Queued, limit).await
     }
 
     /// Up to `limit` queued tasks of one account and type in the order claim takes them, with
-    /// their queue positions, read by walking each shard's queue in pages and keeping the
-    /// account's ids (`ZMSCORE` on its index): bounded work, at most `max_scan` queue entries
-    /// per call in all. The flag says whether every walk reached the end of its shard (or the
-    /// limit) rather than stopping at its share of `max_scan`.
+    /// their queue positions ([`Broker::state_of_account`] of `queued`).
     pub async fn queued_of_account(
         &self,
         task_type: &str,
@@ -310,89 +237,8 @@ impl Broker {
         limit: usize,
         max_scan: usize,
     ) -> Result<(Vec<QueuedEntry>, bool)> {
-        let shards = self.shards(task_type)?;
-        let budget = max_scan.div_ceil(shards.len()).max(1);
-        let mut found: Vec<(u16, QueuedEntry)> = Vec::new();
-        let mut complete = true;
-        for sh in &shards {
-            let (entries, done) = self.walk_shard(sh, account_id, limit, budget).await?;
-            complete &= done;
-            found.extend(entries.into_iter().map(|e| (sh.index(), e)));
-        }
-        found.sort_by(|a, b| {
-            a.1.score
-                .total_cmp(&b.1.score)
-                .then_with(|| a.1.id.cmp(&b.1.id))
-        });
-        found.truncate(limit);
-        if shards.len() > 1 {
-            // A rank in its own shard plus the lower scores of every other shard: its place
-            // in the whole queue.
-            for (own, e) in &mut found {
-                let ahead = self.ahead_elsewhere(task_type, *own, &[e.score]).await?;
-                e.position += ahead[0];
-            }
-        }
-        Ok((found.into_iter().map(|(_, e)| e).collect(), complete))
-    }
-
-    /// One shard's part of [`Broker::queued_of_account`]: positions within the shard.
-    async fn walk_shard(
-        &self,
-        shard: &Shard,
-        account_id: &str,
-        limit: usize,
-        max_scan: usize,
-    ) -> Result<(Vec<QueuedEntry>, bool)> {
-        let queued = self.keys().queued(shard.tag());
-        let index = self.keys().account(shard.tag(), account_id);
-        let mut out = Vec::new();
-        let mut start = 0usize;
-        while out.len() < limit {
-            if start >= max_scan {
-                return Ok((out, false));
-            }
-            let page = QUEUE_SCAN_PAGE.min(max_scan - start);
-            let entries: Vec<(String, f64)> = self
-                .with_conn(async |c| {
-                    redis::cmd("ZRANGE")
-                        .arg(&queued)
-                        .arg(start)
-                        .arg(start + page - 1)
-                        .arg("WITHSCORES")
-                        .query_async(c)
-                        .await
-                })
-                .await?;
-            if entries.is_empty() {
-                break;
-            }
-            let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
-            let mine: Vec<Option<f64>> = self
-                .with_conn(async |c| {
-                    redis::cmd("ZMSCORE")
-                        .arg(&index)
-                        .arg(&ids)
-                        .query_async(c)
-                        .await
-                })
-                .await?;
-            for (offset, ((id, score), m)) in entries.iter().zip(mine).enumerate() {
-                if m.is_some() && out.len() < limit {
-                    out.push(QueuedEntry {
-                        id: id.clone(),
-                        score: *score,
-                        position: (start + offset) as u64,
-                    });
-                }
-            }
-            let short = entries.len() < page;
-            start += entries.len();
-            if short {
-                break;
-            }
-        }
-        Ok((out, true))
+        self.state_of_account(task_type, TaskStatus::Queued, account_id, limit, max_scan)
+            .await
     }
 
     /// How many tasks of its type run before a queued task (0 = next); `None` if not queued.
@@ -416,7 +262,7 @@ impl Broker {
             return Ok(None);
         };
         let ahead = self
-            .ahead_elsewhere(task_type, shard.index(), &[score])
+            .ahead_elsewhere(task_type, TaskStatus::Queued, shard.index(), &[score])
             .await?;
         Ok(Some(rank + ahead[0]))
     }

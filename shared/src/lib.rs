@@ -21,6 +21,8 @@
 //! - [`artifacts`]: where the files tasks produce are stored.
 //! - [`broker`]: one method per Lua script (`scripts/*.lua`): the only writer.
 //! - [`inspect`]: read-only queries (status, lists, one task).
+//! - [`browse`]: read-only lists by state and owner, recent finishes, task briefs (the API's
+//!   lists and the dashboard's charts).
 //! - [`registry`]: the workers' heartbeats ([`WorkerInfo`]): register, live, dead.
 //! - [`apikeys`]: the API's keys, stored hashed: create, look up, list, revoke.
 //! - [`follow`]: blocking reads on connections of their own: a type's event stream, an idle
@@ -30,6 +32,7 @@
 pub mod apikeys;
 pub mod artifacts;
 pub mod broker;
+pub mod browse;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -46,6 +49,7 @@ pub use broker::{
     Broker, BrokerBuilder, CancelOutcome, Completion, DeferOutcome, Deployment, ExtendReport,
     FailOutcome, Failure, RateOutcome, RecoverReport, ReleaseOutcome, Shard,
 };
+pub use browse::TaskBrief;
 pub use clock::{At, Clock, ManualClock, RedisClock};
 pub use config::{AccountLimit, Catalog, Limits, QueueConfig, Settings, TaskConfig};
 pub use error::{Error, Result};
@@ -54,7 +58,8 @@ pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
 pub use registry::WorkerInfo;
 pub use task::{
-    is_task_id, Claimed, Enqueued, Millis, NewTask, Priority, Task, TaskStatus, MAX_TASK_ID,
+    is_task_id, Claimed, Enqueued, Millis, NewTask, PreviousEnding, Priority, Task, TaskStatus,
+    MAX_TASK_ID,
 };
 pub use taskfleet_catalog as catalog;
 pub use taskfleet_catalog::{TaskType, TEST_QUEUE};

@@ -189,6 +189,25 @@ pub struct Task {
     pub webhook_url: Option<String>,
     pub parent_id: Option<String>,
     pub batch_id: Option<String>,
+    /// How the task ended before each retry from the outside (`POST /api/tasks/{id}/retry`),
+    /// oldest first; empty until it is retried.
+    pub previous_errors: Vec<PreviousEnding>,
+}
+
+/// How a task ended before it was retried from the outside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreviousEnding {
+    /// `failed` or `cancelled`.
+    pub status: String,
+    /// Its error then (empty if it had none, as a cancel while waiting).
+    pub error: String,
+    /// Attempts it had used.
+    pub attempts: u32,
+    /// When it ended (ms since the epoch).
+    pub finished_at: Millis,
+    /// When it was retried (ms since the epoch).
+    pub retried_at: Millis,
 }
 
 impl Task {
@@ -228,6 +247,10 @@ impl Task {
             webhook_url: take("webhook_url"),
             parent_id: take("parent_id"),
             batch_id: take("batch_id"),
+            // Written by retry.lua; a field it cannot read shows as no history, not an error.
+            previous_errors: take("previous_errors")
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default(),
         }))
     }
 }

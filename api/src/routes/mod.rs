@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod events;
 pub mod generate;
 pub mod health;
+pub mod live;
 pub mod queue;
 pub mod tasks;
 
@@ -31,13 +32,13 @@ pub fn parse_task_id(raw: &str) -> Result<String, AppError> {
     }
 }
 
-/// The task if the caller may see it: its own account's, or any for an admin. Another
-/// account's task is [`AppError::NotFound`], exactly as a missing one, so ids of other
-/// tenants cannot be probed.
+/// The task if the caller may see it ([`Caller::may_see`]: a user the tasks it created, an
+/// account admin its account's, an admin any). Any other task is [`AppError::NotFound`],
+/// exactly as a missing one (never 403), so ids of other users and tenants cannot be probed.
 pub async fn load_owned(state: &AppState, caller: &Caller, raw_id: &str) -> Result<Task, AppError> {
     let id = parse_task_id(raw_id)?;
     let task = state.broker.get(&id).await?.ok_or(AppError::NotFound)?;
-    if caller.is_admin() || task.account_id.as_deref() == Some(caller.account_id.as_str()) {
+    if caller.may_see(task.account_id.as_deref(), task.user_id.as_deref()) {
         Ok(task)
     } else {
         Err(AppError::NotFound)

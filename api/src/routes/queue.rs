@@ -12,14 +12,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::tasks::TaskView;
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::extract::{ApiQuery, OptionalJson};
 use crate::state::AppState;
 use crate::workers::{read_live, WorkerInfo};
 
 /// The most tasks one queue list shows.
 pub const MAX_QUEUE_LIST: usize = 500;
-/// How many queue entries per type a user's queue list reads at most to find its account's
-/// tasks: bounded work per request, however long the queue or the account's history.
+/// How many entries per type a non-admin's queue list reads at most to find its account's
+/// (or its own) tasks: bounded work per request, however long the set or the account's history.
 pub const MAX_QUEUE_SCAN: usize = 10_000;
 
 /// The most a non-admin's count of one type and state goes to: each is one `ZINTERCARD ...
@@ -85,11 +85,21 @@ pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<QueueStatusResponse>, AppError> {
-    if caller.is_admin() {
-        admin_status(&state).await
+    status_for(&state, &caller).await.map(Json)
+}
+
+/// The queue status as `caller` may see it (GET /api/tasks/queue/status, and each event of the
+/// live stream).
+pub async fn status_for(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<QueueStatusResponse, AppError> {
+    let Json(s) = if caller.is_admin() {
+        admin_status(state).await?
     } else {
-        account_status(&state, &caller.account_id).await
-    }
+        account_status(state, &caller.account_id).await?
+    };
+    Ok(s)
 }
 
 fn zero_totals() -> BTreeMap<String, u64> {
@@ -192,6 +202,10 @@ async fn account_status(
 pub struct QueueListQuery {
     /// Only this type.
     pub task_type: Option<String>,
+    /// The state listed: `queued` (default, in claim order), `scheduled` and `retrying` (by due
+    /// time), `processing` (by lease deadline), `completed`, `failed`, `cancelled` (newest
+    /// first).
+    pub status: Option<String>,
     /// 1-500, default 100.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
@@ -199,7 +213,8 @@ pub struct QueueListQuery {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct QueuedTask {
-    /// How many tasks of its type run before it (0 = next).
+    /// Its place in its type's set of that state, in the listing's order (for `queued`: how
+    /// many tasks of its type run before it, 0 = next).
     pub position: u64,
     pub task: TaskView,
 }
@@ -207,15 +222,16 @@ pub struct QueuedTask {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct QueueListResponse {
     pub tasks: Vec<QueuedTask>,
-    /// False when a user's list stopped after reading its bound of queue entries
-    /// (`MAX_QUEUE_SCAN` per type) before the end of the queue: tasks further back are not
+    /// False when a non-admin's list stopped after reading its bound of entries
+    /// (`MAX_QUEUE_SCAN` per type) before the end of the set: tasks further back are not
     /// shown.
     pub complete: bool,
 }
 
-/// Queued tasks in the order workers claim them: an admin sees every account's, a user their
-/// own account's.
-#[utoipa::path(get, path = "/api/tasks/queue/list", tag = "queue", params(QueueListQuery),
+/// Tasks in one state (queued by default) in the order they move: workers' claim order for
+/// `queued`, newest first for finished states. An admin sees every account's, an account admin
+/// its account's, a user the tasks it created.
+#[utoipa::path(get, path = "/api/tasks/queue/list", tag = "queue", operation_id = "list_queue", params(QueueListQuery),
     responses((status = 200, body = QueueListResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -231,6 +247,10 @@ pub async fn list(
             format!("must be 1-{MAX_QUEUE_LIST}"),
         ));
     }
+    let status = match q.status.as_deref() {
+        Some(s) => s.parse::<TaskStatus>()?,
+        None => TaskStatus::Queued,
+    };
     let types: Vec<String> = match q.task_type {
         Some(t) => {
             state.broker.queue_config(&t)?;
@@ -243,24 +263,46 @@ pub async fn list(
             .map(String::from)
             .collect(),
     };
-    // Each type's queue in claim order: an admin's is its head; a user's is its account's
-    // tasks found by walking the queue, bounded by MAX_QUEUE_SCAN entries per type.
+    // Each type's set in its order: an admin's is its head; anyone else's is its account's
+    // tasks found by walking the set, bounded by MAX_QUEUE_SCAN entries per type, and a user's
+    // is then narrowed to the tasks it created (by their briefs: no index per user).
     let mut all: Vec<(f64, &str, QueuedEntry)> = Vec::new();
     let mut complete = true;
     for t in &types {
         let entries = if caller.is_admin() {
-            state.broker.queue_head(t, limit).await?
+            state.broker.state_head(t, status, limit).await?
         } else {
-            let (entries, reached_end) = state
+            let only_user = caller.only_user();
+            let want = if only_user.is_some() {
+                MAX_QUEUE_SCAN
+            } else {
+                limit
+            };
+            let (mut entries, reached_end) = state
                 .broker
-                .queued_of_account(t, &caller.account_id, limit, MAX_QUEUE_SCAN)
+                .state_of_account(t, status, &caller.account_id, want, MAX_QUEUE_SCAN)
                 .await?;
             complete &= reached_end;
+            if let Some(user) = only_user {
+                let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+                let briefs = state.broker.briefs(t, &ids).await?;
+                let mut mine = briefs
+                    .into_iter()
+                    .map(|b| b.is_some_and(|b| b.user_id.as_deref() == Some(user)));
+                entries.retain(|_| mine.next().unwrap_or(false));
+                entries.truncate(limit);
+            }
             entries
         };
         all.extend(entries.into_iter().map(|e| (e.score, t.as_str(), e)));
     }
-    all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.id.cmp(&b.2.id)));
+    // Across types by the same score: claim order, due time or lease deadline ascending,
+    // finish time descending.
+    if taskfleet::browse::newest_first(status) {
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| b.2.id.cmp(&a.2.id)));
+    } else {
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.id.cmp(&b.2.id)));
+    }
     all.truncate(limit);
     let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
     for (_, t, e) in &all {
@@ -276,8 +318,8 @@ pub async fn list(
         .into_iter()
         .filter_map(|(_, _, e)| {
             let task = tasks.remove(&e.id)?;
-            // Claimed or cancelled between the reads: not queued any more.
-            (task.status == TaskStatus::Queued).then_some(QueuedTask {
+            // Moved on between the reads (claimed, cancelled, retried): not in that state now.
+            (task.status == status).then_some(QueuedTask {
                 position: e.position,
                 task,
             })
@@ -368,12 +410,29 @@ pub async fn stop(
     set_paused(&state, &caller, body, true).await
 }
 
+/// The limit a cleanup without one uses: the seed's `cleanup_stuck_tasks` default.
+pub const DEFAULT_CLEANUP_MINUTES: u64 = 30;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupRequest {
-    /// Tasks processing longer than this (1-43200) are taken back from their workers.
-    #[schema(minimum = 1, maximum = 43200)]
+    /// Tasks processing longer than this (1-43200) are taken back from their workers; 30 when
+    /// absent (and when there is no body at all).
+    #[schema(minimum = 1, maximum = 43200, default = 30)]
+    #[serde(default = "default_cleanup_minutes")]
     pub max_processing_time_minutes: u64,
+}
+
+fn default_cleanup_minutes() -> u64 {
+    DEFAULT_CLEANUP_MINUTES
+}
+
+impl Default for CleanupRequest {
+    fn default() -> Self {
+        CleanupRequest {
+            max_processing_time_minutes: DEFAULT_CLEANUP_MINUTES,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -390,7 +449,8 @@ pub struct CleanupResponse {
 
 /// Recover tasks processing longer than a limit (admin): each goes back to `queued` (or ends
 /// `failed` without attempts left), and its worker's lease is void.
-#[utoipa::path(post, path = "/api/tasks/queue/cleanup", tag = "queue", request_body = CleanupRequest,
+#[utoipa::path(post, path = "/api/tasks/queue/cleanup", tag = "queue",
+    request_body(content = Option<CleanupRequest>, description = "Optional: without a body, 30 minutes"),
     responses((status = 200, body = CleanupResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -398,7 +458,7 @@ pub struct CleanupResponse {
 pub async fn cleanup(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CleanupRequest>,
+    OptionalJson(body): OptionalJson<CleanupRequest>,
 ) -> Result<Json<CleanupResponse>, AppError> {
     caller.require_admin()?;
     if !(1..=43_200).contains(&body.max_processing_time_minutes) {

@@ -26,8 +26,9 @@ use crate::state::AppState;
 pub const MAX_PAGE: usize = 200;
 /// The default page size.
 pub const DEFAULT_PAGE: usize = 50;
-/// With a status filter, how many index entries one request reads at most before answering
-/// with a shorter page and a cursor: bounded work per request.
+/// With a status filter (or for a user, whose list is filtered by its id), how many index
+/// entries one request reads at most before answering with a shorter page and a cursor:
+/// bounded work per request.
 pub const MAX_SCAN: usize = 5_000;
 
 /// A task as the API shows it: the library's [`Task`] (DESIGN §4), whose lease token is never
@@ -91,6 +92,28 @@ pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TaskT
         }
     }
     Json(TaskTypesResponse { task_types: out })
+}
+
+/// Who the caller is, as the API sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub account_id: String,
+    pub user_id: String,
+    /// `user`, `account_admin` or `admin`.
+    pub role: String,
+}
+
+/// Who the credential names (account, user, role): what a page shows and which controls it
+/// offers.
+#[utoipa::path(get, path = "/api/me", tag = "tasks",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        role: caller.role.as_str().to_string(),
+        account_id: caller.account_id,
+        user_id: caller.user_id,
+    })
 }
 
 /// A generic enqueue.
@@ -166,6 +189,10 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Only this user's tasks (an account admin or admin; a user's list is always its own).
+    pub user_id: Option<String>,
+    /// Another account's tasks (an admin only; everyone else lists its own account).
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -189,10 +216,13 @@ fn decode_cursor(c: &str) -> Result<(Millis, String), AppError> {
     Ok((ms, id))
 }
 
-/// The caller's account's tasks, newest first.
-#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
+/// The tasks the caller may see, newest first: a user's own, an account admin's account's (or
+/// one user's with `user_id`), an admin's account's or another account's with `account_id`.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", operation_id = "list_tasks", params(ListQuery),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Another account's (not an admin) or another user's (a user) list", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -215,20 +245,44 @@ pub async fn list(
         }
         None => names,
     };
+    let account = match q.account_id.as_deref() {
+        Some(a) if a != caller.account_id => {
+            if !caller.is_admin() {
+                return Err(AppError::ForbiddenBecause(
+                    "only an admin lists another account's tasks".into(),
+                ));
+            }
+            check_owner_id("account_id", a)?;
+            a.to_string()
+        }
+        _ => caller.account_id.clone(),
+    };
+    let user = match (caller.only_user(), q.user_id.as_deref()) {
+        (Some(me), Some(u)) if u != me => {
+            return Err(AppError::ForbiddenBecause(
+                "a user lists only the tasks it created".into(),
+            ))
+        }
+        (Some(me), _) => Some(me.to_string()),
+        (None, u) => u.map(str::to_string),
+    };
     let mut cursor = match q.cursor.as_deref() {
         Some(c) => Some(decode_cursor(c)?),
         None => None,
     };
+    // A user's list, or one filtered by status, is the account's index read and filtered here
+    // (there is no index per user: enqueue writes one per account), bounded by MAX_SCAN.
+    let filtered = status.is_some() || user.is_some();
     let mut tasks: Vec<TaskView> = Vec::new();
     let mut scanned = 0;
     let mut exhausted = false;
     // Without a filter one round fills the page; with one, rounds go on until the page is
     // full, the index ends, or MAX_SCAN entries were read.
     while tasks.len() < limit && scanned < MAX_SCAN {
-        let batch = if status.is_some() { 200 } else { limit };
+        let batch = if filtered { 200 } else { limit };
         let entries = state
             .broker
-            .list_account(&caller.account_id, &types, cursor.clone(), batch)
+            .list_account(&account, &types, cursor.clone(), batch)
             .await?;
         scanned += entries.len();
         let Some(last) = entries.last() else {
@@ -240,7 +294,10 @@ pub async fn list(
         for (ms, _, id) in &entries {
             cursor = Some((*ms, id.clone()));
             if let Some(t) = loaded.get(id) {
-                if status.is_none_or(|s| s == t.status) {
+                let user_ok = user
+                    .as_deref()
+                    .is_none_or(|u| t.user_id.as_deref() == Some(u));
+                if user_ok && status.is_none_or(|s| s == t.status) {
                     tasks.push(t.clone());
                     if tasks.len() == limit {
                         break;
@@ -259,6 +316,23 @@ pub async fn list(
         cursor.map(|(ms, id)| encode_cursor(ms, &id))
     };
     Ok(Json(TaskList { tasks, next_cursor }))
+}
+
+/// An account or user id given in a query: 1-128 printable characters without `:`, `,` or
+/// spaces (what keys and tokens may carry).
+pub fn check_owner_id(field: &str, v: &str) -> Result<(), AppError> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b':' && b != b',');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            field,
+            "1-128 printable characters without ':', ',' or spaces",
+        ))
+    }
 }
 
 /// The tasks of index entries, by id (a task trimmed meanwhile is left out).
@@ -330,6 +404,30 @@ pub async fn cancel(
         }),
     )
         .into_response())
+}
+
+/// Retry a failed or cancelled task: back in its queue with a new attempt budget, its old error
+/// kept in `previous_errors`; 409 in any other state. Answers the task as it is now.
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (a UUID, or a derived id such as `<uuid>-lesson-0`)")),
+    responses((status = 200, description = "Back in its queue", body = TaskView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Neither failed nor cancelled", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, AppError> {
+    let task = load_owned(&state, &caller, &id).await?;
+    state.broker.retry(&task.id, state.at()).await?;
+    let now = state
+        .broker
+        .get(&task.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(now))
 }
 
 /// What a request's `Range` header asks of an artifact.

@@ -21,8 +21,12 @@ pub struct Api {
     pub router: Router,
     pub state: AppState,
     pub broker: Broker,
-    /// A user of account "acme".
+    /// A user of account "acme" (alice).
     pub user: String,
+    /// Another user of account "acme" (carol): sees none of alice's tasks.
+    pub colleague: String,
+    /// The account admin of "acme" (ada): sees every task of acme.
+    pub account_admin: String,
     /// A user of account "globex".
     pub other: String,
     /// An admin (account "ops").
@@ -103,6 +107,14 @@ pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
         .create_api_key("acme", "alice", Role::User, "t", now)
         .await
         .unwrap();
+    let colleague = broker
+        .create_api_key("acme", "carol", Role::User, "t", now)
+        .await
+        .unwrap();
+    let account_admin = broker
+        .create_api_key("acme", "ada", Role::AccountAdmin, "t", now)
+        .await
+        .unwrap();
     let other = broker
         .create_api_key("globex", "bob", Role::User, "t", now)
         .await
@@ -116,6 +128,8 @@ pub async fn setup_with(s: Settings, dir: tempfile::TempDir) -> Api {
         state,
         broker,
         user,
+        colleague,
+        account_admin,
         other,
         admin,
         artifacts: dir,

@@ -11,6 +11,7 @@
 //!   progress, children.
 //! - [`maintenance`]: what every worker runs without a leader: promote, recover, trim, per
 //!   shard; and pause, resume, cancel (which cascades to a task's children).
+//! - [`retry`]: a failed or cancelled task back in its queue, from the outside.
 //!
 //! Each script is a `static` next to the method that calls it; redis-rs sends EVALSHA and, on
 //! NOSCRIPT (a restarted or flushed Redis, a promoted replica), loads the script and sends it
@@ -22,6 +23,7 @@ pub mod conn;
 pub mod enqueue;
 pub mod lease;
 pub mod maintenance;
+pub mod retry;
 pub mod shards;
 
 use std::collections::HashMap;

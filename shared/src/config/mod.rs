@@ -225,6 +225,9 @@ pub struct ApiSettings {
     pub request_timeout_secs: u64,
     /// Event streams one account may hold open on one API process; 0 = no limit of its own.
     pub max_streams_per_account: usize,
+    /// Origins (`https://app.example.com`) whose pages may call the API from a browser (CORS);
+    /// `*` allows any. None by default: browsers refuse cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -236,6 +239,7 @@ impl Default for ApiSettings {
             header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_streams_per_account: DEFAULT_MAX_STREAMS_PER_ACCOUNT,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -319,6 +323,49 @@ impl Limits {
 #[serde(default)]
 pub struct AuthSettings {
     pub admin_key: Option<String>,
+    /// Signed bearer tokens (JWT) minted by the application's backend for its users.
+    pub jwt: JwtSettings,
+}
+
+/// How the API verifies the application's tokens (`[auth.jwt]`). Off while no key is set.
+/// Exactly one way to verify: an HS256 secret, or RS256/ES256 public keys from a JWKS file or
+/// URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The shared secret of HS256 tokens (at least 32 bytes).
+    pub hs256_secret: Option<String>,
+    /// A JWKS file (`{"keys": [...]}`) of RS256 / ES256 public keys.
+    pub jwks_file: Option<String>,
+    /// A JWKS URL (https, or http on loopback), fetched at start and again for an unknown `kid`.
+    pub jwks_url: Option<String>,
+    /// The `aud` a token must name, when set.
+    pub audience: Option<String>,
+    /// The `iss` a token must carry, when set.
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// How long a fetched JWKS is used before it is fetched again, in seconds.
+    pub jwks_refresh_secs: u64,
+}
+
+/// Default clock skew allowed on a token's `exp` and `nbf`.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
+/// Default time a JWKS fetched from a URL is used before it is fetched again.
+pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        JwtSettings {
+            hs256_secret: None,
+            jwks_file: None,
+            jwks_url: None,
+            audience: None,
+            issuer: None,
+            leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
+            jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +456,9 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                // `TASKFLEET__API__CORS_ORIGINS=https://a.example,https://b.example`
+                .list_separator(",")
+                .with_list_parse_key("api.cors_origins")
                 .source(Some(env_vars)),
         );
         b.build()
@@ -459,12 +509,26 @@ mod tests {
                 "TASKFLEET__API__MAX_STREAMS_PER_ACCOUNT".to_string(),
                 "5".to_string(),
             ),
+            (
+                "TASKFLEET__API__CORS_ORIGINS".to_string(),
+                "http://127.0.0.1:5173,https://app.example.com".to_string(),
+            ),
+            (
+                "TASKFLEET__AUTH__JWT__AUDIENCE".to_string(),
+                "taskfleet".to_string(),
+            ),
         ]);
         let s = Settings::load_from(Some(&file), &env).unwrap();
         assert_eq!(s.redis.prefix, "fromfile");
         assert_eq!(s.redis.url, "redis://127.0.0.1:7777");
         assert_eq!(s.worker.concurrency, 12);
         assert_eq!(s.api.max_streams_per_account, 5);
+        assert_eq!(
+            s.api.cors_origins,
+            ["http://127.0.0.1:5173", "https://app.example.com"]
+        );
+        assert_eq!(s.auth.jwt.audience.as_deref(), Some("taskfleet"));
+        assert_eq!(s.auth.jwt.leeway_secs, DEFAULT_JWT_LEEWAY_SECS);
         assert_eq!(s.api.request_timeout_secs, DEFAULT_REQUEST_TIMEOUT_SECS);
         assert_eq!(s.worker.lease_seconds, DEFAULT_LEASE_SECONDS);
         let quiz = QueueConfig::from(s.catalog().unwrap().get(TaskType::Quiz));

@@ -34,6 +34,10 @@ npm_ci() {
 npm_ci clients/typescript
 npm_ci tests/browser
 
+# No incremental caches: CI builds once from a clean checkout, and they would double the size of
+# target/ on a disk shared with everything else.
+export CARGO_INCREMENTAL=0
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

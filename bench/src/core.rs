@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
-use taskfleet::{Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, TaskStatus};
+use taskfleet::{At, Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, TaskStatus};
 
 use crate::ceiling::{self, CeilingArgs};
 use crate::fleet::{self, FleetArgs};
@@ -453,13 +453,12 @@ async fn enqueue(b: &Broker, clock: &Arc<RedisClock>, case: &EnqueueCase) -> Res
                 }
                 let t0 = Instant::now();
                 if per_call == 1 {
-                    b.enqueue(bench_task(from, accounts), clock.now_ms())
-                        .await?;
+                    b.enqueue(bench_task(from, accounts), At::Server).await?;
                 } else {
                     let batch = (from..(from + per_call).min(n))
                         .map(|i| bench_task(i, accounts))
                         .collect();
-                    b.enqueue_many(batch, clock.now_ms()).await?;
+                    b.enqueue_many(batch, At::Server).await?;
                 }
                 calls.push(t0.elapsed());
             }
@@ -495,7 +494,7 @@ async fn drain(
                     bail!("drain ran past its {timeout:?} limit");
                 }
                 let t0 = Instant::now();
-                let got = b.claim(&[QUEUE], claim_batch, clock.now_ms()).await?;
+                let got = b.claim(&[QUEUE], claim_batch, At::Server).await?;
                 if got.is_empty() {
                     return Ok::<_, anyhow::Error>((jobs, calls));
                 }
@@ -507,7 +506,7 @@ async fn drain(
                         result: json!({ "ok": true }),
                     })
                     .collect();
-                let flags = b.complete(QUEUE, &done, clock.now_ms()).await?;
+                let flags = b.complete(QUEUE, &done, At::Server).await?;
                 ensure!(
                     flags.iter().all(|f| *f),
                     "a complete was refused: lease lost"

@@ -430,7 +430,7 @@ async fn latency_with(
             let sent = now_us();
             let t = NewTask::new(TEST_QUEUE, json!({"op": "stamp", "sent_us": sent}))
                 .owner("acct0", "user0-0");
-            b.enqueue(t, clock.now_ms()).await
+            b.enqueue(t, taskfleet::At::Server).await
         }));
     }
     let mut ids = Vec::with_capacity(total);

@@ -24,7 +24,7 @@ use crate::task::Millis;
 pub const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The time a script call acts at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum At {
     /// The Redis server's `TIME`, read by the script itself: what production uses, so that
     /// every lease decision is made by one clock.

@@ -1,7 +1,7 @@
 //! The typed error of every queue operation.
 
 /// What went wrong; the API maps each variant to one status code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("task {0} not found")]
     NotFound(String),

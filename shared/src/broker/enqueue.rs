@@ -9,7 +9,10 @@ use futures::future::join_all;
 use redis::FromRedisValue;
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use super::conn::{script_source, Dual, Durable};
+use super::group::Group;
 use super::shards::Shard;
 use super::{validate_ident, Broker, EVENTS_MAXLEN, IDEMPOTENCY_TTL, MAX_BATCH, MAX_REQUEST_BYTES};
 use crate::clock::At;
@@ -20,6 +23,21 @@ use crate::task::{Enqueued, Millis, NewTask, Priority, TaskStatus, MAX_TASK_ID};
 /// The enqueue script's source, as the server runs it.
 pub const ENQUEUE_SOURCE: &str = script_source!("enqueue.lua", "now.lua", "band.lua", "wake.lua");
 static ENQUEUE: std::sync::LazyLock<Dual> = std::sync::LazyLock::new(|| Dual::new(ENQUEUE_SOURCE));
+
+/// The keys of `enqueue.lua` for the shard of hash tag `tag`.
+pub(crate) fn enqueue_keys(k: &crate::keys::Keys, tag: &str) -> Vec<String> {
+    vec![
+        k.queued(tag),
+        k.scheduled(tag),
+        k.stats(tag),
+        k.events(tag),
+        k.wake(tag),
+        k.task_prefix(tag),
+        k.account_prefix(tag),
+        k.idem_prefix(tag),
+        k.account_bytes(tag),
+    ]
+}
 
 /// The values one task takes in `enqueue.lua`'s arguments.
 const STRIDE: usize = 13;
@@ -32,14 +50,68 @@ const AVOID_UNCONFIRMED: std::time::Duration = std::time::Duration::from_secs(2)
 pub(crate) enum Mode {
     /// Nothing is written if any task is refused.
     All,
+    /// Each task on its own: the calls that group commit puts together.
+    Each,
 }
 
 impl Mode {
     fn arg(self) -> &'static str {
         match self {
             Mode::All => "all",
+            Mode::Each => "each",
         }
     }
+}
+
+/// A lane of enqueue's group commit: the tasks of one call share a shard, the account limits
+/// the script checks, and the time it acts at.
+pub(crate) type EnqueueLane = (Shard, AccountLimit, At);
+/// Enqueue's group commit.
+pub(crate) type EnqueueGroup = Group<EnqueueLane, Prepared, Enqueued>;
+
+/// Builds the broker's enqueue group: a lane's tasks go out in one `each` call with their
+/// queue positions. It holds the broker weakly (the broker holds it).
+pub(crate) fn enqueue_group(inner: std::sync::Weak<super::Inner>) -> Arc<EnqueueGroup> {
+    Group::new(
+        MAX_BATCH,
+        Arc::new(
+            move |(shard, limit, at): EnqueueLane, mut items: Vec<Prepared>| {
+                let inner = inner.clone();
+                Box::pin(async move {
+                    let n = items.len();
+                    let Some(inner) = inner.upgrade() else {
+                        return (0..n)
+                            .map(|_| Err(Error::Unavailable("the broker is gone".into())))
+                            .collect();
+                    };
+                    let broker = Broker { inner };
+                    for (k, p) in items.iter_mut().enumerate() {
+                        p.index = k;
+                    }
+                    match broker
+                        .enqueue_call_limited(&shard, items, at, Mode::Each, limit, true)
+                        .await
+                    {
+                        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+                        Ok(answers) => {
+                            let mut out: Vec<Option<Result<Enqueued>>> =
+                                (0..n).map(|_| None).collect();
+                            for (i, r) in answers {
+                                out[i] = Some(r);
+                            }
+                            out.into_iter()
+                                .map(|r| {
+                                    r.unwrap_or_else(|| {
+                                        Err(Error::Redis("enqueue answered too few".into()))
+                                    })
+                                })
+                                .collect()
+                        }
+                    }
+                })
+            },
+        ),
+    )
 }
 
 /// What the rate limit said.
@@ -54,7 +126,7 @@ pub enum RateOutcome {
 }
 
 /// One task ready for the script: its arguments, and what it becomes if written.
-struct Prepared {
+pub(crate) struct Prepared {
     index: usize,
     shard: Shard,
     id: String,
@@ -79,9 +151,10 @@ pub struct ScriptCall {
 /// `enqueue.lua`'s answer, decoded.
 struct Reply {
     now: Millis,
-    position: Option<u64>,
     busy_ms: i64,
     completed: i64,
+    /// Each task's queue position in its shard, in call order, if asked for.
+    positions: Vec<Option<u64>>,
     /// Tasks not written as asked: (index in the call, from 0; outcome; id; status).
     exceptions: Vec<(usize, String, String, String)>,
 }
@@ -89,21 +162,30 @@ struct Reply {
 impl Reply {
     fn decode(v: Vec<redis::Value>) -> Result<Reply> {
         let bad = || Error::Redis("enqueue returned a malformed reply".into());
-        if v.len() < 4 || !(v.len() - 4).is_multiple_of(4) {
-            return Err(bad());
-        }
         let int = |x: &redis::Value| i64::from_redis_value(x.clone());
         let text = |x: &redis::Value| String::from_redis_value(x.clone());
+        if v.len() < 4 {
+            return Err(bad());
+        }
+        let p = usize::try_from(int(&v[3])?).map_err(|_| bad())?;
+        let rest = v.len().checked_sub(4 + p).ok_or_else(bad)?;
+        if !rest.is_multiple_of(4) {
+            return Err(bad());
+        }
+        let positions = v[4..4 + p]
+            .iter()
+            .map(|x| Ok(u64::try_from(int(x)?).ok()))
+            .collect::<Result<_>>()?;
         let mut exceptions = Vec::new();
-        for row in v[4..].chunks_exact(4) {
+        for row in v[4 + p..].chunks_exact(4) {
             let index = usize::try_from(int(&row[0])? - 1).map_err(|_| bad())?;
             exceptions.push((index, text(&row[1])?, text(&row[2])?, text(&row[3])?));
         }
         Ok(Reply {
             now: int(&v[0])?,
-            position: u64::try_from(int(&v[1])?).ok(),
-            busy_ms: int(&v[2])?,
-            completed: int(&v[3])?,
+            busy_ms: int(&v[1])?,
+            completed: int(&v[2])?,
+            positions,
             exceptions,
         })
     }
@@ -130,9 +212,17 @@ pub fn fingerprint(t: &NewTask, priority: Priority) -> String {
 }
 
 impl Broker {
-    /// Enqueues one task.
+    /// Enqueues one task, with its queue position. Concurrent calls of this process to the
+    /// same shard are sent together (group commit, see [`super::group`]): one script call
+    /// for many callers, each answered with its own outcome or error.
     pub async fn enqueue(&self, task: NewTask, at: impl Into<At>) -> Result<Enqueued> {
-        Ok(self.enqueue_many(vec![task], at).await?.remove(0))
+        let at = at.into();
+        let p = self.prepare(0, &task, true)?;
+        let limit = self.shard_limit(&p.shard, &p.account_id)?;
+        self.inner
+            .enqueue_group
+            .submit((p.shard.clone(), limit, at), p)
+            .await
     }
 
     /// Enqueues many tasks: one script call per type (one round trip for one type), each
@@ -331,13 +421,13 @@ impl Broker {
         }
         let limit = self.shard_limit(&prepared[0].shard, &first.account_id)?;
         let (keys, mut args) =
-            self.enqueue_keys_args(&prepared[0].shard, at.into(), Mode::All, limit);
+            self.enqueue_keys_args(&prepared[0].shard, at.into(), Mode::All, limit, false);
         for p in &prepared {
             args.extend(p.args.iter().cloned());
         }
         Ok(ScriptCall {
             source: ENQUEUE_SOURCE,
-            keys,
+            keys: keys.to_vec(),
             args,
             ids: prepared.iter().map(|p| p.id.clone()).collect(),
         })
@@ -360,20 +450,12 @@ impl Broker {
         at: At,
         mode: Mode,
         limit: AccountLimit,
-    ) -> (Vec<String>, Vec<String>) {
-        let k = &self.inner.keys;
-        let tag = shard.tag();
-        let keys = vec![
-            k.queued(tag),
-            k.scheduled(tag),
-            k.stats(tag),
-            k.events(tag),
-            k.wake(tag),
-            k.task_prefix(tag),
-            k.account_prefix(tag),
-            k.idem_prefix(tag),
-            k.account_bytes(tag),
-        ];
+        positions: bool,
+    ) -> (Arc<[String]>, Vec<String>) {
+        let keys = match self.queue_entry(shard.task_type()) {
+            Ok(q) => q.enqueue_keys[usize::from(shard.index())].clone(),
+            Err(_) => enqueue_keys(&self.inner.keys, shard.tag()).into(),
+        };
         let args = vec![
             at.arg(),
             shard.task_type().to_string(),
@@ -382,6 +464,7 @@ impl Broker {
             mode.arg().to_string(),
             limit.max_tasks.to_string(),
             limit.max_bytes.to_string(),
+            if positions { "1" } else { "" }.to_string(),
         ];
         (keys, args)
     }
@@ -395,7 +478,6 @@ impl Broker {
         at: At,
         mode: Mode,
     ) -> Result<Vec<(usize, Result<Enqueued>)>> {
-        let task_type = shard.task_type();
         // Every task of a call shares its account's limits: the script checks them against
         // each account it sees, so a call mixes accounts only if they share limits.
         let limits: Vec<_> = chunk
@@ -420,10 +502,27 @@ impl Broker {
             }
             return Ok(out);
         }
-        let limit = limits[0];
-        let (keys, mut args) = self.enqueue_keys_args(shard, at, mode, limit);
-        for p in &chunk {
-            args.extend(p.args.iter().cloned());
+        self.enqueue_call_limited(shard, chunk, at, mode, limits[0], false)
+            .await
+    }
+
+    /// One script call of tasks that share `limit`; with `positions`, each written or found
+    /// task's queue position is in its answer.
+    async fn enqueue_call_limited(
+        &self,
+        shard: &Shard,
+        chunk: Vec<Prepared>,
+        at: At,
+        mode: Mode,
+        limit: AccountLimit,
+        positions: bool,
+    ) -> Result<Vec<(usize, Result<Enqueued>)>> {
+        let task_type = shard.task_type();
+        let (keys, mut args) = self.enqueue_keys_args(shard, at, mode, limit, positions);
+        args.reserve(chunk.len() * STRIDE);
+        let mut chunk = chunk;
+        for p in &mut chunk {
+            args.extend(p.args.iter_mut().map(std::mem::take));
         }
         let written = self
             .durable_script(&ENQUEUE, &keys, &args, Durable::Refuse)
@@ -458,7 +557,8 @@ impl Broker {
             .map(|(i, o, id, s)| (i, (o, id, s)))
             .collect();
         let refused = exceptions.values().any(|(o, _, _)| o != "exists");
-        let single = chunk.len() == 1;
+        let average_run_ms =
+            (reply.completed > 0).then(|| (reply.busy_ms / reply.completed).max(0) as u64);
         let mut out = Vec::with_capacity(chunk.len());
         for (k, p) in chunk.into_iter().enumerate() {
             let result = match exceptions.remove(&k) {
@@ -498,10 +598,9 @@ impl Broker {
                 },
             };
             let result = result.map(|mut e| {
-                if single {
-                    e.queue_position = reply.position.map(|p| p * spread);
-                    e.average_run_ms = (reply.completed > 0)
-                        .then(|| (reply.busy_ms / reply.completed).max(0) as u64);
+                if let Some(position) = reply.positions.get(k) {
+                    e.queue_position = position.map(|p| p * spread);
+                    e.average_run_ms = average_run_ms;
                 }
                 e
             });

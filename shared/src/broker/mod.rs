@@ -21,6 +21,7 @@
 
 pub mod conn;
 pub mod enqueue;
+pub mod group;
 pub mod lease;
 pub mod maintenance;
 pub mod retry;
@@ -89,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) unconfirmed: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     /// Replicas each slot's primary had connected, and when that was read (`ROLE`).
     pub(crate) replicas_seen: std::sync::Mutex<HashMap<u16, (std::time::Instant, u32)>>,
+    /// Single enqueues of this process, grouped into calls per shard ([`group`]).
+    pub(crate) enqueue_group: Arc<enqueue::EnqueueGroup>,
 }
 
 /// Builds a [`Broker`].
@@ -166,6 +169,7 @@ impl BrokerBuilder {
             0 => 1,
             n => n,
         };
+        let keys = Keys::new(self.prefix);
         let mut queues = HashMap::new();
         for (name, config) in self.queues {
             validate_queue_name(&name)?;
@@ -176,15 +180,15 @@ impl BrokerBuilder {
                     "must be 1-1024",
                 ));
             }
-            let entry = shards::QueueEntry::new(&name, config, count);
+            let entry = shards::QueueEntry::new(&name, config, count, &keys);
             queues.insert(name, entry);
         }
         Ok(Broker {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|weak| Inner {
                 deployment: self.deployment,
                 backend,
                 durable,
-                keys: Keys::new(self.prefix),
+                keys,
                 queues,
                 timeout: self.timeout,
                 lease: self.lease,
@@ -195,6 +199,7 @@ impl BrokerBuilder {
                 unanswered: std::sync::Mutex::new(Vec::new()),
                 unconfirmed: std::sync::Mutex::default(),
                 replicas_seen: std::sync::Mutex::default(),
+                enqueue_group: enqueue::enqueue_group(weak.clone()),
             }),
         })
     }

@@ -19,13 +19,26 @@ use crate::keys::shard_tag;
 pub(crate) struct QueueEntry {
     pub(crate) config: QueueConfig,
     pub(crate) tags: Vec<String>,
+    /// Each shard's keys of `enqueue.lua`, made once: the hot path formats no key.
+    pub(crate) enqueue_keys: Vec<std::sync::Arc<[String]>>,
 }
 
 impl QueueEntry {
-    pub(crate) fn new(task_type: &str, config: QueueConfig, count: u16) -> QueueEntry {
+    pub(crate) fn new(
+        task_type: &str,
+        config: QueueConfig,
+        count: u16,
+        keys: &crate::keys::Keys,
+    ) -> QueueEntry {
+        let tags: Vec<String> = (0..count).map(|s| shard_tag(task_type, s, count)).collect();
+        let enqueue_keys = tags
+            .iter()
+            .map(|tag| super::enqueue::enqueue_keys(keys, tag).into())
+            .collect();
         QueueEntry {
             config,
-            tags: (0..count).map(|s| shard_tag(task_type, s, count)).collect(),
+            tags,
+            enqueue_keys,
         }
     }
 }

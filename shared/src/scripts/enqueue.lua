@@ -16,14 +16,17 @@
 -- ARGV[5] mode: "all" (if any task is refused, nothing is written) or "each" (each on its own)
 -- ARGV[6] most tasks of this type one account may hold (0 = no limit)
 -- ARGV[7] most request bytes of this type one account may hold (0 = no limit)
--- ARGV[8..] 13 values per task: id, explicit ("1" if the caller chose the id), priority,
+-- ARGV[8] "1": answer each task's queue position (ZRANK in queued; -1 if not queued), for
+--         callers that show it; "" = no positions (a batch that does not need them)
+-- ARGV[9..] 13 values per task: id, explicit ("1" if the caller chose the id), priority,
 --           run_at_ms (0 = now), max_attempts, request (JSON), account_id, user_id,
 --           webhook_url, parent_id, batch_id, idempotency_key ("" = none), fingerprint (of
 --           what the caller asked; compared when an Idempotency-Key is used again)
--- Returns: {now, position, busy_ms, completed, then 4 values per task that was not written as
---          asked: its index in the call (from 1), outcome, id, status}. position is the queue
---          position (ZRANK) of the task a call of one task answers with, if it is queued, else -1; busy_ms and
---          completed are the type's counters (the API's estimate). Outcomes: "exists" (an
+-- Returns: {now, busy_ms, completed, P, then P positions (one per task, in order, if ARGV[8]
+--          asked: the ZRANK in queued of the task each answers with, else -1), then 4 values
+--          per task that was not written as asked: its index in the call (from 1), outcome,
+--          id, status}. busy_ms and completed are the type's counters (the API's estimate).
+--          Outcomes: "exists" (an
 --          Idempotency-Key or the explicit id found an earlier task: id and status are that
 --          task's), "mismatch" (the Idempotency-Key was used with a different request: the
 --          earlier task's id and status), "quota_tasks" and "quota_bytes" (the account holds
@@ -37,7 +40,8 @@ local idem_ttl = ARGV[3]
 local maxlen = ARGV[4]
 local all_or_nothing = ARGV[5] == 'all'
 local max_tasks, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
-local FIRST, STRIDE = 8, 13
+local want_positions = ARGV[8] == '1'
+local FIRST, STRIDE = 9, 13
 local count = (#ARGV - FIRST + 1) / STRIDE
 -- A number handed to redis.call is formatted with '%.17g' on every call: format them once.
 local created = string.format('%d', now)
@@ -113,7 +117,7 @@ for k = 1, count do
   end
 end
 
-local out = { now, -1, 0, 0 }
+local out = { now, 0, 0, 0 }
 local function answer()
   for _, e in ipairs(exceptions) do
     for j = 1, 4 do out[#out + 1] = e[j] end
@@ -216,14 +220,19 @@ end
 if written > 0 then
   redis.call('HINCRBY', stats, 'enqueued', written)
 end
-if count == 1 then
-  local id = ARGV[FIRST]
-  if #exceptions > 0 and exceptions[1][3] ~= '' then
-    id = exceptions[1][3]
-  end
-  out[2] = redis.call('ZRANK', queued, id) or -1
+if want_positions then
   local c = redis.call('HMGET', stats, 'busy_ms', 'completed')
-  out[3] = tonumber(c[1]) or 0
-  out[4] = tonumber(c[2]) or 0
+  out[2] = tonumber(c[1]) or 0
+  out[3] = tonumber(c[2]) or 0
+  out[4] = count
+  -- The id each task answers with: its own, or the earlier task's that an exception names.
+  local answered_by = {}
+  for _, e in ipairs(exceptions) do
+    if e[3] ~= '' then answered_by[e[1]] = e[3] end
+  end
+  for k = 1, count do
+    local id = answered_by[k] or ARGV[FIRST + (k - 1) * STRIDE]
+    out[#out + 1] = redis.call('ZRANK', queued, id) or -1
+  end
 end
 return answer()

@@ -434,13 +434,17 @@ pub fn bench_task(i: usize, accounts: usize) -> NewTask {
 }
 
 /// Enqueues the case's tasks with `in_flight` calls at a time; returns each call's latency.
-async fn enqueue(b: &Broker, clock: &Arc<RedisClock>, case: &EnqueueCase) -> Result<Vec<Duration>> {
+async fn enqueue(
+    b: &Broker,
+    _clock: &Arc<RedisClock>,
+    case: &EnqueueCase,
+) -> Result<Vec<Duration>> {
     let (n, per_call, accounts, timeout) = (case.tasks, case.per_call, case.accounts, case.timeout);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + timeout;
     let mut tasks = Vec::new();
     for _ in 0..case.in_flight {
-        let (b, clock, next) = (b.clone(), clock.clone(), next.clone());
+        let (b, next) = (b.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut calls = Vec::new();
             loop {
@@ -479,14 +483,13 @@ async fn drain(
     prefix: &str,
     consumers: usize,
     claim_batch: usize,
-    clock: &Arc<RedisClock>,
+    _clock: &Arc<RedisClock>,
     timeout: Duration,
 ) -> Result<(usize, Vec<Duration>)> {
     let deadline = Instant::now() + timeout;
     let mut loops = Vec::new();
     for c in 0..consumers {
         let b = broker(url, prefix, &format!("bench-consumer-{c}"))?;
-        let clock = clock.clone();
         loops.push(tokio::spawn(async move {
             let (mut jobs, mut calls) = (0, Vec::new());
             loop {

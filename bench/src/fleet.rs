@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
-use taskfleet::{Broker, Clock, NewTask, QueueConfig, RedisClock, TaskStatus};
+use taskfleet::{Broker, NewTask, QueueConfig, TaskStatus};
 use tokio::process::{Child, Command};
 
 use crate::http::HttpCase;
@@ -420,12 +420,11 @@ async fn latency_with(
     let total = (u64::from(args.latency_rate) * args.latency_secs) as usize;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / args.latency_rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let clock = RedisClock::new(b).await?;
     let started = Instant::now();
     let mut calls = Vec::with_capacity(total);
     for _ in 0..total {
         tick.tick().await;
-        let (b, clock) = (b.clone(), clock.clone());
+        let b = b.clone();
         calls.push(tokio::spawn(async move {
             let sent = now_us();
             let t = NewTask::new(TEST_QUEUE, json!({"op": "stamp", "sent_us": sent}))

@@ -819,3 +819,83 @@ on_both!(
         assert_eq!(got[&y.id], TaskStatus::Scheduled);
     }
 );
+
+on_both!(
+    complete_and_claim_writes_results_fenced_and_leases_the_next_in_order,
+    |target| {
+        // One shard, so "the next" is exact on both deployments.
+        let b = target.broker(&[(
+            "q",
+            taskfleet::QueueConfig {
+                shards: Some(1),
+                ..common::queue(3)
+            },
+        )]);
+        let tasks = (0..6).map(new_task).collect();
+        b.enqueue_many(tasks, T0).await.unwrap();
+        let first = b.claim(&["q"], 2, T0 + 1).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let done: Vec<Completion> = first
+            .iter()
+            .map(|c| Completion {
+                id: c.id.clone(),
+                lease: c.lease.clone(),
+                result: json!({"ok": c.id}),
+            })
+            .collect();
+        // A stale lease among them: refused, and it changes nothing, but the claim still runs.
+        let mut with_stale = done.clone();
+        with_stale.push(Completion {
+            id: first[0].id.clone(),
+            lease: "not-the-lease".into(),
+            result: json!(null),
+        });
+        let (flags, next) = b
+            .complete_and_claim("q", &with_stale, 3, T0 + 2)
+            .await
+            .unwrap();
+        assert_eq!(flags, vec![true, true, false]);
+        assert_eq!(next.len(), 3, "three more leased in the same call");
+        let requests: Vec<_> = next.iter().map(|c| c.request["n"].as_u64()).collect();
+        assert_eq!(requests, vec![Some(2), Some(3), Some(4)], "in queue order");
+        for c in &first {
+            let t = b.get(&c.id).await.unwrap().unwrap();
+            assert_eq!(t.status, TaskStatus::Completed);
+            assert_eq!(t.result, Some(json!({"ok": c.id})));
+        }
+        // The new leases are real: they complete, and the old ones are refused again.
+        let again: Vec<Completion> = next
+            .iter()
+            .map(|c| Completion {
+                id: c.id.clone(),
+                lease: c.lease.clone(),
+                result: json!(1),
+            })
+            .collect();
+        assert_eq!(
+            b.complete("q", &again, T0 + 3).await.unwrap(),
+            vec![true; 3]
+        );
+        assert_eq!(
+            b.complete("q", &done, T0 + 3).await.unwrap(),
+            vec![false; 2]
+        );
+        // A paused type gives nothing with its completions.
+        let last = b.claim(&["q"], 1, T0 + 4).await.unwrap();
+        b.pause(Some("q"), T0 + 4).await.unwrap();
+        let (flags, next) = b
+            .complete_and_claim(
+                "q",
+                &[Completion {
+                    id: last[0].id.clone(),
+                    lease: last[0].lease.clone(),
+                    result: json!(2),
+                }],
+                5,
+                T0 + 5,
+            )
+            .await
+            .unwrap();
+        assert_eq!((flags, next.len()), (vec![true], 0));
+    }
+);

@@ -4,14 +4,22 @@
 //! attempt with its own entry: the old run is told it lost, its result is written with its
 //! own (stale, refused) lease, and only its own entry is removed when it ends.
 //!
-//! The table owns its lock, the count of running processors and the notifier of freed
-//! slots; the runner, the heartbeat and shutdown use it only through these methods.
+//! The table owns its lock, the run permits (one per processor slot), the claims reserved by
+//! the acker's fused complete-and-claim, and the notifier of freed slots; the runner, the
+//! heartbeat and shutdown use it only through these methods.
+//!
+//! **Claim-ahead.** While the tasks this worker runs are short (a moving average of their run
+//! times under [`AHEAD_BELOW`]), it holds up to `ahead` claimed tasks more than it has slots:
+//! they wait for a run permit, so a slot that frees starts its next task at once instead of
+//! waiting a round trip for a claim. Their leases are renewed like any other; with long tasks
+//! the allowance is 0, so no task waits behind a long one while another worker idles.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// One attempt of a task: its id and the lease token its claim gave.
@@ -43,15 +51,24 @@ pub struct Entry {
     pub state: RunState,
 }
 
+/// Claim-ahead is on while the moving average of run times is under this.
+pub const AHEAD_BELOW: Duration = Duration::from_millis(100);
+
 /// The in-flight table (see the module's doc).
 pub struct InFlight {
     // A std mutex: held for a few map operations, never across an await.
     entries: Mutex<HashMap<Attempt, Entry>>,
-    /// Processors running now (≤ concurrency). An attempt whose processor returned but whose
-    /// result is not yet written holds no slot, so the next claim overlaps that write.
+    /// Processors running now (≤ concurrency): each holds a permit.
     running: AtomicUsize,
+    permits: Arc<Semaphore>,
+    /// Claims out in a fused complete-and-claim call: slots the main loop leaves alone.
+    reserved: AtomicUsize,
+    /// The moving average of run times, in µs (u64::MAX until one is known).
+    average_run_us: AtomicU64,
     slot_freed: Notify,
     concurrency: usize,
+    /// Tasks held beyond the slots while tasks are short.
+    ahead: usize,
 }
 
 impl InFlight {
@@ -59,18 +76,81 @@ impl InFlight {
         InFlight {
             entries: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            reserved: AtomicUsize::new(0),
+            average_run_us: AtomicU64::new(u64::MAX),
             slot_freed: Notify::new(),
             concurrency,
+            ahead: (concurrency / 4).clamp(1, 32),
         }
+    }
+
+    /// Waits for a processor slot; the permit is the slot.
+    pub async fn permit(&self) -> OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the permits are never closed")
+    }
+
+    /// A processor starts (it holds a permit).
+    pub fn began(&self) {
+        self.running.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Processors running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Records a finished run's time in the moving average (1/8 weight).
+    pub fn observe_run(&self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX / 2)) as u64;
+        let old = self.average_run_us.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            us
+        } else {
+            old - old / 8 + us / 8
+        };
+        self.average_run_us.store(new, Ordering::Relaxed);
+    }
+
+    /// The tasks this worker holds at most now: its slots, plus the claim-ahead allowance
+    /// while tasks are short.
+    fn capacity(&self) -> usize {
+        let avg = self.average_run_us.load(Ordering::Relaxed);
+        if avg < AHEAD_BELOW.as_micros() as u64 {
+            self.concurrency + self.ahead
+        } else {
+            self.concurrency
+        }
+    }
+
+    /// How many tasks a fused complete-and-claim may lease once `finishing` entries of the
+    /// table are written: reserve them with [`InFlight::reserve`] while the call is out.
+    pub fn claimable_after(&self, finishing: usize) -> usize {
+        let held = self.len().saturating_sub(finishing) + self.reserved.load(Ordering::Acquire);
+        self.capacity().saturating_sub(held)
+    }
+
+    /// Keeps `n` slots for a claim that is out.
+    pub fn reserve(&self, n: usize) {
+        self.reserved.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Gives back what [`InFlight::reserve`] kept.
+    pub fn unreserve(&self, n: usize) {
+        self.reserved.fetch_sub(n, Ordering::AcqRel);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Attempt, Entry>> {
         self.entries.lock().expect("in-flight lock")
     }
 
-    /// A claimed attempt starts: its entry is added, and any older attempt of the same task
+    /// A claimed attempt is held: its entry is added, and any older attempt of the same task
     /// still here is marked lost and its token fired (its lease was taken back before this
-    /// claim could happen). Counts a running processor.
+    /// claim could happen). Its processor runs once it has a permit.
     pub fn start(&self, attempt: Attempt, entry: Entry) {
         let mut map = self.lock();
         for (a, e) in map.iter_mut() {
@@ -80,7 +160,6 @@ impl InFlight {
             }
         }
         map.insert(attempt, entry);
-        self.running.fetch_add(1, Ordering::AcqRel);
     }
 
     /// An attempt's processor returned: its slot is free (its result may still be written).
@@ -99,13 +178,13 @@ impl InFlight {
         self.slot_freed.notify_one();
     }
 
-    /// How many more tasks may be claimed now: free processor slots, while no more than
-    /// `concurrency` results wait to be written (a bound on what a Redis outage piles up).
+    /// How many more tasks the main loop may claim now: the capacity less what the table
+    /// holds (running, waiting for a slot, or waiting for its result to be written: those
+    /// slots are refilled by the acker's fused complete-and-claim) and what a fused claim
+    /// out has reserved. A Redis outage piles up at most the capacity in unwritten results.
     pub fn free_slots(&self) -> usize {
-        let running = self.running.load(Ordering::Acquire);
-        let c = self.concurrency;
-        c.saturating_sub(running)
-            .min((2 * c).saturating_sub(self.len()))
+        let held = self.len() + self.reserved.load(Ordering::Acquire);
+        self.capacity().saturating_sub(held)
     }
 
     pub fn len(&self) -> usize {
@@ -192,6 +271,31 @@ mod tests {
             id: id.into(),
             lease: lease.into(),
         }
+    }
+
+    #[test]
+    fn claim_ahead_only_while_tasks_are_short_and_reservations_count() {
+        let t = InFlight::new(8);
+        assert_eq!(t.free_slots(), 8, "no run time known yet: no claim-ahead");
+        t.observe_run(Duration::from_millis(2));
+        assert_eq!(t.free_slots(), 10, "short tasks: 2 (8 / 4) held ahead");
+        t.start(attempt("a", "1"), entry());
+        t.start(attempt("b", "1"), entry());
+        assert_eq!(t.free_slots(), 8);
+        // A fused claim for the two finishing: it may take their places and the rest.
+        assert_eq!(t.claimable_after(2), 10);
+        t.reserve(10);
+        assert_eq!(
+            t.free_slots(),
+            0,
+            "the main loop leaves reserved slots alone"
+        );
+        t.unreserve(10);
+        // Long tasks turn claim-ahead off (the average moves by an eighth per run).
+        for _ in 0..40 {
+            t.observe_run(Duration::from_secs(5));
+        }
+        assert_eq!(t.free_slots(), 6);
     }
 
     #[test]

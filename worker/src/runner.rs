@@ -3,6 +3,7 @@
 //! its types' `signal` lists, so a new task starts within milliseconds without busy polling.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,25 +51,54 @@ struct Ack {
 
 pub struct Runner {
     shared: Arc<Shared>,
-    acks: mpsc::UnboundedSender<Ack>,
+    /// Keeps the acks channel open while the runner lives (the starter's sender is weak).
+    _acks: mpsc::UnboundedSender<Ack>,
     acker: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     tasks: TaskTracker,
+    starter: Starter,
+}
+
+/// Starts claimed tasks: the main loop's claims, and those the acker's fused
+/// complete-and-claim brings back.
+#[derive(Clone)]
+struct Starter {
+    shared: Arc<Shared>,
+    acks: mpsc::WeakUnboundedSender<Ack>,
+    tasks: TaskTracker,
+    /// True while the main loop runs: after it stops (shutdown), the acker claims nothing.
+    claiming: Arc<AtomicBool>,
 }
 
 impl Runner {
     pub fn new(shared: Arc<Shared>) -> Runner {
         let (tx, rx) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(acker(shared.clone(), rx));
+        let tasks = TaskTracker::new();
+        let starter = Starter {
+            shared: shared.clone(),
+            acks: tx.downgrade(),
+            tasks: tasks.clone(),
+            claiming: Arc::new(AtomicBool::new(false)),
+        };
+        let acker = tokio::spawn(acker(shared.clone(), rx, starter.clone()));
         Runner {
             shared,
-            acks: tx,
+            _acks: tx,
             acker: tokio::sync::Mutex::new(Some(acker)),
-            tasks: TaskTracker::new(),
+            tasks,
+            starter,
         }
     }
 
     /// Claims and starts tasks until `stop` fires.
     pub async fn run(&self, stop: CancellationToken) {
+        self.starter.claiming.store(true, Ordering::Release);
+        struct Stopped<'a>(&'a AtomicBool);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _stopped = Stopped(&self.starter.claiming);
         let s = &self.shared;
         let types: Vec<&str> = s.config.types.iter().map(String::as_str).collect();
         let mut waiter = taskfleet::WorkWaiter::default();
@@ -102,7 +132,7 @@ impl Runner {
                         }
                     }
                     for c in claimed {
-                        self.start(c);
+                        self.starter.start(c);
                     }
                 }
                 Err(e) => {
@@ -118,9 +148,38 @@ impl Runner {
         }
     }
 
-    /// Runs one claimed task on its own tokio task.
+    /// Shutdown step 3: gives every task still in flight back to `queued`, then fires their
+    /// tokens. Marked first, so a result that arrives late is dropped, not acknowledged.
+    pub async fn release_all(&self) {
+        release_all(&self.shared).await
+    }
+
+    /// Waits for every task to end and every acknowledgement to be written (bounded).
+    pub async fn finish(&self) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(CANCEL_GRACE * 2, self.tasks.wait()).await;
+        let acker = self.acker.lock().await.take();
+        // The acker ends when every sender is gone; ours is the last once tasks are done.
+        if let Some(a) = acker {
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while !self.shared.in_flight.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            a.abort();
+        }
+    }
+}
+
+impl Starter {
+    /// Holds one claimed task and runs it on its own tokio task once it has a slot.
     fn start(&self, c: Claimed) {
         let s = self.shared.clone();
+        let Some(acks) = self.acks.upgrade() else {
+            return;
+        };
+
         let Some(queue) = s.queues.get(&c.task_type).cloned() else {
             return;
         };
@@ -157,10 +216,24 @@ impl Runner {
             clock: s.clock.clone(),
             span: span.clone(),
         };
-        let acks = self.acks.clone();
         let timeout = queue.config.timeout;
         let shared = s.clone();
         self.tasks.spawn(async move {
+            // A slot first: a task claimed ahead waits here (its lease renewed meanwhile),
+            // unless it is cancelled, lost or released before it gets one.
+            let permit = tokio::select! {
+                p = shared.in_flight.permit() => p,
+                _ = cancel.cancelled() => {
+                    let _ = acks.send(Ack {
+                        attempt,
+                        task_type: c.task_type,
+                        outcome: Outcome::Stopped,
+                        run_secs: 0.0,
+                    });
+                    return;
+                }
+            };
+            shared.in_flight.began();
             let started = Instant::now();
             let request = c.request;
             let processor = queue.processor;
@@ -192,8 +265,11 @@ impl Runner {
                     }
                 }
             };
-            // The processor is done: its slot is free while its result is being written.
+            // The processor is done: its slot goes to the next task held, while its result
+            // is being written.
+            drop(permit);
             shared.in_flight.processor_done();
+            shared.in_flight.observe_run(started.elapsed());
             let _ = acks.send(Ack {
                 attempt,
                 task_type: c.task_type,
@@ -203,57 +279,42 @@ impl Runner {
         });
     }
 
-    /// Shutdown step 3: gives every task still in flight back to `queued`, then fires their
-    /// tokens. Marked first, so a result that arrives late is dropped, not acknowledged.
-    pub async fn release_all(&self) {
-        let s = &self.shared;
-        let held = s.in_flight.held_by_type();
-        let tokens = s.in_flight.release_all();
-        for (t, items) in held {
-            let mut failures = 0;
-            loop {
-                match s.broker.release(&t, &items, s.at()).await {
-                    Ok(outcomes) => {
-                        let cancelled = outcomes
-                            .iter()
-                            .filter(|o| **o == taskfleet::ReleaseOutcome::Cancelled)
-                            .count();
-                        s.metrics.count(Event::Cancelled, &t, cancelled as u64);
-                        tracing::info!(task_type = %t, count = items.len(), cancelled, "released unfinished tasks to the queue");
-                        break;
-                    }
-                    Err(e) if failures < 10 => {
-                        s.health.bad("release", &e);
-                        failures += 1;
-                        tokio::time::sleep(backoff(failures)).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, task_type = %t, "could not release tasks; their leases will expire and the recoverer brings them back");
-                        break;
-                    }
+    fn claiming(&self) -> bool {
+        self.claiming.load(Ordering::Acquire)
+    }
+}
+
+/// Gives every task still in flight back to `queued`, then fires their tokens (shutdown).
+async fn release_all(s: &Shared) {
+    let held = s.in_flight.held_by_type();
+    let tokens = s.in_flight.release_all();
+    for (t, items) in held {
+        let mut failures = 0;
+        loop {
+            match s.broker.release(&t, &items, s.at()).await {
+                Ok(outcomes) => {
+                    let cancelled = outcomes
+                        .iter()
+                        .filter(|o| **o == taskfleet::ReleaseOutcome::Cancelled)
+                        .count();
+                    s.metrics.count(Event::Cancelled, &t, cancelled as u64);
+                    tracing::info!(task_type = %t, count = items.len(), cancelled, "released unfinished tasks to the queue");
+                    break;
+                }
+                Err(e) if failures < 10 => {
+                    s.health.bad("release", &e);
+                    failures += 1;
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, task_type = %t, "could not release tasks; their leases will expire and the recoverer brings them back");
+                    break;
                 }
             }
         }
-        for t in tokens {
-            t.cancel();
-        }
     }
-
-    /// Waits for every task to end and every acknowledgement to be written (bounded).
-    pub async fn finish(&self) {
-        self.tasks.close();
-        let _ = tokio::time::timeout(CANCEL_GRACE * 2, self.tasks.wait()).await;
-        let acker = self.acker.lock().await.take();
-        // The acker ends when every sender is gone; ours is the last once tasks are done.
-        if let Some(a) = acker {
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while !self.shared.in_flight.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await;
-            a.abort();
-        }
+    for t in tokens {
+        t.cancel();
     }
 }
 
@@ -294,7 +355,7 @@ fn short_duration(d: Duration) -> String {
 /// Writes results in batches: everything that finished since the last write goes in one call
 /// per type and kind, so a busy worker costs Redis one script call for many tasks. While Redis
 /// is unreachable it retries; the heartbeat keeps the leases alive meanwhile.
-async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack>) {
+async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack>, starter: Starter) {
     let mut buf = Vec::new();
     while rx.recv_many(&mut buf, ACK_BATCH).await > 0 {
         // Tasks that end together are written together: give the ones about to send their
@@ -317,13 +378,13 @@ async fn acker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack>) {
             }
         }
         let batch = std::mem::take(&mut buf);
-        write_acks(&shared, batch).await;
+        write_acks(&shared, batch, &starter).await;
         shared.metrics.set_in_flight(shared.in_flight.len());
         shared.in_flight.notify();
     }
 }
 
-async fn write_acks(s: &Shared, batch: Vec<Ack>) {
+async fn write_acks(s: &Shared, batch: Vec<Ack>, starter: &Starter) {
     let mut completions: HashMap<String, Vec<Completion>> = HashMap::new();
     let mut failures: HashMap<String, Vec<Failure>> = HashMap::new();
     let mut defers = Vec::new();
@@ -384,7 +445,38 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>) {
         }
     }
     for (t, items) in completions {
-        if let Some(flags) = retry(s, "complete", || s.broker.complete(&t, &items, s.at())).await {
+        // The slots these free, and any others, are refilled by the same call (the fused
+        // complete-and-claim); reserved meanwhile, so the main loop does not claim them too.
+        let want = if starter.claiming() {
+            s.in_flight.claimable_after(items.len())
+        } else {
+            0
+        };
+        s.in_flight.reserve(want);
+        let written = retry(s, "complete", || {
+            s.broker.complete_and_claim(&t, &items, want, s.at())
+        })
+        .await;
+        let flags = written.map(|(flags, claimed)| {
+            if starter.claiming() {
+                for c in claimed {
+                    starter.start(c);
+                }
+            } else if !claimed.is_empty() {
+                // Shutting down meanwhile: give them straight back.
+                let held: Vec<_> = claimed.into_iter().map(|c| (c.id, c.lease)).collect();
+                let broker = s.broker.clone();
+                let (t, at) = (t.clone(), s.at());
+                tokio::spawn(async move {
+                    if let Err(e) = broker.release(&t, &held, at).await {
+                        tracing::warn!(error = %e, "could not give back tasks claimed at shutdown; their leases expire");
+                    }
+                });
+            }
+            flags
+        });
+        s.in_flight.unreserve(want);
+        if let Some(flags) = flags {
             let ok = flags.iter().filter(|f| **f).count() as u64;
             s.metrics.count(Event::Completed, &t, ok);
             for (c, _) in items.iter().zip(&flags).filter(|(_, ok)| **ok) {

@@ -18,10 +18,22 @@ use crate::error::{Error, Result};
 use crate::task::{Claimed, Priority};
 
 type Script = std::sync::LazyLock<super::conn::Dual>;
-static CLAIM: Script = script!("claim.lua", "now.lua", "band.lua", "promote.lua");
+static CLAIM: Script = script!(
+    "claim.lua",
+    "now.lua",
+    "band.lua",
+    "promote.lua",
+    "claim.lua"
+);
 static UNCLAIM: Script = script!("unclaim.lua", "band.lua", "wake.lua");
 static EXTEND: Script = script!("extend.lua", "now.lua");
-static COMPLETE: Script = script!("complete.lua", "now.lua");
+static COMPLETE: Script = script!(
+    "complete.lua",
+    "now.lua",
+    "band.lua",
+    "promote.lua",
+    "claim.lua"
+);
 static FAIL: Script = script!("fail.lua", "now.lua");
 static RELEASE: Script = script!("release.lua", "now.lua", "band.lua", "wake.lua");
 static DEFER: Script = script!("defer.lua", "now.lua");
@@ -468,49 +480,147 @@ impl Broker {
         done: &[Completion],
         at: impl Into<At>,
     ) -> Result<Vec<bool>> {
+        Ok(self.complete_and_claim(task_type, done, 0, at).await?.0)
+    }
+
+    /// [`Broker::complete`], and in the same script call, claims up to `claim` more tasks of
+    /// the shard where most of `done` were (the worker's "fetch next": one call per finished
+    /// batch instead of a complete and a claim). The claim is the one [`Broker::claim`]
+    /// makes there (due tasks promoted first, nothing while the type is paused), and a claim
+    /// whose answer is lost is given back on the next claim as for [`Broker::claim`].
+    pub async fn complete_and_claim(
+        &self,
+        task_type: &str,
+        done: &[Completion],
+        claim: usize,
+        at: impl Into<At>,
+    ) -> Result<(Vec<bool>, Vec<Claimed>)> {
         let at = at.into();
         self.queue_config(task_type)?;
         if done.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let claim = claim.min(MAX_BATCH);
+        if claim > 0 {
+            self.give_back_unanswered(at).await;
         }
         let groups = by_shard(self, task_type, done.iter().map(|c| (c.id.clone(), c)))?;
-        let calls = groups.into_iter().map(|(shard, items)| async move {
-            let k = &self.inner.keys;
-            let tag = shard.tag();
-            let keys = [
-                k.processing(tag),
-                k.completed(tag),
-                k.stats(tag),
-                k.events(tag),
-                k.task_prefix(tag),
-            ];
-            let mut args = vec![at.arg(), EVENTS_MAXLEN.to_string()];
-            for (_, c) in &items {
-                args.push(c.id.clone());
-                args.push(c.lease.clone());
-                args.push(c.result.to_string());
+        // The claim goes with the largest group.
+        let claimer = groups
+            .iter()
+            .max_by_key(|(_, items)| items.len())
+            .map(|(shard, _)| shard.clone());
+        let calls = groups.into_iter().map(|(shard, items)| {
+            let n = if Some(&shard) == claimer.as_ref() {
+                claim
+            } else {
+                0
+            };
+            async move {
+                let (flags, claimed) = self.complete_shard(&shard, &items, n, at).await?;
+                Ok::<_, Error>((
+                    items
+                        .into_iter()
+                        .zip(flags)
+                        .map(|((i, _), f)| (i, f))
+                        .collect::<Vec<_>>(),
+                    claimed,
+                ))
             }
-            let (flags, confirmed): (Vec<i64>, _) = self
-                .durable_script(&COMPLETE, &keys, &args, Durable::Anyway)
-                .await?;
-            if let Err(why) = confirmed {
-                // The completions are written on the primary; if it dies before a replica
-                // has them, the tasks are recovered and run again (at least once).
-                tracing::warn!(shard = %tag, %why, "completions not confirmed by a replica");
-            }
-            Ok::<_, Error>(
-                items
-                    .into_iter()
-                    .zip(flags)
-                    .map(|((i, _), f)| (i, f == 1))
-                    .collect::<Vec<_>>(),
-            )
         });
-        let parts = join_all(calls)
-            .await
-            .into_iter()
+        let mut parts = Vec::new();
+        let mut claimed = Vec::new();
+        for r in join_all(calls).await {
+            let (p, c) = r?;
+            parts.push(p);
+            claimed.extend(c);
+        }
+        Ok((in_order(done.len(), parts), claimed))
+    }
+
+    /// One `complete.lua` call: the completions of one shard, then a claim of up to `claim`.
+    async fn complete_shard(
+        &self,
+        shard: &Shard,
+        items: &[(usize, &Completion)],
+        claim: usize,
+        at: At,
+    ) -> Result<(Vec<bool>, Vec<Claimed>)> {
+        let k = &self.inner.keys;
+        let tag = shard.tag();
+        let token_prefix = if claim > 0 {
+            format!("{}-{:016x}", self.inner.worker_id, rand::random::<u64>())
+        } else {
+            String::new()
+        };
+        let keys = [
+            k.processing(tag),
+            k.completed(tag),
+            k.stats(tag),
+            k.events(tag),
+            k.task_prefix(tag),
+            k.queued(tag),
+            k.scheduled(tag),
+            k.retrying(tag),
+            k.paused(tag),
+            k.claim_record(tag, &token_prefix),
+        ];
+        let mut args = Vec::with_capacity(7 + 3 * items.len());
+        args.extend([
+            at.arg(),
+            EVENTS_MAXLEN.to_string(),
+            claim.to_string(),
+            self.inner.lease.as_millis().to_string(),
+            self.inner.worker_id.clone(),
+            token_prefix.clone(),
+            PROMOTE_LIMIT.to_string(),
+        ]);
+        for (_, c) in items {
+            args.push(c.id.clone());
+            args.push(c.lease.clone());
+            args.push(c.result.to_string());
+        }
+        let written: Result<(Vec<redis::Value>, _)> = self
+            .durable_script(&COMPLETE, &keys, &args, Durable::Anyway)
+            .await;
+        let (reply, confirmed) = match written {
+            Ok(v) => v,
+            Err(e @ Error::Unavailable(_)) if claim > 0 => {
+                // As for a claim: what it may have leased is given back on the next claim.
+                self.inner
+                    .unanswered
+                    .lock()
+                    .expect("unanswered lock")
+                    .push(Unanswered {
+                        shard: shard.clone(),
+                        token_prefix,
+                        until: Instant::now() + self.inner.lease,
+                    });
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Err(why) = confirmed {
+            // The completions are written on the primary; if it dies before a replica
+            // has them, the tasks are recovered and run again (at least once).
+            tracing::warn!(shard = %tag, %why, "completions not confirmed by a replica");
+        }
+        let n = items.len();
+        if reply.len() < n {
+            return Err(Error::Redis("complete returned too few flags".into()));
+        }
+        let flags = reply[..n]
+            .iter()
+            .map(|v| Ok(i64::from_redis_value(v.clone())? == 1))
+            .collect::<Result<Vec<bool>>>()?;
+        // After the flags: the claim's answer, {promoted, rows...}.
+        let claimed = reply
+            .get(n + 1..)
+            .unwrap_or_default()
+            .chunks_exact(ClaimRow::WIDTH)
+            .map(|row| Ok(ClaimRow::decode(row)?.claimed(shard.task_type())))
             .collect::<Result<Vec<_>>>()?;
-        Ok(in_order(done.len(), parts))
+        Ok((flags, claimed))
     }
 
     /// Records one result; [`Error::StaleLease`] if the lease is not held.

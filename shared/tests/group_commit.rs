@@ -215,3 +215,45 @@ async fn a_redis_restart_mid_way_hangs_no_caller_and_loses_nothing_reported() {
         assert_eq!(t.request, json!({ "n": i }));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rate_checks_share_a_count_and_admit_exactly_the_limit() {
+    let server = RedisServer::start();
+    let mut limits = taskfleet::Limits::unlimited();
+    limits.rate_per_minute = 150;
+    let b = Broker::builder(server.url())
+        .prefix(testing::fresh_prefix())
+        .limits(limits)
+        .queue("q", queue(3))
+        .build()
+        .unwrap();
+    let before = incrby_calls(&b).await;
+    let checks: Vec<_> = (0..200)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.take_rate("acme", 1, T0).await.unwrap() })
+        })
+        .collect();
+    let mut allowed = 0;
+    for c in checks {
+        if c.await.unwrap() == taskfleet::RateOutcome::Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 150, "exactly the limit admitted");
+    let calls = incrby_calls(&b).await - before;
+    assert!(
+        calls < 180,
+        "{calls} INCRBYs for 200 concurrent checks: not grouped"
+    );
+}
+
+/// INCRBY calls the server has run.
+async fn incrby_calls(b: &Broker) -> u64 {
+    let info: String = testing::command(b, &["INFO", "commandstats"]).await;
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_incrby:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

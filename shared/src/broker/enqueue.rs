@@ -69,6 +69,54 @@ pub(crate) type EnqueueLane = (Shard, AccountLimit, At);
 /// Enqueue's group commit.
 pub(crate) type EnqueueGroup = Group<EnqueueLane, Prepared, Enqueued>;
 
+/// The rate limit's group commit: by rate key, the enqueues each caller counts; each caller
+/// is answered with the count up to and including its own.
+pub(crate) type RateGroup = Group<String, u64, u64>;
+
+/// Builds the broker's rate group: one `INCRBY` (and `EXPIRE`) per call for all its callers.
+pub(crate) fn rate_group(inner: std::sync::Weak<super::Inner>) -> Arc<RateGroup> {
+    Group::new(
+        MAX_BATCH,
+        Arc::new(move |key: String, items: Vec<u64>| {
+            let inner = inner.clone();
+            Box::pin(async move {
+                let n = items.len();
+                let Some(inner) = inner.upgrade() else {
+                    return (0..n)
+                        .map(|_| Err(Error::Unavailable("the broker is gone".into())))
+                        .collect();
+                };
+                let broker = Broker { inner };
+                let total: u64 = items.iter().sum();
+                let counted: Result<(u64,)> = broker
+                    .with_conn(async |c| {
+                        redis::pipe()
+                            .incr(&key, total)
+                            .expire(&key, 120)
+                            .ignore()
+                            .query_async(c)
+                            .await
+                    })
+                    .await;
+                match counted {
+                    Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+                    Ok((after,)) => {
+                        // In the order sent: each caller's count is where its own ends.
+                        let mut upto = after - total;
+                        items
+                            .into_iter()
+                            .map(|k| {
+                                upto += k;
+                                Ok(upto)
+                            })
+                            .collect()
+                    }
+                }
+            })
+        }),
+    )
+}
+
 /// Builds the broker's enqueue group: a lane's tasks go out in one `each` call with their
 /// queue positions. It holds the broker weakly (the broker holds it).
 pub(crate) fn enqueue_group(inner: std::sync::Weak<super::Inner>) -> Arc<EnqueueGroup> {
@@ -632,22 +680,18 @@ impl Broker {
     /// so every API replica and worker shares it). `now` is the caller's estimate of the
     /// server's time: it only picks the minute. Past the limit the enqueues still count (a
     /// client that keeps trying stays limited), and the answer says when the window ends.
+    /// Concurrent calls of this process for one account and minute share one `INCRBY`
+    /// (group commit), each answered by its own place in the count.
     pub async fn take_rate(&self, account_id: &str, n: u64, now: Millis) -> Result<RateOutcome> {
         let limit = self.inner.limits.for_account(account_id).rate_per_minute;
         if limit == 0 || n == 0 {
             return Ok(RateOutcome::Allowed);
         }
         let window = now.div_euclid(60_000);
-        let key = self.inner.keys.rate(account_id, window);
-        let (count,): (u64,) = self
-            .with_conn(async |c| {
-                redis::pipe()
-                    .incr(&key, n)
-                    .expire(&key, 120)
-                    .ignore()
-                    .query_async(c)
-                    .await
-            })
+        let count = self
+            .inner
+            .rate_group
+            .submit(self.inner.keys.rate(account_id, window), n)
             .await?;
         if count > limit {
             let retry_after_secs = ((window + 1) * 60_000 - now).div_euclid(1000).max(1) as u64;

@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub(crate) replicas_seen: std::sync::Mutex<HashMap<u16, (std::time::Instant, u32)>>,
     /// Single enqueues of this process, grouped into calls per shard ([`group`]).
     pub(crate) enqueue_group: Arc<enqueue::EnqueueGroup>,
+    /// Rate-limit counts of this process, grouped per account and minute.
+    pub(crate) rate_group: Arc<enqueue::RateGroup>,
 }
 
 /// Builds a [`Broker`].
@@ -200,6 +202,7 @@ impl BrokerBuilder {
                 unconfirmed: std::sync::Mutex::default(),
                 replicas_seen: std::sync::Mutex::default(),
                 enqueue_group: enqueue::enqueue_group(weak.clone()),
+                rate_group: enqueue::rate_group(weak.clone()),
             }),
         })
     }

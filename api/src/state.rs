@@ -29,9 +29,29 @@ pub struct Options {
     pub test_processors: bool,
 }
 
-/// Shared by every handler. Cheap to clone.
+/// Shared by every handler: one `Arc`, so the clone axum makes for each request that
+/// extracts it (several per request, through the middleware) is one reference count, not one
+/// per field. Fields are read through `Deref`; a test that changes one before serving gets
+/// its own copy (`DerefMut`, copy on write).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppStateInner {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Clone)]
+pub struct AppStateInner {
     pub broker: Broker,
     pub clock: Arc<ServerClock>,
     pub artifacts: Arc<dyn ArtifactStore>,
@@ -95,7 +115,7 @@ impl AppState {
         let broker = builder.build()?;
         let clock = Arc::new(ServerClock::default());
         clock.try_sync(&broker).await;
-        Ok(AppState {
+        Ok(AppState(Arc::new(AppStateInner {
             artifacts: artifacts::from_settings(&settings.artifacts)?,
             catalog: Arc::new(catalog),
             max_body_bytes: settings.api.max_body_bytes,
@@ -124,7 +144,7 @@ impl AppState {
             tokens: crate::token::TokenVerifier::from_settings(&settings.auth.jwt)?,
             broker,
             clock,
-        })
+        })))
     }
 
     /// The estimate of the server's time, for what is shown or bounded (a `run_at` check).

@@ -410,10 +410,7 @@ impl Broker {
         }
         let outcome: String = self.script(&CREATE, &keys, &args).await?;
         match outcome.as_str() {
-            "created" => self
-                .get_schedule(&id)
-                .await?
-                .ok_or(Error::NotFound(id)),
+            "created" => self.get_schedule(&id).await?.ok_or(Error::NotFound(id)),
             "quota" => Err(Error::invalid(
                 "schedules",
                 format!("an account holds at most {MAX_SCHEDULES_PER_ACCOUNT} schedules"),

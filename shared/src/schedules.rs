@@ -562,6 +562,15 @@ impl Broker {
                 }
             }
         }
+        if report.claimed + report.conflicts + report.enqueued > 0 {
+            tracing::debug!(
+                due = report.due,
+                claimed = report.claimed,
+                enqueued = report.enqueued,
+                conflicts = report.conflicts,
+                "schedule ticks"
+            );
+        }
         match first_err {
             // Redis trouble: the caller logs it; what this pass did is done.
             Some(e) if report.claimed == 0 && report.enqueued == 0 => Err(e),

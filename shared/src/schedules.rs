@@ -544,7 +544,7 @@ impl Broker {
             ..TickReport::default()
         };
         let results: Vec<Result<One>> = futures::stream::iter(ids)
-            .map(|id| async move { self.tick_one(&id, now).await })
+            .map(|id| async move { self.tick_one(&id, now, false).await })
             .buffer_unordered(TICK_CONCURRENCY)
             .collect()
             .await;
@@ -578,12 +578,28 @@ impl Broker {
         }
     }
 
-    async fn tick_one(&self, id: &str, now: Millis) -> Result<One> {
+    /// Claims a due schedule's tick and stops there, as a scheduler that died right after its
+    /// claim would (feature `testing`): whether it claimed one.
+    #[cfg(feature = "testing")]
+    pub async fn claim_tick_and_die(&self, id: &str, now: Millis) -> Result<bool> {
+        Ok(self.tick_one(id, now, true).await?.claimed)
+    }
+
+    /// One due schedule: claim its tick and enqueue it, or enqueue a tick claimed and never
+    /// confirmed. `die_after_claim`: stop right after a claim (tests).
+    async fn tick_one(&self, id: &str, now: Millis, die_after_claim: bool) -> Result<One> {
         let mut one = One::default();
         let key = self.inner.keys.schedule(id);
         let h: HashMap<String, String> = self
             .with_conn(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await)
             .await?;
+        // A type this broker does not serve (the test queue, on a worker without it) is left
+        // to a scheduler that does: its enqueue here would be refused and the tick lost.
+        if let Some(t) = h.get("task_type") {
+            if self.queue_config(t).is_err() {
+                return Ok(one);
+            }
+        }
         let Some(pending) = h.get("pending").filter(|p| !p.is_empty()).cloned() else {
             // Nothing claimed: claim the due tick.
             let Some(s) = Schedule::from_hash(h.clone()) else {
@@ -627,6 +643,9 @@ impl Broker {
                 return Ok(one);
             }
             one.claimed = true;
+            if die_after_claim {
+                return Ok(one);
+            }
             if let Some(tick) = p.fire {
                 self.enqueue_tick(&s, tick, now, &mut one).await?;
             }

@@ -266,7 +266,7 @@ async fn pause_and_resume_replay_no_paused_tick_unless_catch_up_says_one_and_del
 }
 
 #[tokio::test]
-async fn a_tick_claimed_by_a_scheduler_that_died_is_enqueued_by_the_next_once() {
+async fn a_task_enqueued_by_a_scheduler_that_died_before_its_confirm_is_found_not_doubled() {
     let fleet = fleet(Target::Single, 2);
     let b = &fleet[0];
     let s = b
@@ -343,4 +343,65 @@ async fn bad_schedules_name_their_field_and_write_nothing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(common::key_count(&b).await, 0, "nothing written");
+}
+
+#[tokio::test]
+async fn a_scheduler_that_does_not_serve_the_type_leaves_the_tick_to_one_that_does() {
+    let knows = Target::Single.broker(&[("q", queue(3)), ("other", queue(3))]);
+    let prefix = knows.keys().prefix().to_string();
+    let blind = Target::Single
+        .builder()
+        .prefix(prefix)
+        .queue("q", queue(3))
+        .build()
+        .unwrap();
+    let s = knows
+        .create_schedule(
+            NewSchedule {
+                task_type: "other".into(),
+                ..schedule("*/5 * * * *", "UTC", CatchUp::Skip)
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let r = blind.tick_schedules(T0 + 5 * MIN + 1_000).await.unwrap();
+    assert_eq!((r.due, r.claimed), (1, 0));
+    let r = knows.tick_schedules(T0 + 5 * MIN + 2_000).await.unwrap();
+    assert_eq!((r.claimed, r.enqueued), (1, 1));
+    let got = knows.get_schedule(&s.id).await.unwrap().unwrap();
+    assert_eq!((got.fired, got.last_error), (1, None));
+}
+
+#[tokio::test]
+async fn a_tick_whose_claimer_died_before_enqueuing_is_enqueued_once_by_the_next_scheduler() {
+    let fleet = fleet(Target::Single, 2);
+    let s = fleet[0]
+        .create_schedule(schedule("*/5 * * * *", "UTC", CatchUp::Skip), T0)
+        .await
+        .unwrap();
+    let tick = T0 + 5 * MIN;
+    // The first scheduler claims the tick and dies: no task yet, the tick pending and due.
+    assert!(fleet[0]
+        .claim_tick_and_die(&s.id, tick + 500)
+        .await
+        .unwrap());
+    assert_eq!(tasks(&fleet[0]).await, 0);
+    let got = fleet[1].get_schedule(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.next_run_at, Some(tick), "due again at its pending tick");
+    // Racers see the tick claimed: none claims it again; the next pass enqueues it once.
+    let r = fleet[1].tick_schedules(tick + 1_000).await.unwrap();
+    assert_eq!((r.claimed, r.enqueued), (0, 1));
+    let (claimed, enqueued) = race(&fleet, tick + 2_000).await;
+    assert_eq!((claimed, enqueued), (0, 0));
+    assert_eq!(tasks(&fleet[0]).await, 1);
+    let got = fleet[0].get_schedule(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.last_task_id,
+        Some(fleet[0].schedule_task_id(&got, tick).unwrap())
+    );
+    assert_eq!((got.fired, got.next_run_at), (1, Some(tick + 5 * MIN)));
+    // And the schedule carries on.
+    race(&fleet, tick + 5 * MIN + 1_000).await;
+    assert_eq!(tasks(&fleet[0]).await, 2);
 }

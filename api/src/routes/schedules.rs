@@ -142,7 +142,8 @@ pub async fn create(
 /// newest first.
 #[utoipa::path(get, path = "/api/schedules", operation_id = "list_schedules", tag = "schedules", params(ScheduleQuery),
     responses((status = 200, body = ScheduleList), (status = 400, body = ErrorBody),
-        (status = 403, description = "account_id of another account, not an admin", body = ErrorBody)),
+        (status = 403, description = "account_id of another account, not an admin", body = ErrorBody),
+        (status = 422, description = "An unknown query parameter (named)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,

@@ -544,7 +544,7 @@ impl Broker {
             ..TickReport::default()
         };
         let results: Vec<Result<One>> = futures::stream::iter(ids)
-            .map(|id| async move { self.tick_one(&id, now, false).await })
+            .map(|id| async move { self.tick_one(&id, now, at, false).await })
             .buffer_unordered(TICK_CONCURRENCY)
             .collect()
             .await;
@@ -582,12 +582,12 @@ impl Broker {
     /// claim would (feature `testing`): whether it claimed one.
     #[cfg(feature = "testing")]
     pub async fn claim_tick_and_die(&self, id: &str, now: Millis) -> Result<bool> {
-        Ok(self.tick_one(id, now, true).await?.claimed)
+        Ok(self.tick_one(id, now, At::Ms(now), true).await?.claimed)
     }
 
     /// One due schedule: claim its tick and enqueue it, or enqueue a tick claimed and never
     /// confirmed. `die_after_claim`: stop right after a claim (tests).
-    async fn tick_one(&self, id: &str, now: Millis, die_after_claim: bool) -> Result<One> {
+    async fn tick_one(&self, id: &str, now: Millis, at: At, die_after_claim: bool) -> Result<One> {
         let mut one = One::default();
         let key = self.inner.keys.schedule(id);
         let h: HashMap<String, String> = self
@@ -647,7 +647,7 @@ impl Broker {
                 return Ok(one);
             }
             if let Some(tick) = p.fire {
-                self.enqueue_tick(&s, tick, now, &mut one).await?;
+                self.enqueue_tick(&s, tick, at, &mut one).await?;
             }
             return Ok(one);
         };
@@ -658,7 +658,7 @@ impl Broker {
         let Ok(tick) = pending.parse::<Millis>() else {
             return Ok(one);
         };
-        self.enqueue_tick(&s, tick, now, &mut one).await?;
+        self.enqueue_tick(&s, tick, at, &mut one).await?;
         Ok(one)
     }
 
@@ -668,13 +668,7 @@ impl Broker {
         self.derived_id(&s.task_type, &format!("sched-{}-{tick}", s.id))
     }
 
-    async fn enqueue_tick(
-        &self,
-        s: &Schedule,
-        tick: Millis,
-        now: Millis,
-        one: &mut One,
-    ) -> Result<()> {
+    async fn enqueue_tick(&self, s: &Schedule, tick: Millis, at: At, one: &mut One) -> Result<()> {
         let task = NewTask {
             task_type: s.task_type.clone(),
             request: s.request.clone(),
@@ -684,7 +678,7 @@ impl Broker {
             id: Some(self.schedule_task_id(s, tick)?),
             ..Default::default()
         };
-        let (task_id, error) = match self.enqueue(task, At::Ms(now)).await {
+        let (task_id, error) = match self.enqueue(task, at).await {
             Ok(e) => {
                 one.enqueued = e.created;
                 (e.id, String::new())
@@ -699,13 +693,7 @@ impl Broker {
         };
         let k = &self.inner.keys;
         let keys = [k.schedule(&s.id), k.schedules_due()];
-        let args = [
-            now.to_string(),
-            s.id.clone(),
-            tick.to_string(),
-            task_id,
-            error,
-        ];
+        let args = [at.arg(), s.id.clone(), tick.to_string(), task_id, error];
         let _: String = self.script(&CONFIRM, &keys, &args).await?;
         Ok(())
     }

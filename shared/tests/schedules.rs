@@ -405,3 +405,24 @@ async fn a_tick_whose_claimer_died_before_enqueuing_is_enqueued_once_by_the_next
     race(&fleet, tick + 5 * MIN + 1_000).await;
     assert_eq!(tasks(&fleet[0]).await, 2);
 }
+
+#[tokio::test]
+async fn by_the_servers_clock_a_due_tick_is_enqueued_at_once() {
+    let b = Target::Single.broker(&[("q", queue(3))]);
+    let now = b.server_time_ms().await.unwrap();
+    // Created a minute and a half ago (by the clock it was given): a tick is due now.
+    let s = b
+        .create_schedule(schedule("* * * * *", "UTC", CatchUp::Skip), now - 90_000)
+        .await
+        .unwrap();
+    let r = b.tick_schedules(taskfleet::At::Server).await.unwrap();
+    assert_eq!((r.claimed, r.enqueued), (1, 1));
+    let got = b.get_schedule(&s.id).await.unwrap().unwrap();
+    let tick = got.last_tick_at.unwrap();
+    assert!(now - tick < MIN && tick <= now, "the latest minute");
+    assert!(
+        got.last_enqueued_at.unwrap() >= now,
+        "stamped by the server's TIME"
+    );
+    assert!(got.next_run_at.unwrap() > now);
+}

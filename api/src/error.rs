@@ -31,6 +31,8 @@ pub enum AppError {
     NotFound,
     /// 404: the task has no artifact of that name.
     ArtifactNotFound,
+    /// 404: no such schedule (or another account's: the two are indistinguishable).
+    ScheduleNotFound,
     /// 404: no route matches the path.
     NoRoute,
     /// 405: the path exists but not with this method.
@@ -123,6 +125,11 @@ impl AppError {
             ),
             AppError::ForbiddenBecause(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such task".into()),
+            AppError::ScheduleNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such schedule".into(),
+            ),
             AppError::ArtifactNotFound => (
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -11,7 +11,8 @@
 //! - [`token`]: the application's bearer tokens (JWT): HS256, or RS256/ES256 from a JWKS.
 //! - [`requests`]: the typed requests of each task type and their limits.
 //! - [`enqueue`]: enqueue shared by the generic and typed endpoints; position and estimate.
-//! - [`routes`]: handlers: `health`, `tasks`, `events` (SSE), `generate`, `queue`.
+//! - [`routes`]: handlers: `health`, `tasks`, `events` (SSE), `generate`, `queue`,
+//!   `schedules` (recurring schedules), `dead_letters` (bulk retry).
 //! - [`workers`]: live workers from their heartbeat keys.
 //! - [`metrics`]: request counts and latency, Prometheus text.
 //! - [`openapi`]: the OpenAPI document.
@@ -46,7 +47,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
+use crate::routes::{
+    dashboard, dead_letters, events, generate, health, live, queue, schedules, tasks,
+};
 pub use crate::state::{AppState, Options};
 
 /// Middleware: 408 for a request that takes longer than [`AppState::request_timeout`] to be
@@ -87,6 +90,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/queue/start", post(queue::start))
         .route("/api/tasks/queue/stop", post(queue::stop))
         .route("/api/tasks/queue/cleanup", post(queue::cleanup))
+        .route("/api/tasks/retry", post(dead_letters::retry_matching))
+        .route("/api/schedules", post(schedules::create).get(schedules::list))
+        .route(
+            "/api/schedules/{id}",
+            get(schedules::get_one).delete(schedules::delete),
+        )
+        .route("/api/schedules/{id}/pause", post(schedules::pause))
+        .route("/api/schedules/{id}/resume", post(schedules::resume))
         .route("/api/tasks/{id}", get(tasks::get_one))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/tasks/{id}/retry", post(tasks::retry))

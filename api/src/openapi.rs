@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
+use crate::routes::{
+    dashboard, dead_letters, events, generate, health, live, queue, schedules, tasks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +44,13 @@ use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
         queue::start,
         queue::stop,
         queue::cleanup,
+        dead_letters::retry_matching,
+        schedules::create,
+        schedules::list,
+        schedules::get_one,
+        schedules::pause,
+        schedules::resume,
+        schedules::delete,
         openapi_json,
         dashboard::dashboard,
     ),
@@ -52,6 +61,7 @@ use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
         (name = "tasks", description = "Enqueue and follow tasks"),
         (name = "generate", description = "Typed enqueue endpoints, one per task type"),
         (name = "queue", description = "Queue status and admin controls"),
+        (name = "schedules", description = "Recurring schedules: a cron in a time zone that enqueues a task at each tick"),
     )
 )]
 pub struct ApiDoc;
@@ -94,6 +104,7 @@ const ADMIN_OPERATIONS: &[&str] = &[
     "/api/tasks/queue/start",
     "/api/tasks/queue/stop",
     "/api/tasks/queue/cleanup",
+    "/api/tasks/retry",
 ];
 
 impl Modify for CommonErrors {
@@ -111,7 +122,10 @@ impl Modify for CommonErrors {
                 .build()
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 let mut add: Vec<(&str, &str)> = Vec::new();
                 if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
                     add.push(("401", "No API key, or one that is not valid"));

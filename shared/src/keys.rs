@@ -135,6 +135,24 @@ impl Keys {
     pub fn apikeys(&self) -> String {
         format!("{}:{{apikeys}}:all", self.prefix)
     }
+    /// HASH: one recurring schedule (DESIGN §3). The schedules share the tag `{schedules}`:
+    /// a tick's compare-and-set touches a schedule and the due set in one atomic script.
+    pub fn schedule(&self, id: &str) -> String {
+        format!("{}:{{schedules}}:schedule:{}", self.prefix, id)
+    }
+    /// ZSET: active schedules by when they next need a scheduler (their next tick, or a
+    /// claimed tick not yet enqueued), score = ms.
+    pub fn schedules_due(&self) -> String {
+        format!("{}:{{schedules}}:due", self.prefix)
+    }
+    /// ZSET: every schedule id, score = created ms.
+    pub fn schedules_all(&self) -> String {
+        format!("{}:{{schedules}}:all", self.prefix)
+    }
+    /// ZSET: one account's schedule ids, score = created ms.
+    pub fn schedules_account(&self, account_id: &str) -> String {
+        format!("{}:{{schedules}}:account:{}", self.prefix, account_id)
+    }
     /// HASH: each task type's shard count, recorded by the first process to start, so every
     /// process agrees (one that disagrees refuses to start).
     pub fn shard_counts(&self) -> String {

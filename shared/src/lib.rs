@@ -24,6 +24,8 @@
 //! - [`browse`]: read-only lists by state and owner, recent finishes, task briefs (the API's
 //!   lists and the dashboard's charts).
 //! - [`registry`]: the workers' heartbeats ([`WorkerInfo`]): register, live, dead.
+//! - [`schedules`]: recurring schedules (cron in a time zone): create, list, pause, resume,
+//!   delete, and the scheduler's pass that enqueues each tick once fleet-wide.
 //! - [`apikeys`]: the API's keys, stored hashed: create, look up, list, revoke.
 //! - [`follow`]: blocking reads on connections of their own: a type's event stream, an idle
 //!   worker's wait for work; and PING, the eviction policy.
@@ -40,6 +42,7 @@ pub mod follow;
 pub mod inspect;
 pub mod keys;
 pub mod registry;
+pub mod schedules;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -57,6 +60,7 @@ pub use follow::{EventEntry, EventFollower, WorkWaiter};
 pub use inspect::{QueueStatus, QueuedEntry};
 pub use keys::Keys;
 pub use registry::WorkerInfo;
+pub use schedules::{CatchUp, NewSchedule, Schedule, TickReport};
 pub use task::{
     is_task_id, Claimed, Enqueued, Millis, NewTask, PreviousEnding, Priority, Task, TaskStatus,
     MAX_TASK_ID,

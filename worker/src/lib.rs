@@ -8,7 +8,9 @@
 //!   cancel requests and lost leases; writes this worker's heartbeat key.
 //! - [`recoverer`]: brings back expired leases and the tasks of workers whose heartbeat
 //!   key is gone.
-//! - [`scheduler`]: promotes due scheduled and retrying tasks; trims by retention.
+//! - [`scheduler`]: promotes due scheduled and retrying tasks; enqueues the due ticks of
+//!   recurring schedules; trims by retention.
+//! - [`test_clock`]: a clock read from a file, for tests that move real processes' time.
 //! - [`metrics`]: Prometheus counters, gauge and histograms.
 //! - [`webhook`]: tells a task's `webhook_url` that the task finished.
 //! - [`processors`]: the work of each task type.
@@ -34,6 +36,7 @@ pub mod processors;
 pub mod recoverer;
 pub mod runner;
 pub mod scheduler;
+pub mod test_clock;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -61,7 +64,7 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// How long an idle worker blocks on its signal lists before it polls anyway.
     pub poll: Duration,
-    /// How often the scheduler promotes due tasks.
+    /// How often the scheduler promotes due tasks and ticks schedules.
     pub schedule_every: Duration,
     /// Where tasks write their files before they are stored.
     pub work_dir: std::path::PathBuf,

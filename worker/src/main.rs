@@ -39,6 +39,13 @@ struct Args {
     /// How long an idle worker blocks before it polls anyway, in ms.
     #[arg(long, default_value_t = 1_000)]
     poll_ms: u64,
+    /// Tests only (with --test-processors): the time, in ms since the epoch, is read from this
+    /// file instead of following Redis's clock, so a test moves several processes' time.
+    #[arg(long, hide = true, requires = "test_processors")]
+    test_clock_file: Option<PathBuf>,
+    /// How often the scheduler promotes due tasks and ticks schedules, in ms.
+    #[arg(long, hide = true, default_value_t = 1_000)]
+    schedule_every_ms: u64,
 }
 
 #[tokio::main]
@@ -160,6 +167,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     tokio::spawn(clock.clone().run(broker.clone(), stop.clone()));
+    let clock: Arc<dyn Clock> = match args.test_clock_file {
+        Some(path) => Arc::new(taskfleet_worker::test_clock::FileClock::new(path)),
+        None => clock,
+    };
     check_eviction_policy(&broker).await;
     let missing = deps.tools.missing();
     if !missing.is_empty() {
@@ -178,14 +189,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let shared = Arc::new(Shared::new(
         broker,
-        clock as Arc<dyn Clock>,
+        clock,
         WorkerConfig {
             worker_id: worker_id.clone(),
             types: types.clone(),
             concurrency: settings.worker.concurrency,
             grace: Duration::from_secs(settings.worker.grace_seconds),
             poll: Duration::from_millis(args.poll_ms.max(10)),
-            schedule_every: Duration::from_secs(1),
+            schedule_every: Duration::from_millis(args.schedule_every_ms.max(1)),
             work_dir: std::env::temp_dir().join("taskfleet-work").join(&worker_id),
         },
         queues,

@@ -1,6 +1,8 @@
 //! The scheduler: promotes due scheduled and retrying tasks to `queued` (and wakes idle
-//! workers), and trims finished tasks past their retention together with their artifacts.
-//! Every worker runs one; the scripts are idempotent.
+//! workers), enqueues the due ticks of recurring schedules (each once fleet-wide: a
+//! compare-and-set claims a tick, its task id is derived from schedule and tick), and trims
+//! finished tasks past their retention together with their artifacts. Every worker runs one;
+//! the scripts are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,8 @@ const TRIM_EVERY: u32 = 60;
 pub struct Report {
     pub promoted: u64,
     pub trimmed: usize,
+    /// Schedule ticks whose task this pass enqueued.
+    pub ticks: usize,
 }
 
 pub struct Scheduler {
@@ -48,7 +52,8 @@ impl Scheduler {
         }
     }
 
-    /// One pass: promote; and with `trim`, remove expired finished tasks and their files.
+    /// One pass: promote; enqueue the due ticks of recurring schedules; and with `trim`,
+    /// remove expired finished tasks and their files.
     pub async fn tick(&self, at: impl Into<At>, trim: bool) -> taskfleet::Result<Report> {
         let at = at.into();
         let s = &self.shared;
@@ -56,6 +61,14 @@ impl Scheduler {
             promoted: s.broker.promote(at).await?,
             ..Report::default()
         };
+        // A schedule's tick step fails on its own: promotion is done either way.
+        match s.broker.tick_schedules(at).await {
+            Ok(r) => report.ticks = r.enqueued,
+            Err(e) => {
+                s.health.bad("schedule ticks", &e);
+                s.metrics.redis_error();
+            }
+        }
         if trim {
             let removed = s.broker.trim(at).await?;
             report.trimmed = removed.len();

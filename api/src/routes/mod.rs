@@ -2,11 +2,13 @@
 //! id from the path and loading a task the caller may see.
 
 pub mod dashboard;
+pub mod dead_letters;
 pub mod events;
 pub mod generate;
 pub mod health;
 pub mod live;
 pub mod queue;
+pub mod schedules;
 pub mod tasks;
 
 use taskfleet::Task;

@@ -29,6 +29,11 @@ export type StoryRequest = Schemas["StoryRequest"];
 export type VoiceRequest = Schemas["VoiceRequest"];
 export type VideoRequest = Schemas["VideoRequest"];
 export type ImageRequest = Schemas["ImageRequest"];
+export type Schedule = Schemas["Schedule"];
+export type ScheduleList = Schemas["ScheduleList"];
+export type CreateSchedule = Schemas["CreateSchedule"];
+export type BulkRetry = Schemas["BulkRetry"];
+export type BulkRetryResponse = Schemas["BulkRetryResponse"];
 
 /** The states after which a task never changes. */
 export const TERMINAL: readonly TaskStatus[] = ["completed", "failed", "cancelled"];

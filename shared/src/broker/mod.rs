@@ -12,6 +12,7 @@
 //! - [`maintenance`]: what every worker runs without a leader: promote, recover, trim, per
 //!   shard; and pause, resume, cancel (which cascades to a task's children).
 //! - [`retry`]: a failed or cancelled task back in its queue, from the outside.
+//! - [`dead_letters`]: failed (or cancelled) tasks retried in bulk by type and finish time.
 //!
 //! Each script is a `static` next to the method that calls it; redis-rs sends EVALSHA and, on
 //! NOSCRIPT (a restarted or flushed Redis, a promoted replica), loads the script and sends it
@@ -20,6 +21,7 @@
 //! [`At`]: the server's own `TIME` in production, a given instant in tests.
 
 pub mod conn;
+pub mod dead_letters;
 pub mod enqueue;
 pub mod group;
 pub mod lease;
@@ -38,6 +40,7 @@ use crate::keys::Keys;
 use crate::task::{Millis, TaskStatus};
 
 pub use conn::{Conn, Deployment};
+pub use dead_letters::{BulkRetried, RetryFilter};
 pub use enqueue::RateOutcome;
 pub use lease::{
     CancelOutcome, Completion, DeferOutcome, ExtendReport, FailOutcome, Failure, ReleaseOutcome,

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
+use crate::routes::{batches, dashboard, events, generate, health, live, queue, tasks, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,14 @@ use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
         tasks::cancel,
         tasks::retry,
         tasks::artifact,
+        webhooks::task_webhooks,
+        batches::create,
+        batches::get_one,
+        batches::tasks,
+        batches::cancel,
+        webhooks::list_secrets,
+        webhooks::create_secret,
+        webhooks::rotate_secret,
         events::events,
         generate::video,
         generate::animated_lesson,
@@ -52,6 +60,8 @@ use crate::routes::{dashboard, events, generate, health, live, queue, tasks};
         (name = "tasks", description = "Enqueue and follow tasks"),
         (name = "generate", description = "Typed enqueue endpoints, one per task type"),
         (name = "queue", description = "Queue status and admin controls"),
+        (name = "batches", description = "Many tasks enqueued all or none, followed and cancelled as one"),
+        (name = "webhooks", description = "Webhook deliveries and the account's signing secrets"),
     )
 )]
 pub struct ApiDoc;

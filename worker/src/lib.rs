@@ -10,7 +10,8 @@
 //!   key is gone.
 //! - [`scheduler`]: promotes due scheduled and retrying tasks; trims by retention.
 //! - [`metrics`]: Prometheus counters, gauge and histograms.
-//! - [`webhook`]: tells a task's `webhook_url` that the task finished.
+//! - [`webhook`]: sends the durable webhook deliveries the scripts write (signed, retried over
+//!   28 h, to checked addresses only).
 //! - [`processors`]: the work of each task type.
 //!
 //! Every worker runs the recoverer and the scheduler: their scripts are idempotent, so there
@@ -85,6 +86,8 @@ pub struct Shared {
     /// The attempts claimed and not yet acknowledged.
     pub in_flight: InFlight,
     pub health: Health,
+    /// How webhook deliveries are made (issue 13).
+    pub webhooks: webhook::DeliveryConfig,
 }
 
 impl Shared {
@@ -106,7 +109,14 @@ impl Shared {
             store,
             metrics,
             health: Health::default(),
+            webhooks: webhook::DeliveryConfig::default(),
         }
+    }
+
+    /// With webhook deliveries made as `cfg` says (the settings' `[webhooks]`).
+    pub fn with_webhooks(mut self, cfg: webhook::DeliveryConfig) -> Shared {
+        self.webhooks = cfg;
+        self
     }
 
     /// The estimate of the server's time, for what is shown or measured.
@@ -160,6 +170,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::spawn(heartbeat::Heartbeat::new(shared.clone()).run(heartbeat_stop.clone()));
     let recoverer = tokio::spawn(recoverer::Recoverer::new(shared.clone()).run(background.clone()));
     let scheduler = tokio::spawn(scheduler::Scheduler::new(shared.clone()).run(background.clone()));
+    let deliverer = tokio::spawn(webhook::Deliverer::new(shared.clone()).run(background.clone()));
 
     let runner = runner::Runner::new(shared.clone());
     runner.run(stop.clone()).await;
@@ -175,6 +186,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     background.cancel();
     let _ = recoverer.await;
     let _ = scheduler.await;
+    let _ = deliverer.await;
     runner.finish().await;
     // 5. Heartbeat last.
     heartbeat_stop.cancel();

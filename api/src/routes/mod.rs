@@ -1,6 +1,7 @@
 //! The handlers, one file per group of §9's endpoints, and what they share: reading a task
 //! id from the path and loading a task the caller may see.
 
+pub mod batches;
 pub mod dashboard;
 pub mod events;
 pub mod generate;
@@ -8,6 +9,7 @@ pub mod health;
 pub mod live;
 pub mod queue;
 pub mod tasks;
+pub mod webhooks;
 
 use taskfleet::Task;
 

@@ -202,6 +202,11 @@ impl Broker {
             .collect()
     }
 
+    /// Checks a task as an enqueue would, writing nothing (a batch checks all first).
+    pub(crate) fn check_new(&self, t: &NewTask) -> Result<()> {
+        self.prepare(0, t, true).map(|_| ())
+    }
+
     /// Checks one task and turns it into the script's arguments.
     fn prepare(&self, index: usize, t: &NewTask, check_catalog: bool) -> Result<Prepared> {
         let q = self.queue_config(&t.task_type)?;

@@ -21,10 +21,16 @@ type Script = std::sync::LazyLock<super::conn::Dual>;
 static CLAIM: Script = script!("claim.lua", "now.lua", "band.lua", "promote.lua");
 static UNCLAIM: Script = script!("unclaim.lua", "band.lua", "wake.lua");
 static EXTEND: Script = script!("extend.lua", "now.lua");
-static COMPLETE: Script = script!("complete.lua", "now.lua");
-static FAIL: Script = script!("fail.lua", "now.lua");
-static RELEASE: Script = script!("release.lua", "now.lua", "band.lua", "wake.lua");
-static DEFER: Script = script!("defer.lua", "now.lua");
+static COMPLETE: Script = script!("complete.lua", "now.lua", "outbox.lua");
+static FAIL: Script = script!("fail.lua", "now.lua", "outbox.lua");
+static RELEASE: Script = script!(
+    "release.lua",
+    "now.lua",
+    "band.lua",
+    "wake.lua",
+    "outbox.lua"
+);
+static DEFER: Script = script!("defer.lua", "now.lua", "outbox.lua");
 static PROGRESS: Script = script!("progress.lua");
 static CHILDREN: Script = script!("children.lua");
 

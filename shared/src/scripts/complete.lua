@@ -24,6 +24,7 @@ for i = 3, #ARGV, 3 do
   if f[1] == 'processing' and f[2] == token then
     -- An empty lease matches no token: later calls with the old one are refused.
     redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', finished, 'progress', '100', 'lease', '')
+    outbox(task_prefix, id, 'completed', now)
     busy = busy + (now - (tonumber(f[3]) or now))
     done[#done + 1] = finished
     done[#done + 1] = id

@@ -47,7 +47,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             policy: NetPolicy::default(),
             timeout: Duration::from_secs(10),
-            every: Duration::from_millis(500),
+            every: Duration::from_secs(1),
         }
     }
 }

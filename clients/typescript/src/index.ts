@@ -29,6 +29,12 @@ export type StoryRequest = Schemas["StoryRequest"];
 export type VoiceRequest = Schemas["VoiceRequest"];
 export type VideoRequest = Schemas["VideoRequest"];
 export type ImageRequest = Schemas["ImageRequest"];
+/** Batches (issue 13): many tasks enqueued all or none, followed and cancelled as one. */
+export type CreateBatch = Schemas["CreateBatch"];
+export type BatchCreated = Schemas["BatchCreatedResponse"];
+export type Batch = Schemas["BatchView"];
+/** A webhook delivery with its attempts (`GET /api/tasks/{id}/webhooks`). */
+export type WebhookDelivery = Schemas["DeliveryView"];
 
 /** The states after which a task never changes. */
 export const TERMINAL: readonly TaskStatus[] = ["completed", "failed", "cancelled"];

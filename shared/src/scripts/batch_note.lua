@@ -13,6 +13,7 @@
 -- ARGV[2] batch id
 -- ARGV[3] task id
 -- ARGV[4] status it ended with
+-- ARGV[5] seconds a finished batch's record is kept (its keys expire then)
 -- Returns: 0 no such batch, 1 counted, 2 this call finished the batch.
 local batch, done, hooks, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = script_now(ARGV[1])
@@ -34,6 +35,8 @@ for _, s in ipairs(redis.call('HVALS', done)) do
   counts[s] = (counts[s] or 0) + 1
 end
 redis.call('HSET', batch, 'completed', counts.completed, 'failed', counts.failed, 'cancelled', counts.cancelled)
+redis.call('EXPIRE', batch, ARGV[5])
+redis.call('EXPIRE', done, ARGV[5])
 local b = redis.call('HMGET', batch, 'webhook_url', 'account_id')
 if b[1] then
   local did = bid .. '.finished'

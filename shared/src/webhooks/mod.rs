@@ -68,6 +68,8 @@ pub fn retry_delay(attempt: u32) -> Option<Duration> {
 pub const BODY_PREFIX: usize = 256;
 /// How long a finished delivery record (delivered or given up) is kept.
 pub const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a finished batch's record is kept (then `GET /api/batches/{id}` is 404).
+pub const BATCH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The prefix of a signing secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 /// The most live secrets an account has (one, and the one rotated out during its grace).
@@ -549,6 +551,7 @@ impl Broker {
                     bid.to_string(),
                     tid.to_string(),
                     status.to_string(),
+                    BATCH_TTL.as_secs().to_string(),
                 ];
                 let r: i64 = self.script(&NOTE, &keys, &args).await?;
                 finished = r == 2;
@@ -691,8 +694,11 @@ fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 Some("a link-local address")
             } else if v6.is_multicast() {
                 Some("a reserved address")
-            } else if s[0] == 0xfd00 && s[1] == 0xec2 {
-                Some("the cloud metadata address")
+            } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                // NAT64: the IPv4 address it carries decides.
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                forbidden(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
             } else {
                 None
             }
@@ -782,6 +788,7 @@ mod tests {
             "fe80::1",
             "::",
             "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
         ] {
             assert!(p.check(ip.parse().unwrap()).is_err(), "{ip}");
         }

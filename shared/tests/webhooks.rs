@@ -252,6 +252,10 @@ on_both!(
         assert_eq!(first.task_type, "b");
         assert_eq!(first.batch_id.as_deref(), Some(created.batch_id.as_str()));
         assert_eq!(first.user_id.as_deref(), Some("ann"));
+        assert_eq!(
+            first.run_at, None,
+            "the hold is not shown as the task's run_at"
+        );
         // Claimable at once, in order.
         assert_eq!(
             claim_n(&b, &["a", "b", "c"], 1000, T0 + 1).await.len(),
@@ -334,6 +338,14 @@ on_both!(a_batch_with_one_bad_task_writes_nothing, |target| {
         before,
         "something was written"
     );
+    // A single enqueue through the library checks its webhook_url the same way.
+    let mut t = good();
+    t.webhook_url = Some("ftp://x".into());
+    assert!(matches!(
+        b.enqueue(t, T0).await,
+        Err(taskfleet::Error::InvalidInput { field, .. }) if field == "webhook_url"
+    ));
+    assert_eq!(testing::key_count(&b).await, before);
 });
 
 on_both!(

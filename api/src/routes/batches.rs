@@ -284,7 +284,8 @@ pub struct BatchTaskList {
 #[utoipa::path(get, path = "/api/batches/{id}/tasks", operation_id = "list_batch_tasks", tag = "batches",
     params(("id" = String, Path, description = "Batch id"), BatchTasksQuery),
     responses((status = 200, body = BatchTaskList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "An unknown query parameter", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn tasks(
     State(state): State<AppState>,

@@ -79,7 +79,9 @@ pub struct SecretList {
 /// The account's signing secrets (ids and dates; never a secret).
 #[utoipa::path(get, path = "/api/webhooks/secrets", operation_id = "list_webhook_secrets", tag = "webhooks", params(SecretsQuery),
     responses((status = 200, body = SecretList), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)),
+        (status = 403, body = ErrorBody),
+        (status = 400, description = "A malformed account_id", body = ErrorBody),
+        (status = 422, description = "An unknown query parameter", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_secrets(
     State(state): State<AppState>,
@@ -108,7 +110,9 @@ pub struct NewSecret {
 /// answer only.
 #[utoipa::path(post, path = "/api/webhooks/secrets", operation_id = "create_webhook_secret", tag = "webhooks", params(SecretsQuery),
     responses((status = 201, body = NewSecret), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 400, description = "A malformed account_id", body = ErrorBody),
+        (status = 422, description = "An unknown query parameter", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_secret(
     State(state): State<AppState>,
@@ -136,7 +140,9 @@ pub async fn create_secret(
 /// signing too (both signatures are sent) for the grace period (24 h by default).
 #[utoipa::path(post, path = "/api/webhooks/secrets/rotate", operation_id = "rotate_webhook_secret", tag = "webhooks", params(SecretsQuery),
     responses((status = 201, body = NewSecret), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)),
+        (status = 403, body = ErrorBody),
+        (status = 400, description = "A malformed account_id", body = ErrorBody),
+        (status = 422, description = "An unknown query parameter", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rotate_secret(
     State(state): State<AppState>,

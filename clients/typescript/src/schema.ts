@@ -1859,6 +1859,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description An unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Redis is unreachable */
             503: {
                 headers: {
@@ -3826,6 +3835,15 @@ export interface operations {
                     "application/json": components["schemas"]["SecretList"];
                 };
             };
+            /** @description A malformed account_id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3844,6 +3862,15 @@ export interface operations {
             };
             /** @description The request (its body) took longer than the request timeout */
             408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3882,6 +3909,15 @@ export interface operations {
                     "application/json": components["schemas"]["NewSecret"];
                 };
             };
+            /** @description A malformed account_id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3908,6 +3944,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3946,6 +3991,15 @@ export interface operations {
                     "application/json": components["schemas"]["NewSecret"];
                 };
             };
+            /** @description A malformed account_id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3964,6 +4018,15 @@ export interface operations {
             };
             /** @description The request (its body) took longer than the request timeout */
             408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -237,6 +237,9 @@ impl Broker {
         }
         validate_ident("account_id", &t.account_id, 128)?;
         validate_ident("user_id", &t.user_id, 128)?;
+        if let Some(url) = &t.webhook_url {
+            crate::webhooks::validate_url("webhook_url", url)?;
+        }
         if let Some(k) = &t.idempotency_key {
             if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(Error::invalid(

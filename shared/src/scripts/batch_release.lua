@@ -28,7 +28,13 @@ for i = 4, #ARGV, 2 do
       redis.call('HSET', key, 'run_at', run_at)
     else
       redis.call('ZREM', scheduled, id)
-      redis.call('HSET', key, 'status', 'queued', 'run_at', tonumber(f[4]))
+      redis.call('HSET', key, 'status', 'queued')
+      -- The hold is not the caller's: its run_at goes, or back to what the caller asked.
+      if run_at > 0 then
+        redis.call('HSET', key, 'run_at', run_at)
+      else
+        redis.call('HDEL', key, 'run_at')
+      end
       redis.call('ZADD', queued, band_score(f[3], tonumber(f[4])), id)
       ids[#ids + 1] = id
       ready = ready + 1

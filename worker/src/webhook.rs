@@ -26,6 +26,7 @@ use taskfleet::webhooks::{self, Attempt, Delivery, HookWork, NetPolicy, ReportOu
 use taskfleet::{At, Millis};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Event;
 use crate::processors::sanitize::origin;
 use crate::Shared;
 
@@ -134,7 +135,16 @@ impl Deliverer {
                     .map(|(_, s)| s.secret)
                     .collect();
                 let attempt = send(&d, &secrets, now / 1000, &self.shared.webhooks).await;
-                match b.report_hook(&d, &attempt, at).await? {
+                let outcome = b.report_hook(&d, &attempt, at).await?;
+                let t = d.shard.task_type();
+                let metrics = &self.shared.metrics;
+                match outcome {
+                    ReportOutcome::Delivered => metrics.count(Event::WebhookDelivered, t, 1),
+                    ReportOutcome::Retry(_) => metrics.count(Event::WebhookRetried, t, 1),
+                    ReportOutcome::GivenUp => metrics.count(Event::WebhookGivenUp, t, 1),
+                    ReportOutcome::Stale => {}
+                }
+                match outcome {
                     ReportOutcome::GivenUp => tracing::warn!(
                         target_origin = %origin(&d.url),
                         delivery = %d.id,

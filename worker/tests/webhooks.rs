@@ -336,6 +336,13 @@ async fn a_receiver_that_fails_four_times_gets_the_fifth_attempt() {
     );
     // Nothing left to send.
     assert_eq!(d.tick(At::Ms(t + 86_400_000)).await.unwrap(), 0);
+    use taskfleet_worker::metrics::Event;
+    assert_eq!(s.metrics.get(Event::WebhookRetried, "test"), 4);
+    assert_eq!(s.metrics.get(Event::WebhookDelivered, "test"), 1);
+    assert!(s
+        .metrics
+        .render()
+        .contains("taskfleet_worker_webhooks_delivered_total{task_type=\"test\"} 1"));
 }
 
 #[tokio::test]

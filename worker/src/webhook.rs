@@ -24,6 +24,7 @@ use futures::future::join_all;
 use rand::Rng;
 use taskfleet::webhooks::{self, Attempt, Delivery, HookWork, NetPolicy, ReportOutcome};
 use taskfleet::{At, Millis};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Event;
@@ -64,7 +65,12 @@ impl DeliveryConfig {
     }
 }
 
+/// The most deliveries one worker has in flight at once (the loop claims no more than it
+/// has room for).
+pub const MAX_IN_FLIGHT: usize = 64;
+
 /// The delivery loop of one worker.
+#[derive(Clone)]
 pub struct Deliverer {
     shared: Arc<Shared>,
 }
@@ -79,7 +85,12 @@ impl Deliverer {
         self.shared.webhooks.timeout + self.shared.broker.lease()
     }
 
+    /// Looks for due deliveries every `webhooks.every` (jittered) until `stop`. Each delivery
+    /// runs on its own (at most [`MAX_IN_FLIGHT`]), so a receiver that hangs until the timeout
+    /// delays no one else's. One still running when the worker stops is sent again by another
+    /// worker when its lease ends (at least once).
     pub async fn run(self, stop: CancellationToken) {
+        let room = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         loop {
             let jitter = rand::rng().random_range(0.75..1.25);
             let wait = self.shared.webhooks.every.mul_f64(jitter);
@@ -87,15 +98,22 @@ impl Deliverer {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            if let Err(e) = self.tick(self.shared.at()).await {
+            if let Err(e) = self.pass(self.shared.at(), Some(&room)).await {
                 self.shared.health.bad("webhook delivery", &e);
                 self.shared.metrics.redis_error();
             }
         }
     }
 
-    /// One pass over the worker's shards: every due entry claimed and handled. How many.
+    /// One pass over the worker's shards: every due entry claimed and handled before it
+    /// returns (tests drive it with a manual clock). How many.
     pub async fn tick(&self, at: At) -> taskfleet::Result<usize> {
+        self.pass(at, None).await
+    }
+
+    /// One pass: with `room`, each claimed entry is handled on its own task holding a permit,
+    /// and no more are claimed than there are permits; without, they are awaited here.
+    async fn pass(&self, at: At, room: Option<&Arc<Semaphore>>) -> taskfleet::Result<usize> {
         let s = &self.shared;
         let now = match at {
             At::Ms(ms) => ms,
@@ -109,13 +127,34 @@ impl Deliverer {
             .collect();
         let mut handled = 0;
         for shard in s.broker.hooks_due(&shards, now).await? {
+            let limit = room.map_or(CLAIM, |r| r.available_permits().min(CLAIM));
+            if limit == 0 {
+                break;
+            }
             let work = s
                 .broker
-                .claim_hooks(&shard, CLAIM, self.lease(), at)
+                .claim_hooks(&shard, limit, self.lease(), at)
                 .await?;
             handled += work.len();
-            for r in join_all(work.into_iter().map(|w| self.handle(w, at, now))).await {
-                r?;
+            match room {
+                None => {
+                    for r in join_all(work.into_iter().map(|w| self.handle(w, at, now))).await {
+                        r?;
+                    }
+                }
+                Some(room) => {
+                    for w in work {
+                        let permit = room.clone().acquire_owned().await.expect("never closed");
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            if let Err(e) = me.handle(w, at, now).await {
+                                me.shared.health.bad("webhook delivery", &e);
+                                me.shared.metrics.redis_error();
+                            }
+                        });
+                    }
+                }
             }
         }
         Ok(handled)

@@ -502,3 +502,38 @@ async fn a_batch_finished_by_three_workers_at_once_is_announced_once() {
     assert_eq!(finished[0]["total"], 60);
     assert_eq!(hook.attempts.len(), 1);
 }
+
+#[tokio::test]
+async fn a_receiver_that_hangs_delays_no_other_delivery() {
+    let slow = Receiver::start(vec![Answer::Hang]).await;
+    let fast = Receiver::start(vec![]).await;
+    let url = testing::shared_redis().url();
+    let b = broker(&url);
+    let p = b.keys().prefix().to_string();
+    let env = [
+        ("TASKFLEET__WEBHOOKS__ALLOW_NETWORKS", "127.0.0.1"),
+        ("TASKFLEET__WEBHOOKS__TIMEOUT_SECS", "60"),
+    ];
+    let _w = Worker::start(&url, &p, &[], &env);
+    let mut t = test_task(json!({"op": "echo"}));
+    t.webhook_url = Some(slow.url("127.0.0.1"));
+    b.enqueue(t, now(&b).await).await.unwrap();
+    eventually(
+        "the slow receiver reached",
+        Duration::from_secs(20),
+        || async { (!slow.seen().is_empty()).then_some(()) },
+    )
+    .await;
+    // While that attempt waits out its 60 s, another task's webhook goes through.
+    let mut t = test_task(json!({"op": "echo"}));
+    t.webhook_url = Some(fast.url("127.0.0.1"));
+    let id = b.enqueue(t, now(&b).await).await.unwrap().id;
+    eventually(
+        "the fast receiver reached",
+        Duration::from_secs(20),
+        || async { (!fast.seen().is_empty()).then_some(()) },
+    )
+    .await;
+    assert_eq!(fast.seen()[0].header("webhook-id"), format!("{id}.1"));
+    assert_eq!(slow.seen().len(), 1, "the hanging attempt is still waiting");
+}

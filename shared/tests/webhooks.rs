@@ -483,3 +483,22 @@ on_both!(
         assert!(b.webhook_secrets("globex", T0).await.unwrap().is_empty());
     }
 );
+
+#[tokio::test]
+async fn a_note_about_a_batch_id_that_is_not_a_batch_is_taken_off() {
+    let b = Target::Single.setup();
+    let mut t = NewTask::new("q", json!({}));
+    t.batch_id = Some("order-7".into());
+    let id = b.enqueue(t, T0).await.unwrap().id;
+    let c = claim_n(&b, &["q"], 1, T0).await;
+    b.complete_one("q", &id, &c[0].lease, json!({}), T0)
+        .await
+        .unwrap();
+    let work = claim_all(&b, &["q"], T0 + 1).await;
+    let HookWork::Note { shard, member } = &work[0] else {
+        panic!("{work:?}");
+    };
+    assert_eq!(member, &format!("b|order-7|{id}|completed"));
+    assert!(!b.carry_note(shard, member, T0 + 2).await.unwrap());
+    assert!(claim_all(&b, &["q"], T0 + 86_400_000).await.is_empty());
+}

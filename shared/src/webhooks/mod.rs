@@ -531,6 +531,8 @@ impl Broker {
 
     /// Counts a batch note (`b|<batch>|<task>|<status>`) on its batch (another slot,
     /// `batch_note.lua`), then takes it off the queue. Whether this note finished the batch.
+    /// A note about a batch id that is not one of ours (a `batch_id` a library user set) is
+    /// just taken off.
     pub async fn carry_note(&self, shard: &Shard, member: &str, at: impl Into<At>) -> Result<bool> {
         let at = at.into();
         let mut parts = member.splitn(4, '|');
@@ -538,7 +540,14 @@ impl Broker {
             (parts.next(), parts.next(), parts.next(), parts.next());
         let mut finished = false;
         if let (Some(bid), Some(tid), Some(status)) = (batch_id, task_id, status) {
-            if let Some(bs) = self.route(bid) {
+            let batch_shard = self.route(bid);
+            if batch_shard.is_none() && crate::broker::is_batch_id(bid) {
+                // A batch of a queue this process does not know (another fleet's, or the
+                // test queue's): left for a worker that does, when its lease ends.
+                tracing::debug!(batch = %bid, "a batch note for an unknown queue, left");
+                return Ok(false);
+            }
+            if let Some(bs) = batch_shard {
                 let k = self.keys();
                 let keys = [
                     k.batch(bs.tag(), bid),

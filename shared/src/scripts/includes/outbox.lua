@@ -7,13 +7,16 @@
 -- - a task of a batch puts a note `b|<batch id>|<task id>|<status>` into the same ZSET, which
 --   a worker carries to the batch's record (another slot: batch_note.lua).
 -- The keys are derived from the task key prefix ("<p>:{T}:task:"), spelled as keys.rs spells
--- them (`hooks`, `hook_prefix`), so no script's KEYS change. Tasks without either cost one HMGET.
-local function outbox(task_prefix, id, status, now)
-  local key = task_prefix .. id
-  local f = redis.call('HMGET', key, 'webhook_url', 'batch_id')
-  if not f[1] and not f[2] then
+-- them (`hooks`, `hook_prefix`), so no script's KEYS change.
+-- `outbox_with` takes the task's `webhook_url` and `batch_id` as its caller already read them
+-- (false when absent), so a hot script (complete) pays nothing more for a task with neither;
+-- `outbox` reads them itself.
+local function outbox_with(task_prefix, id, status, now, webhook_url, batch_id)
+  if not webhook_url and not batch_id then
     return
   end
+  local key = task_prefix .. id
+  local f = { webhook_url, batch_id }
   local base = string.sub(task_prefix, 1, #task_prefix - 5)
   local hooks = base .. 'hooks'
   local at = string.format('%d', now)
@@ -44,4 +47,9 @@ local function outbox(task_prefix, id, status, now)
       'state', 'pending')
     redis.call('ZADD', hooks, at, did)
   end
+end
+
+local function outbox(task_prefix, id, status, now)
+  local f = redis.call('HMGET', task_prefix .. id, 'webhook_url', 'batch_id')
+  outbox_with(task_prefix, id, status, now, f[1], f[2])
 end

@@ -97,7 +97,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
 }
 
 /// When the task may run: `run_at`, or now + `delay_seconds`, or now.
-fn run_at(options: &EnqueueOptions, now: Millis) -> Result<Option<Millis>, AppError> {
+pub(crate) fn run_at(options: &EnqueueOptions, now: Millis) -> Result<Option<Millis>, AppError> {
     match (options.run_at, options.delay_seconds) {
         (Some(_), Some(_)) => Err(AppError::invalid(
             "delay_seconds",
@@ -139,7 +139,7 @@ fn catalog_estimate(task_type: &str, request: &Value) -> u64 {
 
 /// Counts this enqueue against the account's per-minute limit (the library's, shared through
 /// Redis by every API replica and worker); 429 past the limit.
-async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), AppError> {
+pub(crate) async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), AppError> {
     match state
         .broker
         .take_rate(&caller.account_id, 1, state.now())

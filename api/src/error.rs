@@ -290,6 +290,7 @@ impl From<taskfleet::Error> for AppError {
         use taskfleet::Error as E;
         match e {
             E::NotFound(_) => AppError::NotFound,
+            E::Conflict(m) => AppError::Conflict(m),
             E::AlreadyTerminal { status, .. } => {
                 AppError::Conflict(format!("the task is already {status}"))
             }

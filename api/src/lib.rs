@@ -48,7 +48,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
 use crate::routes::{
-    dashboard, dead_letters, events, generate, health, live, queue, schedules, tasks,
+    batches, dashboard, dead_letters, events, generate, health, live, queue, schedules, tasks,
+    webhooks,
 };
 pub use crate::state::{AppState, Options};
 
@@ -102,6 +103,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/tasks/{id}/retry", post(tasks::retry))
         .route("/api/tasks/{id}/artifacts/{name}", get(tasks::artifact))
+        .route("/api/tasks/{id}/webhooks", get(webhooks::task_webhooks))
+        .route("/api/batches", post(batches::create))
+        .route("/api/batches/{id}", get(batches::get_one))
+        .route("/api/batches/{id}/tasks", get(batches::tasks))
+        .route("/api/batches/{id}/cancel", post(batches::cancel))
+        .route(
+            "/api/webhooks/secrets",
+            post(webhooks::create_secret).get(webhooks::list_secrets),
+        )
+        .route("/api/webhooks/secrets/rotate", post(webhooks::rotate_secret))
         .route("/api/video/generate", post(generate::video))
         .route(
             "/api/animated-lesson/generate",

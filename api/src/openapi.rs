@@ -5,7 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    dashboard, dead_letters, events, generate, health, live, queue, schedules, tasks,
+    batches, dashboard, dead_letters, events, generate, health, live, queue, schedules, tasks,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +29,14 @@ use crate::routes::{
         tasks::cancel,
         tasks::retry,
         tasks::artifact,
+        webhooks::task_webhooks,
+        batches::create,
+        batches::get_one,
+        batches::tasks,
+        batches::cancel,
+        webhooks::list_secrets,
+        webhooks::create_secret,
+        webhooks::rotate_secret,
         events::events,
         generate::video,
         generate::animated_lesson,
@@ -62,6 +71,8 @@ use crate::routes::{
         (name = "generate", description = "Typed enqueue endpoints, one per task type"),
         (name = "queue", description = "Queue status and admin controls"),
         (name = "schedules", description = "Recurring schedules: a cron in a time zone that enqueues a task at each tick"),
+        (name = "batches", description = "Many tasks enqueued all or none, followed and cancelled as one"),
+        (name = "webhooks", description = "Webhook deliveries and the account's signing secrets"),
     )
 )]
 pub struct ApiDoc;

@@ -88,6 +88,8 @@ pub struct AppStateInner {
     pub tokens: Option<Arc<crate::token::TokenVerifier>>,
     /// Which origins' pages may call the API (`api.cors_origins`); `None`: no other origin.
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// How long a rotated-out webhook signing secret keeps signing (`webhooks.rotation_grace_secs`).
+    pub webhook_rotation_grace: Duration,
 }
 
 impl AppState {
@@ -141,6 +143,7 @@ impl AppState {
             auth_failures: Arc::new(auth::FailureDelay::default()),
             deployment_checked: Arc::default(),
             cors: crate::cors::layer(&settings.api.cors_origins)?,
+            webhook_rotation_grace: Duration::from_secs(settings.webhooks.rotation_grace_secs),
             tokens: crate::token::TokenVerifier::from_settings(&settings.auth.jwt)?,
             broker,
             clock,

@@ -45,6 +45,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/story/generate"),
     ("post", "/api/image/generate"),
     ("post", "/api/voice-generation/generate"),
+    ("get", "/api/tasks/{id}/webhooks"),
+    ("post", "/api/batches"),
+    ("get", "/api/batches/{id}"),
+    ("get", "/api/batches/{id}/tasks"),
+    ("post", "/api/batches/{id}/cancel"),
+    ("get", "/api/webhooks/secrets"),
+    ("post", "/api/webhooks/secrets"),
+    ("post", "/api/webhooks/secrets/rotate"),
 ];
 
 #[tokio::test]
@@ -115,6 +123,14 @@ async fn every_request_and_response_schema_is_in_the_document() {
         "PreviousEnding",
         "HistoryResponse",
         "StatusEvent",
+        "CreateBatch",
+        "BatchCreatedResponse",
+        "BatchView",
+        "BatchTaskList",
+        "TaskWebhooks",
+        "DeliveryView",
+        "SecretList",
+        "NewSecret",
     ] {
         assert!(schemas.contains_key(name), "schema {name} is missing");
     }

@@ -34,6 +34,10 @@ pub enum Error {
     /// An Idempotency-Key came again with a different request; nothing was written.
     #[error("idempotency key {key:?} was used for a different request (task {earlier})")]
     IdempotencyMismatch { key: String, earlier: String },
+    /// The request conflicts with the state of what it names (a signing secret that already
+    /// exists, a batch that already finished); nothing changed.
+    #[error("{0}")]
+    Conflict(String),
     /// Redis did not know a script even after loading it (it was flushed again meanwhile).
     #[error("redis script missing: {0}")]
     NoScript(String),

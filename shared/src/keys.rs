@@ -112,6 +112,32 @@ impl Keys {
     pub fn claim_record(&self, t: &str, token_prefix: &str) -> String {
         self.tagged(t, &format!("claim:{token_prefix}"))
     }
+    /// ZSET: the shard's delivery queue (issue 13): webhook delivery ids and batch notes
+    /// (`b|<batch>|<task>|<status>`), score = due ms (a claimed entry: its lease's end).
+    /// `includes/outbox.lua` spells it from the task prefix: keep the two in step.
+    pub fn hooks(&self, t: &str) -> String {
+        self.tagged(t, "hooks")
+    }
+    /// Prefix of the delivery records; `+ delivery id` is a HASH (event, url, account_id,
+    /// body, state, attempts, `a:<n>` each attempt as JSON).
+    pub fn hook_prefix(&self, t: &str) -> String {
+        self.tagged(t, "hook:")
+    }
+    /// HASH: a batch (issue 13): account_id, user_id, total, ids, webhook_url, created_at,
+    /// state, finished_at and the counts it finished with. In the slot of its first task's
+    /// shard (its id names it: `<type>.<shard>.batch-<uuid>`).
+    pub fn batch(&self, t: &str, batch_id: &str) -> String {
+        self.tagged(t, &format!("batch:{batch_id}"))
+    }
+    /// HASH: a batch's finished tasks, task id -> the status it ended with.
+    pub fn batch_done(&self, t: &str, batch_id: &str) -> String {
+        self.tagged(t, &format!("batch:{batch_id}:done"))
+    }
+    /// HASH: an account's webhook signing secrets, by secret id -> JSON {secret, created_at,
+    /// expires_at}. One key per account, touched one command at a time.
+    pub fn webhook_secrets(&self, account_id: &str) -> String {
+        format!("{}:whsec:{}", self.prefix, account_id)
+    }
     /// HASH + TTL: a worker's heartbeat. The registry's keys share the tag `{workers}`, so
     /// a heartbeat writes its hash and its score in one atomic step on a cluster too.
     pub fn worker(&self, worker_id: &str) -> String {
@@ -252,6 +278,16 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_fragment_spells_the_delivery_keys_as_keys_rs_does() {
+        // includes/outbox.lua: base = task prefix without "task:"; base .. "hooks", "hook:".
+        let k = Keys::new("tf");
+        let prefix = k.task_prefix("video#3");
+        let base = &prefix[..prefix.len() - "task:".len()];
+        assert_eq!(format!("{base}hooks"), k.hooks("video#3"));
+        assert_eq!(format!("{base}hook:"), k.hook_prefix("video#3"));
+    }
+
+    #[test]
     fn every_key_a_script_touches_hashes_to_one_slot() {
         let k = Keys::new("tf");
         for t in ["video", "course_video", "quiz", "x#3"] {
@@ -272,6 +308,10 @@ mod tests {
                 k.idem(t, "acme", "key-1"),
                 k.account_bytes(t),
                 k.claim_record(t, "w1-00ff"),
+                k.hooks(t),
+                format!("{}x.1", k.hook_prefix(t)),
+                k.batch(t, "x.0.batch-1"),
+                k.batch_done(t, "x.0.batch-1"),
             ];
             let slot = cluster_slot(&keys[0]);
             for key in &keys {

@@ -46,11 +46,13 @@ pub mod schedules;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use apikeys::{ApiKey, Role};
 pub use broker::{
-    Broker, BrokerBuilder, CancelOutcome, Completion, DeferOutcome, Deployment, ExtendReport,
-    FailOutcome, Failure, RateOutcome, RecoverReport, ReleaseOutcome, Shard,
+    is_batch_id, Batch, BatchCreated, Broker, BrokerBuilder, CancelOutcome, Completion,
+    DeferOutcome, Deployment, ExtendReport, FailOutcome, Failure, NewBatch, RateOutcome,
+    RecoverReport, ReleaseOutcome, Shard,
 };
 pub use browse::TaskBrief;
 pub use clock::{At, Clock, ManualClock, RedisClock};

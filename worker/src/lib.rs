@@ -12,7 +12,8 @@
 //!   recurring schedules; trims by retention.
 //! - [`test_clock`]: a clock read from a file, for tests that move real processes' time.
 //! - [`metrics`]: Prometheus counters, gauge and histograms.
-//! - [`webhook`]: tells a task's `webhook_url` that the task finished.
+//! - [`webhook`]: sends the durable webhook deliveries the scripts write (signed, retried over
+//!   28 h, to checked addresses only).
 //! - [`processors`]: the work of each task type.
 //!
 //! Every worker runs the recoverer and the scheduler: their scripts are idempotent, so there
@@ -88,6 +89,8 @@ pub struct Shared {
     /// The attempts claimed and not yet acknowledged.
     pub in_flight: InFlight,
     pub health: Health,
+    /// How webhook deliveries are made (issue 13).
+    pub webhooks: webhook::DeliveryConfig,
 }
 
 impl Shared {
@@ -109,7 +112,14 @@ impl Shared {
             store,
             metrics,
             health: Health::default(),
+            webhooks: webhook::DeliveryConfig::default(),
         }
+    }
+
+    /// With webhook deliveries made as `cfg` says (the settings' `[webhooks]`).
+    pub fn with_webhooks(mut self, cfg: webhook::DeliveryConfig) -> Shared {
+        self.webhooks = cfg;
+        self
     }
 
     /// The estimate of the server's time, for what is shown or measured.
@@ -163,6 +173,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::spawn(heartbeat::Heartbeat::new(shared.clone()).run(heartbeat_stop.clone()));
     let recoverer = tokio::spawn(recoverer::Recoverer::new(shared.clone()).run(background.clone()));
     let scheduler = tokio::spawn(scheduler::Scheduler::new(shared.clone()).run(background.clone()));
+    let deliverer = tokio::spawn(webhook::Deliverer::new(shared.clone()).run(background.clone()));
 
     let runner = runner::Runner::new(shared.clone());
     runner.run(stop.clone()).await;
@@ -178,6 +189,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     background.cancel();
     let _ = recoverer.await;
     let _ = scheduler.await;
+    let _ = deliverer.await;
     runner.finish().await;
     // 5. Heartbeat last.
     heartbeat_stop.cancel();

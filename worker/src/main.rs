@@ -187,22 +187,27 @@ async fn main() -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    let shared = Arc::new(Shared::new(
-        broker,
-        clock,
-        WorkerConfig {
-            worker_id: worker_id.clone(),
-            types: types.clone(),
-            concurrency: settings.worker.concurrency,
-            grace: Duration::from_secs(settings.worker.grace_seconds),
-            poll: Duration::from_millis(args.poll_ms.max(10)),
-            schedule_every: Duration::from_millis(args.schedule_every_ms.max(1)),
-            work_dir: std::env::temp_dir().join("taskfleet-work").join(&worker_id),
-        },
-        queues,
-        Some(store),
-        metrics,
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            broker,
+            clock,
+            WorkerConfig {
+                worker_id: worker_id.clone(),
+                types: types.clone(),
+                concurrency: settings.worker.concurrency,
+                grace: Duration::from_secs(settings.worker.grace_seconds),
+                poll: Duration::from_millis(args.poll_ms.max(10)),
+                schedule_every: Duration::from_millis(args.schedule_every_ms.max(1)),
+                work_dir: std::env::temp_dir().join("taskfleet-work").join(&worker_id),
+            },
+            queues,
+            Some(store),
+            metrics,
+        )
+        .with_webhooks(taskfleet_worker::webhook::DeliveryConfig::from_settings(
+            &settings.webhooks,
+        )?),
+    );
     tracing::info!(worker_id = %worker_id, types = ?types, concurrency = settings.worker.concurrency, "worker started");
     taskfleet_worker::run(shared, stop).await;
     Ok(())

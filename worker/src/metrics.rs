@@ -25,7 +25,7 @@ const BUCKETS: [f64; 16] = [
 ];
 
 /// How many kinds of [`Event`] there are.
-const EVENTS: usize = 6;
+const EVENTS: usize = 9;
 
 /// The events the worker counts, per task type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,6 +36,12 @@ pub enum Event {
     Retried,
     Recovered,
     Cancelled,
+    /// A webhook delivery accepted (2xx) by its receiver.
+    WebhookDelivered,
+    /// A webhook attempt that failed (it is retried on the schedule).
+    WebhookRetried,
+    /// A webhook delivery given up after its last attempt.
+    WebhookGivenUp,
 }
 
 impl Event {
@@ -46,6 +52,9 @@ impl Event {
         Event::Retried,
         Event::Recovered,
         Event::Cancelled,
+        Event::WebhookDelivered,
+        Event::WebhookRetried,
+        Event::WebhookGivenUp,
     ];
 
     /// The series name, without `taskfleet_worker_` and `_total` (the encoder adds them).
@@ -57,6 +66,9 @@ impl Event {
             Event::Retried => "retried",
             Event::Recovered => "recovered",
             Event::Cancelled => "cancelled",
+            Event::WebhookDelivered => "webhooks_delivered",
+            Event::WebhookRetried => "webhook_attempts_failed",
+            Event::WebhookGivenUp => "webhooks_given_up",
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::in_flight::{Attempt, Entry, RunState};
 use crate::metrics::Event;
 use crate::processors::{sanitize, Step, TaskContext, TaskError};
-use crate::{backoff, webhook, Shared};
+use crate::{backoff, Shared};
 
 /// The largest batch one claim asks for.
 pub const MAX_CLAIM: usize = 256;
@@ -391,17 +391,12 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>, starter: &Starter) {
     // Every attempt of the batch leaves the table once its result is written (or dropped):
     // by its own (id, lease), never another attempt of the same task.
     let mut done: Vec<Attempt> = Vec::with_capacity(batch.len());
-    // Where to tell about a task that ends here.
-    let mut hooks: HashMap<String, String> = HashMap::new();
     for a in batch {
         s.metrics.observe_run(&a.task_type, a.run_secs);
         let Some(f) = s.in_flight.get(&a.attempt) else {
             continue;
         };
         done.push(a.attempt.clone());
-        if let Some(url) = &f.webhook_url {
-            hooks.insert(a.attempt.id.clone(), url.clone());
-        }
         let Attempt { id, lease } = a.attempt;
         let failure = |error: String, permanent: bool| Failure {
             id: id.clone(),
@@ -478,33 +473,21 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>, starter: &Starter) {
         s.in_flight.unreserve(want);
         if let Some(flags) = flags {
             let ok = flags.iter().filter(|f| **f).count() as u64;
+            // Webhooks: written by the script itself (includes/outbox.lua), sent by the
+            // delivery loop (webhook.rs).
             s.metrics.count(Event::Completed, &t, ok);
-            for (c, _) in items.iter().zip(&flags).filter(|(_, ok)| **ok) {
-                if let Some(url) = hooks.get(&c.id) {
-                    webhook::notify(
-                        url,
-                        webhook::finished(&c.id, &t, "completed", Some(&c.result), None),
-                    );
-                }
-            }
         }
     }
     for (t, items) in failures {
         if let Some(outcomes) = retry(s, "fail", || s.broker.fail(&t, &items, s.at())).await {
-            for (f, o) in items.iter().zip(outcomes) {
-                let (e, status) = match o {
-                    taskfleet::FailOutcome::Retrying => (Event::Retried, None),
-                    taskfleet::FailOutcome::Failed => (Event::Failed, Some("failed")),
-                    taskfleet::FailOutcome::Cancelled => (Event::Cancelled, Some("cancelled")),
+            for o in outcomes {
+                let e = match o {
+                    taskfleet::FailOutcome::Retrying => Event::Retried,
+                    taskfleet::FailOutcome::Failed => Event::Failed,
+                    taskfleet::FailOutcome::Cancelled => Event::Cancelled,
                     taskfleet::FailOutcome::Stale => continue,
                 };
                 s.metrics.count(e, &t, 1);
-                if let (Some(status), Some(url)) = (status, hooks.get(&f.id)) {
-                    webhook::notify(
-                        url,
-                        webhook::finished(&f.id, &t, status, None, Some(&f.error)),
-                    );
-                }
             }
         }
     }
@@ -520,12 +503,6 @@ async fn write_acks(s: &Shared, batch: Vec<Ack>, starter: &Starter) {
             Some(Some(taskfleet::DeferOutcome::Cancelled)) => {
                 // Its cancel was requested while it ran: it ended cancelled, not deferred.
                 s.metrics.count(Event::Cancelled, &t, 1);
-                if let Some(url) = hooks.get(&id) {
-                    webhook::notify(
-                        url,
-                        webhook::finished(&id, &t, "cancelled", None, Some("cancelled")),
-                    );
-                }
             }
             Some(_) => {}
             None => {

@@ -476,7 +476,13 @@ async fn a_finished_task_calls_its_webhook_with_the_outcome() {
     bad.webhook_url = Some(hook.clone());
     let ok = b.enqueue(ok, now(&b).await).await.unwrap();
     let bad = b.enqueue(bad, now(&b).await).await.unwrap();
-    let _w = Worker::start(&url, &p, &[], &[]);
+    // Loopback is refused unless allowed (issue 13): the receiver here is on 127.0.0.1.
+    let _w = Worker::start(
+        &url,
+        &p,
+        &[],
+        &[("TASKFLEET__WEBHOOKS__ALLOW_NETWORKS", "127.0.0.1")],
+    );
     let mut got = Vec::new();
     for _ in 0..2 {
         let v = tokio::time::timeout(Duration::from_secs(15), rx.recv())

@@ -1,6 +1,7 @@
 //! The handlers, one file per group of §9's endpoints, and what they share: reading a task
 //! id from the path and loading a task the caller may see.
 
+pub mod batches;
 pub mod dashboard;
 pub mod dead_letters;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod live;
 pub mod queue;
 pub mod schedules;
 pub mod tasks;
+pub mod webhooks;
 
 use taskfleet::Task;
 

@@ -34,6 +34,12 @@ export type ScheduleList = Schemas["ScheduleList"];
 export type CreateSchedule = Schemas["CreateSchedule"];
 export type BulkRetry = Schemas["BulkRetry"];
 export type BulkRetryResponse = Schemas["BulkRetryResponse"];
+/** Batches (issue 13): many tasks enqueued all or none, followed and cancelled as one. */
+export type CreateBatch = Schemas["CreateBatch"];
+export type BatchCreated = Schemas["BatchCreatedResponse"];
+export type Batch = Schemas["BatchView"];
+/** A webhook delivery with its attempts (`GET /api/tasks/{id}/webhooks`). */
+export type WebhookDelivery = Schemas["DeliveryView"];
 
 /** The states after which a task never changes. */
 export const TERMINAL: readonly TaskStatus[] = ["completed", "failed", "cancelled"];

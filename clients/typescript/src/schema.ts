@@ -21,6 +21,77 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue up to 1,000 tasks at once, all or none: every task is checked first (a bad one is
+         *     named `tasks[i].<field>` and nothing is written).
+         */
+        post: operations["create_batch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/batches/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A batch: counts by state, progress, done or not. */
+        get: operations["get_batch"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/batches/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel every task of a batch that has not finished; 409 if the batch already finished. */
+        post: operations["cancel_batch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/batches/{id}/tasks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A batch's tasks, in the order they were given, a page at a time. */
+        get: operations["list_batch_tasks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/course-video/generate": {
         parameters: {
             query?: never;
@@ -496,6 +567,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tasks/{id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A task's webhook deliveries and their attempts (time, status or error, latency, the first
+         *     256 bytes of the answer).
+         */
+        get: operations["task_webhooks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/video/generate": {
         parameters: {
             query?: never;
@@ -524,6 +615,47 @@ export interface paths {
         put?: never;
         /** Enqueue speech audio. */
         post: operations["voice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhooks/secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The account's signing secrets (ids and dates; never a secret). */
+        get: operations["list_webhook_secrets"];
+        put?: never;
+        /**
+         * Create the account's signing secret (409 if it has one: rotate it). The secret is in this
+         *     answer only.
+         */
+        post: operations["create_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhooks/secrets/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate the account's signing secret: a new one signs from now on, and the old one keeps
+         *     signing too (both signatures are sent) for the grace period (24 h by default).
+         */
+        post: operations["rotate_webhook_secret"];
         delete?: never;
         options?: never;
         head?: never;
@@ -653,6 +785,106 @@ export interface components {
             /** @description An http(s) URL told about the task's end. */
             webhook_url?: string | null;
         };
+        /** @description What one attempt saw. */
+        Attempt: {
+            /** @description When the attempt was recorded (ms since the epoch, the server's clock). */
+            at?: components["schemas"]["i64"];
+            /** @description The first bytes (at most 256) of the receiver's answer. */
+            body: string;
+            /** @description Why it failed without an acceptable answer (refused address, timeout, redirect, ...). */
+            error?: string | null;
+            /** Format: int64 */
+            latency_ms: number;
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status, if it answered.
+             */
+            status?: number | null;
+        };
+        BatchCancelResponse: {
+            batch_id: string;
+            /**
+             * Format: int64
+             * @description Running tasks whose workers stop them shortly.
+             */
+            cancel_requested: number;
+            /**
+             * Format: int64
+             * @description Tasks that were waiting and are now cancelled.
+             */
+            cancelled: number;
+        };
+        /** @description Tasks of a batch by state. */
+        BatchCounts: {
+            /** Format: int64 */
+            cancelled: number;
+            /** Format: int64 */
+            completed: number;
+            /** Format: int64 */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Tasks no longer stored (trimmed by retention after they finished).
+             */
+            missing: number;
+            /** Format: int64 */
+            processing: number;
+            /** Format: int64 */
+            queued: number;
+            /** Format: int64 */
+            retrying: number;
+            /** Format: int64 */
+            scheduled: number;
+        };
+        BatchCreatedResponse: {
+            batch_id: string;
+            /** @description In the order of `tasks`. */
+            task_ids: string[];
+        };
+        /** @description One task of a batch: as `POST /api/tasks` takes it. */
+        BatchTask: {
+            /** Format: int64 */
+            delay_seconds?: number | null;
+            priority?: null | components["schemas"]["PriorityParam"];
+            request: Record<string, never>;
+            /** Format: int64 */
+            run_at?: number | null;
+            task_type: string;
+            /** @description This task's own webhook (`task.finished`). */
+            webhook_url?: string | null;
+        };
+        BatchTaskList: {
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            next_cursor?: string | null;
+            tasks: components["schemas"]["Task"][];
+        };
+        BatchView: {
+            account_id: string;
+            batch_id: string;
+            cancel_requested: boolean;
+            counts: components["schemas"]["BatchCounts"];
+            /** Format: int64 */
+            created_at: number;
+            /** @description Every task ended (detected once; `finished_at` says when). */
+            done: boolean;
+            /**
+             * Format: int64
+             * @description Tasks that reached a terminal state (completed, failed or cancelled).
+             */
+            finished: number;
+            /** Format: int64 */
+            finished_at?: number | null;
+            /**
+             * Format: int32
+             * @description 0-100: finished tasks over all.
+             */
+            progress: number;
+            /** Format: int64 */
+            total: number;
+            user_id: string;
+            webhook?: null | components["schemas"]["DeliveryView"];
+            webhook_url?: string | null;
+        };
         /** @description Which finished tasks to retry. */
         BulkRetry: {
             /** @description At most this many tasks (1-1000, default 100), oldest finish first. */
@@ -740,6 +972,13 @@ export interface components {
             /** @description An http(s) URL told about the task's end. */
             webhook_url?: string | null;
         };
+        /** @description A batch to enqueue. */
+        CreateBatch: {
+            /** @description 1-1,000 tasks of any types. */
+            tasks: components["schemas"]["BatchTask"][];
+            /** @description Told once (`batch.finished`, with the counts) when every task has ended. */
+            webhook_url?: string | null;
+        };
         /** @description A schedule to create. */
         CreateSchedule: {
             catch_up?: null | components["schemas"]["CatchUp"];
@@ -777,6 +1016,22 @@ export interface components {
             task_type: string;
             /** @description An http(s) URL told about the task's end. */
             webhook_url?: string | null;
+        };
+        /** @description A delivery as `GET /api/tasks/{id}/webhooks` shows it. */
+        DeliveryView: {
+            attempts: components["schemas"]["Attempt"][];
+            created_at: components["schemas"]["i64"];
+            /** @description `task.finished` or `batch.finished`. */
+            event: string;
+            finished_at?: null | components["schemas"]["i64"];
+            /** @description Its `webhook-id`. */
+            id: string;
+            next_at?: null | components["schemas"]["i64"];
+            /** @description The JSON body sent. */
+            payload: Record<string, never>;
+            /** @description `pending` (being tried), `delivered` or `failed` (given up after the schedule). */
+            state: string;
+            url: string;
         };
         /** @enum {string} */
         DocFormat: "markdown" | "html";
@@ -914,6 +1169,18 @@ export interface components {
             /** @description `user`, `account_admin` or `admin`. */
             role: string;
             user_id: string;
+        };
+        NewSecret: {
+            /** Format: int64 */
+            created_at: number;
+            id: string;
+            /**
+             * Format: int64
+             * @description The secret it replaced keeps signing until then (a rotation); null for a first secret.
+             */
+            previous_expires_at?: number | null;
+            /** @description `whsec_<base64>`: shown this once. Verify `webhook-signature` with it. */
+            secret: string;
         };
         /** @description How a task ended before it was retried from the outside. */
         PreviousEnding: {
@@ -1064,6 +1331,19 @@ export interface components {
             next_cursor?: string | null;
             schedules: components["schemas"]["Schedule"][];
         };
+        /** @description A secret as listed: never the secret. */
+        SecretInfo: {
+            created_at: components["schemas"]["i64"];
+            expires_at?: null | components["schemas"]["i64"];
+            id: string;
+        };
+        SecretList: {
+            /**
+             * @description The secrets that sign now: the current one (no `expires_at`) and, during a rotation's
+             *     grace period, the one before it.
+             */
+            secrets: components["schemas"]["SecretInfo"][];
+        };
         /** @description One slide of a video: a title, and the text that is shown and narrated. */
         Slide: {
             /** @description Shown and narrated. */
@@ -1207,6 +1487,11 @@ export interface components {
         };
         TaskTypesResponse: {
             task_types: components["schemas"]["TaskTypeInfo"][];
+        };
+        TaskWebhooks: {
+            /** @description One per time the task ended, oldest first; each with every attempt. */
+            deliveries: components["schemas"]["DeliveryView"][];
+            task_id: string;
         };
         /** @description One type's last hour (or the asked window), bucket by bucket, oldest first. */
         TypeHistory: {
@@ -1458,6 +1743,312 @@ export interface operations {
                 };
             };
             /** @description Redis unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_batch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBatch"];
+            };
+        };
+        responses: {
+            /** @description Enqueued, every task */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchCreatedResponse"];
+                };
+            };
+            /** @description A task is invalid (named `tasks[i].<field>`), or more than 1,000 */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_batch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Batch id (`<type>.<shard>.batch-<uuid>`) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_batch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Batch id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchCancelResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_batch_tasks: {
+        parameters: {
+            query?: {
+                /** @description 1-200, default 50. */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Batch id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchTaskList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3663,6 +4254,70 @@ export interface operations {
             };
         };
     };
+    task_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Task id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskWebhooks"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     video: {
         parameters: {
             query?: never;
@@ -3851,6 +4506,236 @@ export interface operations {
                 };
             };
             /** @description Redis unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhook_secrets: {
+        parameters: {
+            query?: {
+                /** @description Another account's secrets (an admin only). */
+                account_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretList"];
+                };
+            };
+            /** @description A malformed account_id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook_secret: {
+        parameters: {
+            query?: {
+                /** @description Another account's secrets (an admin only). */
+                account_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewSecret"];
+                };
+            };
+            /** @description A malformed account_id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: {
+                /** @description Another account's secrets (an admin only). */
+                account_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewSecret"];
+                };
+            };
+            /** @description A malformed account_id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request (its body) took longer than the request timeout */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Redis is unreachable */
             503: {
                 headers: {
                     [name: string]: unknown;

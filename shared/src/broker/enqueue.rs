@@ -340,6 +340,11 @@ impl Broker {
             .collect()
     }
 
+    /// Checks a task as an enqueue would, writing nothing (a batch checks all first).
+    pub(crate) fn check_new(&self, t: &NewTask) -> Result<()> {
+        self.prepare(0, t, true).map(|_| ())
+    }
+
     /// Checks one task and turns it into the script's arguments.
     fn prepare(&self, index: usize, t: &NewTask, check_catalog: bool) -> Result<Prepared> {
         let q = self.queue_config(&t.task_type)?;
@@ -370,6 +375,9 @@ impl Broker {
         }
         validate_ident("account_id", &t.account_id, 128)?;
         validate_ident("user_id", &t.user_id, 128)?;
+        if let Some(url) = &t.webhook_url {
+            crate::webhooks::validate_url("webhook_url", url)?;
+        }
         if let Some(k) = &t.idempotency_key {
             if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(Error::invalid(

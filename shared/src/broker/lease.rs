@@ -32,11 +32,18 @@ static COMPLETE: Script = script!(
     "now.lua",
     "band.lua",
     "promote.lua",
-    "claim.lua"
+    "claim.lua",
+    "outbox.lua"
 );
-static FAIL: Script = script!("fail.lua", "now.lua");
-static RELEASE: Script = script!("release.lua", "now.lua", "band.lua", "wake.lua");
-static DEFER: Script = script!("defer.lua", "now.lua");
+static FAIL: Script = script!("fail.lua", "now.lua", "outbox.lua");
+static RELEASE: Script = script!(
+    "release.lua",
+    "now.lua",
+    "band.lua",
+    "wake.lua",
+    "outbox.lua"
+);
+static DEFER: Script = script!("defer.lua", "now.lua", "outbox.lua");
 static PROGRESS: Script = script!("progress.lua");
 static CHILDREN: Script = script!("children.lua");
 

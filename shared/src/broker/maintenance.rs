@@ -21,10 +21,16 @@ static PROMOTE: Script = script!(
     "promote.lua",
     "wake.lua"
 );
-static RECOVER: Script = script!("recover.lua", "now.lua", "band.lua", "wake.lua");
+static RECOVER: Script = script!(
+    "recover.lua",
+    "now.lua",
+    "band.lua",
+    "wake.lua",
+    "outbox.lua"
+);
 static TRIM: Script = script!("trim.lua", "now.lua");
 static PAUSE: Script = script!("pause.lua", "now.lua", "wake.lua");
-static CANCEL: Script = script!("cancel.lua", "now.lua");
+static CANCEL: Script = script!("cancel.lua", "now.lua", "outbox.lua");
 
 /// What recover did, per outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

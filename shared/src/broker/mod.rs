@@ -20,6 +20,7 @@
 //! [`Error::Unavailable`] instead of hanging a worker or the API. Every script acts at an
 //! [`At`]: the server's own `TIME` in production, a given instant in tests.
 
+pub mod batch;
 pub mod conn;
 pub mod dead_letters;
 pub mod enqueue;
@@ -39,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::task::{Millis, TaskStatus};
 
+pub use batch::{is_batch_id, Batch, BatchCreated, NewBatch};
 pub use conn::{Conn, Deployment};
 pub use dead_letters::{BulkRetried, RetryFilter};
 pub use enqueue::RateOutcome;

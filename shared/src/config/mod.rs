@@ -128,6 +128,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub artifacts: ArtifactSettings,
     pub retention: RetentionSettings,
+    pub webhooks: WebhookSettings,
     /// Per-account limits of the service (the API's enqueues and the flows it starts).
     pub limits: Limits,
     pub task_types: HashMap<String, TaskConfigOverride>,
@@ -426,6 +427,30 @@ impl Default for RetentionSettings {
     }
 }
 
+/// Webhooks (issue 13): where a worker may deliver, how long an attempt may take, how long a
+/// rotated signing secret keeps signing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Addresses or CIDRs a webhook may reach although they are loopback, private, link-local,
+    /// CGNAT or a metadata address (refused by default); e.g. `127.0.0.1/32` in tests.
+    pub allow_networks: Vec<String>,
+    /// One attempt's bound (connect, send, answer), in seconds.
+    pub timeout_secs: u64,
+    /// How long the old secret keeps signing after a rotation, in seconds.
+    pub rotation_grace_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_networks: Vec::new(),
+            timeout_secs: 10,
+            rotation_grace_secs: 24 * 3600,
+        }
+    }
+}
+
 impl Settings {
     /// Defaults, then `file` (or `taskfleet.toml` if it exists), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings> {
@@ -459,6 +484,8 @@ impl Settings {
                 // `TASKFLEET__API__CORS_ORIGINS=https://a.example,https://b.example`
                 .list_separator(",")
                 .with_list_parse_key("api.cors_origins")
+                // `TASKFLEET__WEBHOOKS__ALLOW_NETWORKS=127.0.0.1/32,10.1.0.0/16`
+                .with_list_parse_key("webhooks.allow_networks")
                 .source(Some(env_vars)),
         );
         b.build()

@@ -29,6 +29,7 @@ if waiting[status] then
   redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
   redis.call('ZADD', cancelled, now, id)
   redis.call('HINCRBY', stats, 'cancelled', 1)
+  outbox(task_prefix, id, 'cancelled', now)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'cancelled')
   return { 'cancelled', 'cancelled', f[2] or '' }
 elseif status == 'processing' then

@@ -32,10 +32,11 @@ local finished = string.format('%d', now)
 for i = 8, #ARGV, 3 do
   local id, token = ARGV[i], ARGV[i + 1]
   local key = task_prefix .. id
-  local f = redis.call('HMGET', key, 'status', 'lease', 'started_at')
+  local f = redis.call('HMGET', key, 'status', 'lease', 'started_at', 'webhook_url', 'batch_id')
   if f[1] == 'processing' and f[2] == token then
     -- An empty lease matches no token: later calls with the old one are refused.
     redis.call('HSET', key, 'status', 'completed', 'result', ARGV[i + 2], 'finished_at', finished, 'progress', '100', 'lease', '')
+    outbox_with(task_prefix, id, 'completed', now, f[4], f[5])
     busy = busy + (now - (tonumber(f[3]) or now))
     done[#done + 1] = finished
     done[#done + 1] = id

@@ -33,6 +33,7 @@ if f[3] == '1' then
   redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
   redis.call('ZADD', cancelled, now, id)
   redis.call('HINCRBY', stats, 'cancelled', 1)
+  outbox(task_prefix, id, 'cancelled', now)
   redis.call('XADD', events, 'MAXLEN', '~', ARGV[6], '*', 'id', id, 'status', 'cancelled')
   return { 'cancelled', f[4] or '' }
 end

@@ -41,6 +41,7 @@ for i = 5, #ARGV, 5 do
       redis.call('HSET', key, 'status', status, 'finished_at', now)
       redis.call('ZADD', cancelled, now, id)
       redis.call('HINCRBY', stats, 'cancelled', 1)
+      outbox(task_prefix, id, status, now)
     elseif kind == 'retry' and attempts < max_attempts then
       status = 'retrying'
       local ceiling = math.min(base * 2 ^ (attempts - 1), cap)
@@ -53,6 +54,7 @@ for i = 5, #ARGV, 5 do
       redis.call('HSET', key, 'status', status, 'error', err, 'finished_at', now)
       redis.call('ZADD', failed, now, id)
       redis.call('HINCRBY', stats, 'failed', 1)
+      outbox(task_prefix, id, status, now)
     end
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', status, 'error', err)
     out[#out + 1] = { status, status == 'retrying' and '' or (f[7] or '') }

@@ -56,6 +56,7 @@ for _, id in ipairs(candidates) do
       redis.call('HSET', key, 'status', status, 'finished_at', now)
       redis.call('ZADD', cancelled, now, id)
       redis.call('HINCRBY', stats, 'cancelled', 1)
+      outbox(task_prefix, id, status, now)
       ended[#ended + 1] = id
     elseif tonumber(f[2]) < tonumber(f[3]) then
       status = 'queued'
@@ -67,6 +68,7 @@ for _, id in ipairs(candidates) do
       redis.call('HSET', key, 'status', status, 'error', err, 'finished_at', now)
       redis.call('ZADD', failed, now, id)
       redis.call('HINCRBY', stats, 'failed', 1)
+      outbox(task_prefix, id, status, now)
       dead_letters[#dead_letters + 1] = id
     end
     if status ~= 'queued' and f[8] then

@@ -32,6 +32,7 @@ for i = 3, #ARGV, 2 do
       redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
       redis.call('ZADD', cancelled, now, id)
       redis.call('HINCRBY', stats, 'cancelled', 1)
+      outbox(task_prefix, id, 'cancelled', now)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'status', 'cancelled')
       out[#out + 1] = { 'cancelled', f[6] or '' }
     else

@@ -424,6 +424,10 @@ async fn cluster_cases(
     // The deployment checked and the shard counts recorded, as every process does at start.
     a.check_deployment().await?;
     b.check_deployment().await?;
+    // A status read fans out to every shard: each broker has its connections to every
+    // primary before its case is timed (a short case would otherwise time their setup).
+    a.status().await?;
+    b.status().await?;
     let clock = RedisClock::new(&a).await?;
     let mut samples = Vec::new();
 
@@ -443,6 +447,7 @@ async fn cluster_cases(
             let prefix = "cW";
             let w = fleet::broker(&redis, prefix)?;
             w.check_deployment().await?;
+            w.status().await?;
             fleet::fill_noop(&w, tasks, args.accounts).await?;
             eprintln!(
                 "  worker drain, 1 process, concurrency {}…",
@@ -511,6 +516,8 @@ async fn wait_cost(cluster: &Cluster, args: &CoreArgs, tasks: usize) -> Result<W
         .build()?;
     without.check_deployment().await?;
     with.check_deployment().await?;
+    without.status().await?;
+    with.status().await?;
     let clock = RedisClock::new(&without).await?;
     let case = |prefix: &str| EnqueueCase {
         url: String::new(),

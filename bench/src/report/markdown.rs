@@ -267,7 +267,7 @@ fn cluster_markdown(c: &ClusterFacts) -> String {
     let singles: Vec<String> = c
         .single
         .iter()
-        .map(|(_, name, x)| format!("{name} {x:.0}/s"))
+        .map(|(_, name, x)| format!("{name}: {x:.0}/s"))
         .collect();
     let _ = writeln!(
         o,
@@ -282,7 +282,8 @@ fn cluster_markdown(c: &ClusterFacts) -> String {
          ({}). Redis CPU is every primary's `INFO cpu` (`used_cpu_sys` + `used_cpu_user`) \
          over the case; each primary's share of it and of `total_commands_processed` is set \
          against 1/N, and the last column gives the largest distance from 1/N as a share of \
-         it.\n",
+         it. Redis CPU per job includes each node's own event-loop and cluster-bus work, and \
+         the nodes compete with each other and the client for the same cores here.\n",
         c.rows
             .iter()
             .map(|r| r.primaries.to_string())
@@ -293,7 +294,7 @@ fn cluster_markdown(c: &ClusterFacts) -> String {
         c.shards,
         c.tasks,
         drain,
-        singles.join(", ")
+        singles.join("; ")
     );
     o.push_str(
         "| primaries | case | jobs/s | × single server | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job | µs per job on each primary | CPU shares | command shares | max off 1/N (CPU) |\n",

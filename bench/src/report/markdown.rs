@@ -326,6 +326,18 @@ fn cluster_markdown(c: &ClusterFacts) -> String {
         );
     }
     o.push('\n');
+    let n = c.rows.iter().map(|r| r.primaries).max().unwrap_or(1).max(1);
+    let shards = usize::from(c.shards);
+    if n > 1 && shards % n != 0 {
+        let most = shards.div_ceil(n);
+        let _ = writeln!(
+            o,
+            "{shards} shards do not split evenly over {n} primaries: one holds {most} of them, \
+             {:.1}% over 1/{n} by the shard count alone, before any noise (a type's tasks are \
+             spread evenly over its shards).\n",
+            (most * n) as f64 / shards as f64 * 100.0 - 100.0
+        );
+    }
     if let Some(w) = &c.wake {
         let l = &w.latency;
         let _ = writeln!(

@@ -622,5 +622,11 @@ mod tests {
         assert!(md.contains("| 3 | one | 40000 | 1.21 |"), "{md}");
         assert!(md.contains("| 1 | 4 | 0.00% | 0.00% | 0.0 / 0 |"), "{md}");
         assert!(text(&r).contains("cluster step: 16 shards"));
+        // 16 shards over 3 primaries: 6 on one, 6 × 3 / 16 = 1.125 of a third.
+        assert!(
+            md.replace('\n', " ")
+                .contains("one holds 6 of them, 12.5% over 1/3 by the shard count alone"),
+            "{md}"
+        );
     }
 }

@@ -7,13 +7,19 @@
 # fresh keys (--rounds, default 3; each case reported as the median of its rounds with the
 # min–max beside it, every ratio over the median ceiling), then once each: one worker process
 # draining, enqueue → start latency with idle workers, an idle worker's CPU and HTTP enqueue
-# through one API process (50, then 64 connections), all in one run.
+# through one API process (50, then 64 connections); the ordering error across shards (S = 1,
+# 4, 16; 100,000 tasks of mixed bands, one consumer); and the cluster step: the same queue on
+# Redis Clusters of 1, 2 and 3 primaries the run forms on loopback (16 shards; enqueue_many,
+# enqueue one a call, a worker draining; each primary's Redis CPU and share), wake-ups and
+# idle CPU on the 3-primary cluster, and the cost of wait_replicas=1 on 3 primaries + 3
+# replicas; all in one run.
 # Prints the figures and writes them into README.md's `## Benchmarks`.
 #
 #   scripts/bench.sh                   # the default run: 3 rounds, 100,000 tasks a case and round
 #   scripts/bench.sh --rounds 5        # more rounds: a steadier median, a longer run
 #   scripts/bench.sh --tasks 10000     # any `taskfleet-bench core` flag passes through
-#   scripts/bench.sh --skip-fleet      # the library cases only
+#   scripts/bench.sh --skip-fleet      # no worker or API process (the cluster drains by library)
+#   scripts/bench.sh --skip-cluster --skip-ordering   # the single server only
 #   BENCH_README=0 scripts/bench.sh    # print only, leave README.md as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,7 +23,9 @@
 //! `--skip-fleet` the real binaries ([`crate::fleet`]): one `taskfleet-worker` draining no-op
 //! tasks, enqueue → processor start latency at a steady rate with idle workers, an idle
 //! worker's CPU, and HTTP enqueue through one `taskfleet-api`; their ratios use the median
-//! ceiling too.
+//! ceiling too. Then unless `--skip-ordering` the ordering error across shards
+//! ([`crate::ordering`], on this server), and unless `--skip-cluster` the cluster step
+//! ([`crate::cluster`], on clusters it forms), each held to this run's single-server figures.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,9 +34,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
-use taskfleet::{At, Broker, Clock, Completion, NewTask, QueueConfig, RedisClock, TaskStatus};
+use taskfleet::{
+    At, Broker, BrokerBuilder, Clock, Completion, Deployment, NewTask, QueueConfig, RedisClock,
+    TaskStatus,
+};
 
 use crate::ceiling::{self, CeilingArgs};
+use crate::cluster::{self, ClusterArgs};
 use crate::fleet::{self, FleetArgs};
 use crate::machine::{self, Machine};
 use crate::report::{self, Case, Measurements, Memory, Report, Round, ScriptRun, Setup};
@@ -101,6 +107,8 @@ pub struct CoreArgs {
     pub readme_even_if_disturbed: bool,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// The command line to print in the report (scripts/bench.sh passes its own).
     #[arg(long, default_value = "taskfleet-bench core")]
     pub command: String,
@@ -110,6 +118,19 @@ pub async fn main(args: CoreArgs) -> Result<()> {
     ensure!(
         args.tasks > 0 && args.in_flight > 0 && args.batch_in_flight > 0 && args.rounds > 0,
         "--tasks, --in-flight, --batch-in-flight and --rounds must be > 0"
+    );
+    ensure!(
+        args.cluster.cluster_primaries.iter().all(|&p| p >= 1)
+            && args
+                .cluster
+                .ordering_shards
+                .iter()
+                .all(|&s| (1..=1024).contains(&s))
+            && args.cluster.ordering_tasks > 0
+            && (1..=taskfleet::broker::MAX_BATCH).contains(&args.cluster.ordering_claim_batch),
+        "--cluster-primaries must be ≥ 1, --ordering-shards 1-1024, --ordering-tasks > 0 and \
+         --ordering-claim-batch 1-{}",
+        taskfleet::broker::MAX_BATCH
     );
     ensure!(
         (1..=taskfleet::broker::MAX_BATCH).contains(&args.batch)
@@ -210,6 +231,34 @@ pub async fn run(args: &CoreArgs) -> Result<Measurements> {
         Some(fleet::run(&mut server, &args.fleet, args.accounts, timeout).await?)
     };
 
+    let mut ordering = Vec::new();
+    if !args.cluster.skip_ordering {
+        for &shards in &args.cluster.ordering_shards {
+            eprintln!(
+                "ordering across shards: {} tasks of mixed bands, {shards} shard(s), one consumer…",
+                args.cluster.ordering_tasks
+            );
+            ordering.push(
+                crate::ordering::run(
+                    &server.url(),
+                    &format!("bO{shards}"),
+                    shards,
+                    args.cluster.ordering_tasks,
+                    args.cluster.ordering_claim_batch,
+                    timeout,
+                )
+                .await?,
+            );
+            server.flush().await?;
+        }
+    }
+
+    let cluster = if args.cluster.skip_cluster {
+        None
+    } else {
+        Some(cluster::run(args).await?)
+    };
+
     let others = (machine::machine_busy_seconds() - machine_busy)
         - (crate::sample::own_and_children_cpu_seconds() + server.cpu_seconds().await? - ours);
     let other_load = (others / started.elapsed().as_secs_f64().max(1e-9)).max(0.0);
@@ -235,6 +284,8 @@ pub async fn run(args: &CoreArgs) -> Result<Measurements> {
         rounds,
         script_runs,
         fleet,
+        ordering,
+        cluster,
     })
 }
 
@@ -251,6 +302,7 @@ async fn round(
     timeout: Duration,
 ) -> Result<Round> {
     let url = server.url();
+    let single = crate::fleet::single(&url);
     eprintln!("  ceilings…");
     let ceiling = ceiling::measure(server, ceiling_args, args.ceiling_one_client_requests).await?;
     let mut samples = Vec::new();
@@ -300,8 +352,15 @@ async fn round(
         };
         eprintln!("  drain with {consumers} consumer(s)…");
         let meter = Meter::start(server).await?;
-        let (jobs, calls) =
-            drain(&url, &prefix, consumers, args.claim_batch, clock, timeout).await?;
+        let (jobs, calls) = drain(
+            &single,
+            &prefix,
+            consumers,
+            args.claim_batch,
+            clock,
+            timeout,
+        )
+        .await?;
         let s = meter
             .finish(
                 server,
@@ -331,19 +390,19 @@ async fn round(
 
 /// One enqueue case: `tasks` tasks under `prefix`, `per_call` a call (1: `enqueue`, more:
 /// `enqueue_many`), `in_flight` calls at a time.
-struct EnqueueCase {
-    url: String,
-    prefix: String,
-    tasks: usize,
-    per_call: usize,
-    in_flight: usize,
-    accounts: usize,
-    timeout: Duration,
+pub(crate) struct EnqueueCase {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) tasks: usize,
+    pub(crate) per_call: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) accounts: usize,
+    pub(crate) timeout: Duration,
 }
 
 impl EnqueueCase {
     /// The name of its row.
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         if self.per_call == 1 {
             format!("enqueue, 1 per call, {} in flight", self.in_flight)
         } else {
@@ -416,12 +475,22 @@ async fn enqueue_script_run(
 
 /// A broker on `url` under `prefix` with the bench queue registered.
 fn broker(url: &str, prefix: &str, worker_id: &str) -> Result<Broker> {
-    Ok(Broker::builder(url)
+    broker_on(&crate::fleet::single(url), prefix, worker_id)
+}
+
+/// A broker on `redis` under `prefix` with the bench queue registered (the deployment's
+/// default shards: 1 on a single server, 16 on a cluster).
+pub(crate) fn broker_on(redis: &Deployment, prefix: &str, worker_id: &str) -> Result<Broker> {
+    Ok(builder_on(redis, prefix, worker_id).build()?)
+}
+
+/// [`broker_on`]'s builder, for a broker with more settings (replica waits).
+pub(crate) fn builder_on(redis: &Deployment, prefix: &str, worker_id: &str) -> BrokerBuilder {
+    Broker::builder_for(redis.clone())
         .prefix(prefix)
         .queue(QUEUE, QueueConfig::default())
         .worker_id(worker_id)
         .timeout(Duration::from_secs(30))
-        .build()?)
 }
 
 /// A small task: `{"n": i % 1000}`, of account `i % accounts` and one of its ten users.
@@ -434,7 +503,7 @@ pub fn bench_task(i: usize, accounts: usize) -> NewTask {
 }
 
 /// Enqueues the case's tasks with `in_flight` calls at a time; returns each call's latency.
-async fn enqueue(
+pub(crate) async fn enqueue(
     b: &Broker,
     _clock: &Arc<RedisClock>,
     case: &EnqueueCase,
@@ -478,8 +547,8 @@ async fn enqueue(
 /// Drains the bench queue under `prefix` with `consumers` loops, each with its own broker
 /// (its own worker id and connections): claim `claim_batch`, complete them all in one call,
 /// until a claim finds nothing. Returns the jobs completed and each round's latency.
-async fn drain(
-    url: &str,
+pub(crate) async fn drain(
+    redis: &Deployment,
     prefix: &str,
     consumers: usize,
     claim_batch: usize,
@@ -489,7 +558,7 @@ async fn drain(
     let deadline = Instant::now() + timeout;
     let mut loops = Vec::new();
     for c in 0..consumers {
-        let b = broker(url, prefix, &format!("bench-consumer-{c}"))?;
+        let b = broker_on(redis, prefix, &format!("bench-consumer-{c}"))?;
         loops.push(tokio::spawn(async move {
             let (mut jobs, mut calls) = (0, Vec::new());
             loop {
@@ -529,7 +598,7 @@ async fn drain(
 }
 
 /// After a drain: every task completed, none left queued or leased.
-async fn check_drained(b: &Broker, n: usize) -> Result<()> {
+pub(crate) async fn check_drained(b: &Broker, n: usize) -> Result<()> {
     let status = b.status().await?;
     let q = status
         .iter()

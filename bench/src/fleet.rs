@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
-use taskfleet::{Broker, NewTask, QueueConfig, TaskStatus};
+use taskfleet::{Broker, Deployment, NewTask, QueueConfig, TaskStatus};
 use tokio::process::{Child, Command};
 
 use crate::http::HttpCase;
@@ -173,7 +173,7 @@ impl Proc {
 }
 
 /// A binary next to this program (target/release/…), unless given.
-fn sibling(given: &Option<PathBuf>, name: &str) -> Result<PathBuf> {
+pub(crate) fn sibling(given: &Option<PathBuf>, name: &str) -> Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p.clone());
     }
@@ -187,23 +187,40 @@ fn sibling(given: &Option<PathBuf>, name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn worker(bin: &Path, url: &str, prefix: &str, concurrency: usize) -> Result<Proc> {
+/// A single server's deployment, from its URL.
+pub(crate) fn single(url: &str) -> Deployment {
+    Deployment::Single {
+        url: url.to_string(),
+    }
+}
+
+/// A `taskfleet-worker --test-processors` on `redis` (a single server's URL, or a cluster's
+/// seed nodes in `TASKFLEET__REDIS__CLUSTER_NODES`, with the cluster's default shards).
+pub(crate) fn worker(
+    bin: &Path,
+    redis: &Deployment,
+    prefix: &str,
+    concurrency: usize,
+) -> Result<Proc> {
     let mut cmd = Command::new(bin);
-    cmd.args([
-        "--redis-url",
-        url,
-        "--test-processors",
-        "--types",
-        TEST_QUEUE,
-    ])
-    .args(["--concurrency", &concurrency.to_string()])
-    .env("TASKFLEET__REDIS__PREFIX", prefix)
-    .env("RUST_LOG", "warn");
+    match redis {
+        Deployment::Single { url } => {
+            cmd.args(["--redis-url", url]);
+        }
+        Deployment::Cluster { nodes } => {
+            cmd.env("TASKFLEET__REDIS__CLUSTER_NODES", nodes.join(","));
+        }
+    }
+    cmd.args(["--test-processors", "--types", TEST_QUEUE])
+        .args(["--concurrency", &concurrency.to_string()])
+        .env("TASKFLEET__REDIS__PREFIX", prefix)
+        .env("RUST_LOG", "warn");
     Proc::spawn("taskfleet-worker", cmd)
 }
 
-pub(crate) fn broker(url: &str, prefix: &str) -> Result<Broker> {
-    Ok(Broker::builder(url)
+/// A broker on `redis` with the test queue registered (the deployment's default shards).
+pub(crate) fn broker(redis: &Deployment, prefix: &str) -> Result<Broker> {
+    Ok(Broker::builder_for(redis.clone())
         .prefix(prefix)
         .queue(TEST_QUEUE, QueueConfig::default())
         .worker_id("bench-fleet")
@@ -235,6 +252,18 @@ async fn wait_completed(
     timeout: Duration,
     proc: &mut Proc,
 ) -> Result<(Duration, Duration)> {
+    wait_completed_every(b, n, from, timeout, proc, Duration::from_millis(10)).await
+}
+
+/// [`wait_completed`], polling every `poll`.
+async fn wait_completed_every(
+    b: &Broker,
+    n: u64,
+    from: Instant,
+    timeout: Duration,
+    proc: &mut Proc,
+    poll: Duration,
+) -> Result<(Duration, Duration)> {
     let mut first = None;
     loop {
         let (queued, completed) = counts(b).await?;
@@ -249,7 +278,7 @@ async fn wait_completed(
             bail!("{completed} of {n} tasks completed after {timeout:?}");
         }
         proc.check_alive()?;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -275,7 +304,7 @@ pub async fn run(
         "idle CPU and enqueue → start latency: {} idle workers, {}/s for {} s…",
         args.latency_workers, args.latency_rate, args.latency_secs
     );
-    let (idle_cpu, latency) = latency_case(&worker_bin, &url, args, timeout).await?;
+    let (idle_cpu, latency) = latency_case(&worker_bin, &single(&url), "bL", args, timeout).await?;
 
     let mut http = Vec::new();
     for &connections in &args.http_connections {
@@ -314,9 +343,39 @@ async fn drain_case(
     timeout: Duration,
 ) -> Result<(Sample, Duration, f64)> {
     let prefix = "bW";
-    let b = broker(url, prefix)?;
-    let now = b.server_time_ms().await?;
+    let redis = single(url);
+    let b = broker(&redis, prefix)?;
     let n = args.worker_tasks;
+    fill_noop(&b, n, accounts).await?;
+    let meter = Meter::start(server).await?;
+    let drained = worker_drain(&WorkerDrain {
+        bin,
+        redis: &redis,
+        prefix,
+        broker: &b,
+        tasks: n,
+        concurrency: args.worker_concurrency,
+        poll: Duration::from_millis(10),
+        timeout,
+    })
+    .await?;
+    let sample = meter
+        .finish(
+            server,
+            &format!(
+                "worker drain, 1 process, concurrency {}, no-op tasks",
+                args.worker_concurrency
+            ),
+            n,
+            Vec::new(),
+        )
+        .await?;
+    Ok((sample, drained.startup, drained.worker_cpu))
+}
+
+/// Enqueues `n` no-op tasks of the test queue, 100 a call, spread over `accounts`.
+pub(crate) async fn fill_noop(b: &Broker, n: usize, accounts: usize) -> Result<()> {
+    let now = b.server_time_ms().await?;
     let mut from = 0;
     while from < n {
         let batch: Vec<NewTask> = (from..(from + 100).min(n))
@@ -329,43 +388,68 @@ async fn drain_case(
         from += batch.len();
         b.enqueue_many(batch, now).await?;
     }
-    let meter = Meter::start(server).await?;
-    let started = Instant::now();
-    let mut w = worker(bin, url, prefix, args.worker_concurrency)?;
-    let waited = wait_completed(&b, n as u64, started, timeout, &mut w).await;
-    let cpu = w.cpu_seconds();
-    w.stop().await;
-    let (startup, _) = waited?;
-    let sample = meter
-        .finish(
-            server,
-            &format!(
-                "worker drain, 1 process, concurrency {}, no-op tasks",
-                args.worker_concurrency
-            ),
-            n,
-            Vec::new(),
-        )
-        .await?;
-    let (queued, completed) = counts(&b).await?;
-    ensure!(
-        queued == 0 && completed == n as u64,
-        "after the worker drain: {queued} queued, {completed} completed"
-    );
-    Ok((sample, startup, cpu?))
+    Ok(())
 }
 
-async fn latency_case(
+/// One worker process draining tasks already queued under `prefix`.
+pub(crate) struct WorkerDrain<'a> {
+    pub bin: &'a Path,
+    pub redis: &'a Deployment,
+    pub prefix: &'a str,
+    /// A broker on the same keys, to watch the counts.
+    pub broker: &'a Broker,
+    pub tasks: usize,
+    pub concurrency: usize,
+    /// How often the counts are read (a status read costs 9 commands per shard).
+    pub poll: Duration,
+    pub timeout: Duration,
+}
+
+/// What one worker drain took.
+pub(crate) struct Drained {
+    /// From the worker's start to the last completion seen.
+    pub elapsed: Duration,
+    /// From the worker's start until the first task left `queued`.
+    pub startup: Duration,
+    /// CPU seconds the worker process used.
+    pub worker_cpu: f64,
+}
+
+/// Starts one worker, waits until it has completed every task (bounded by the timeout),
+/// stops it and checks that nothing is left queued.
+pub(crate) async fn worker_drain(d: &WorkerDrain<'_>) -> Result<Drained> {
+    let n = d.tasks as u64;
+    let started = Instant::now();
+    let mut w = worker(d.bin, d.redis, d.prefix, d.concurrency)?;
+    let waited = wait_completed_every(d.broker, n, started, d.timeout, &mut w, d.poll).await;
+    let cpu = w.cpu_seconds();
+    w.stop().await;
+    let (startup, elapsed) = waited?;
+    let (queued, completed) = counts(d.broker).await?;
+    ensure!(
+        queued == 0 && completed == n,
+        "after the worker drain: {queued} queued, {completed} completed"
+    );
+    Ok(Drained {
+        elapsed,
+        startup,
+        worker_cpu: cpu?,
+    })
+}
+
+/// Idle workers' CPU, then enqueue → processor start at a steady rate, on `redis` under
+/// `prefix`: the busiest idle worker's share of a core, and the latencies.
+pub(crate) async fn latency_case(
     bin: &Path,
-    url: &str,
+    redis: &Deployment,
+    prefix: &str,
     args: &FleetArgs,
     timeout: Duration,
 ) -> Result<(f64, StartLatency)> {
-    let prefix = "bL";
-    let b = broker(url, prefix)?;
+    let b = broker(redis, prefix)?;
     let mut workers = Vec::new();
     for _ in 0..args.latency_workers.max(1) {
-        match worker(bin, url, prefix, args.worker_concurrency) {
+        match worker(bin, redis, prefix, args.worker_concurrency) {
             Ok(w) => workers.push(w),
             Err(e) => {
                 stop_all(workers).await;

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::fleet::{broker, counts, now_us, HttpRun, Proc};
+use crate::fleet::{broker, counts, now_us, single, HttpRun, Proc};
 use crate::sample::Meter;
 use crate::server::Server;
 
@@ -131,7 +131,7 @@ async fn run_with(
         )
         .await?;
     let api_cpu = api.cpu_seconds()? - cpu_before;
-    let (queued, _) = counts(&broker(case.url, case.prefix)?).await?;
+    let (queued, _) = counts(&broker(&single(case.url), case.prefix)?).await?;
     ensure!(
         queued == n as u64,
         "after HTTP enqueue: {queued} of {n} queued"

@@ -10,16 +10,21 @@
 //! - [`server`]: the redis-server the run starts, and what it tells (INFO memory, CPU).
 //! - [`ceiling`]: `redis-benchmark` of `SET` and of `EVALSHA` of `return 1` (50 clients, and
 //!   1 client for the one-call-at-a-time case).
+//! - [`cluster`]: the `cluster` step: the same cases on a Redis Cluster of 1, 2 and 3
+//!   primaries, wake-ups and idle CPU on it, and the cost of `wait_replicas=1`.
+//! - [`ordering`]: how far claims across shards stray from the global (band, time) order.
 //! - [`sample`]: one measured case: jobs, wall time, per-call latencies, CPU spent.
 //! - [`machine`]: the machine the figures come from (cores, CPU model, load, date).
 //! - [`report`]: what a run measured, the rows and goals built from it once, and the two
 //!   renderers of those rows: text for the terminal, Markdown for the README.
 
 pub mod ceiling;
+pub mod cluster;
 pub mod core;
 pub mod fleet;
 pub mod http;
 pub mod machine;
+pub mod ordering;
 pub mod report;
 pub mod sample;
 pub mod server;

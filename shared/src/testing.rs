@@ -254,9 +254,14 @@ pub struct ClusterNode {
 }
 
 impl RedisCluster {
-    /// Starts `primaries` primaries with `replicas` replicas each and waits until every node
-    /// says `cluster_state:ok` and every replica is in sync.
+    /// Starts `primaries` primaries (1 or more) with `replicas` replicas each and waits until
+    /// every node says `cluster_state:ok` and every replica is in sync. Three or more
+    /// primaries are formed by `redis-cli --cluster create`; one or two (which it refuses) by
+    /// hand, as `scripts/cluster.sh` does: each primary takes an even range of the slots
+    /// (`CLUSTER ADDSLOTSRANGE`), the others `CLUSTER MEET` the first, and once every node
+    /// knows every other each replica `CLUSTER REPLICATE`s its primary.
     pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        assert!(primaries >= 1, "a cluster has at least one primary");
         let total = primaries * (1 + replicas);
         let mut nodes = Vec::with_capacity(total);
         while nodes.len() < total {
@@ -266,10 +271,23 @@ impl RedisCluster {
             ));
         }
         let cluster = RedisCluster { nodes };
+        if primaries >= 3 {
+            cluster.create_with_redis_cli(replicas);
+        } else {
+            cluster.create_by_hand(primaries);
+        }
+        assert!(
+            cluster.wait_ok(Duration::from_secs(30)),
+            "the test cluster did not reach cluster_state:ok"
+        );
+        cluster
+    }
+
+    fn create_with_redis_cli(&self, replicas: usize) {
         let mut create =
             Command::new(std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()));
         create.arg("--cluster").arg("create");
-        for p in cluster.ports() {
+        for p in self.ports() {
             create.arg(format!("127.0.0.1:{p}"));
         }
         let out = create
@@ -285,11 +303,56 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            cluster.wait_ok(Duration::from_secs(30)),
-            "the test cluster did not reach cluster_state:ok"
-        );
-        cluster
+    }
+
+    /// One or two primaries: the first `primaries` nodes take even slot ranges, the rest
+    /// (replicas) follow them round robin.
+    fn create_by_hand(&self, primaries: usize) {
+        let ports = self.ports();
+        let per = 16_384 / primaries;
+        for (i, &port) in ports.iter().take(primaries).enumerate() {
+            let lo = i * per;
+            let hi = if i == primaries - 1 {
+                16_383
+            } else {
+                (i + 1) * per - 1
+            };
+            let ok: Option<String> = self.node_command(
+                port,
+                &["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()],
+            );
+            assert!(ok.is_some(), "CLUSTER ADDSLOTSRANGE {lo} {hi} on {port}");
+        }
+        for &port in &ports[1..] {
+            let ok: Option<String> = self.node_command(
+                port,
+                &["CLUSTER", "MEET", "127.0.0.1", &ports[0].to_string()],
+            );
+            assert!(ok.is_some(), "CLUSTER MEET from {port}");
+        }
+        if ports.len() == primaries {
+            return;
+        }
+        // A replica can follow only a primary it knows: wait until every node knows all.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ports.iter().all(|&p| {
+            self.node_command::<String>(p, &["CLUSTER", "NODES"])
+                .is_some_and(|t| t.lines().count() == ports.len())
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster's nodes did not meet each other in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for (r, &port) in ports.iter().enumerate().skip(primaries) {
+            let primary = ports[(r - primaries) % primaries];
+            let id: String = self
+                .node_command(primary, &["CLUSTER", "MYID"])
+                .expect("CLUSTER MYID of a primary");
+            let ok: Option<String> = self.node_command(port, &["CLUSTER", "REPLICATE", &id]);
+            assert!(ok.is_some(), "CLUSTER REPLICATE from {port} to {primary}");
+        }
     }
 
     /// Every node's port, live or not.

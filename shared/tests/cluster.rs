@@ -275,3 +275,49 @@ async fn reads_merge_the_shards_queue_head_positions_and_status() {
     let counts = b.account_counts("acme", 1_000).await.unwrap();
     assert_eq!(counts[0].1["queued"], 64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_of_one_and_two_primaries_are_formed_by_hand_and_serve_every_shard() {
+    for (primaries, replicas) in [(1, 0), (2, 1)] {
+        let cluster =
+            tokio::task::spawn_blocking(move || testing::RedisCluster::start(primaries, replicas))
+                .await
+                .unwrap();
+        let ports = cluster.primaries();
+        assert_eq!(ports.len(), primaries);
+        // Every slot is served, split evenly between the primaries.
+        for slot in [0u16, 8191, 8192, 16383] {
+            assert!(cluster.owner_of_slot(slot).is_some(), "slot {slot}");
+        }
+        if primaries == 2 {
+            assert_ne!(cluster.owner_of_slot(8191), cluster.owner_of_slot(8192));
+            for p in &ports {
+                assert!(
+                    cluster.replica_of(*p).is_some(),
+                    "primary {p} has a replica"
+                );
+            }
+        }
+        let b = Broker::builder_for(cluster.deployment())
+            .prefix(testing::fresh_prefix())
+            .queue("q", queue(3))
+            .build()
+            .unwrap();
+        b.check_deployment().await.unwrap();
+        assert_eq!(b.shard_count("q").unwrap(), 16);
+        let tasks = (0..200).map(new_task).collect();
+        b.enqueue_many(tasks, T0).await.unwrap();
+        let mut claimed = HashSet::new();
+        for _ in 0..50 {
+            let got = b.claim(&["q"], 50, T0 + 1).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            claimed.extend(got.into_iter().map(|c| c.id));
+        }
+        assert_eq!(claimed.len(), 200, "{primaries} primaries");
+        tokio::task::spawn_blocking(move || drop(cluster))
+            .await
+            .unwrap();
+    }
+}

@@ -1,7 +1,8 @@
-//! The goals of the benchmark issues (issue 11's targets), checked against the ceilings of the
-//! same run: every throughput goal is a ratio to a ceiling measured beside it, never a
-//! hard-coded rate.
+//! The goals of the benchmark issues (issue 11's targets, issue 10's cluster goals), checked
+//! against the ceilings (and the single server) of the same run: every throughput goal is a
+//! ratio to a figure measured beside it, never a hard-coded rate.
 
+use super::cluster::cluster_facts;
 use super::{Case, Measurements};
 
 /// Enqueue, one task a call, with as many calls in flight as the ceiling has clients (50):
@@ -25,6 +26,18 @@ pub const GOAL_IDLE_CPU: f64 = 0.01;
 /// HTTP enqueue through one API process (the first `--http-connections` run, 50 connections
 /// by default): at least this multiple of the EVALSHA ceiling.
 pub const GOAL_HTTP_RATIO: f64 = 0.5;
+
+/// A Redis Cluster of one primary (16 shards) reaches at least this multiple of the single
+/// server's figure of the same case and run: the cost of cluster mode and shards.
+pub const GOAL_CLUSTER_ONE_PRIMARY_RATIO: f64 = 0.8;
+/// Each primary of the 3-primary cluster serves within this share of an even third (of the
+/// Redis CPU of each case).
+pub const GOAL_CLUSTER_SPREAD: f64 = 0.15;
+/// Redis CPU per job on more primaries over the figure on one primary, at most (flat: what
+/// makes throughput grow with machines).
+pub const GOAL_CLUSTER_CPU_GROWTH: f64 = 1.15;
+/// Enqueue → processor start p99 on the cluster (issue 10's wake-up test), in µs.
+pub const GOAL_CLUSTER_START_P99_US: i64 = 10_000;
 
 /// One goal and whether this run met it.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,9 +105,14 @@ pub fn goals(m: &Measurements) -> Vec<Goal> {
         measured: format!("{b:.0} B"),
         met: b < GOAL_BYTES_PER_TASK,
     });
-    let Some(f) = &m.fleet else {
-        return goals;
-    };
+    if let Some(f) = &m.fleet {
+        fleet_goals(m, f, &mut goals);
+    }
+    cluster_goals(m, &mut goals);
+    goals
+}
+
+fn fleet_goals(m: &Measurements, f: &crate::fleet::FleetReport, goals: &mut Vec<Goal>) {
     goals.push(at_least(
         "worker drain, 1 process".into(),
         GOAL_WORKER_DRAIN_RATIO,
@@ -129,5 +147,67 @@ pub fn goals(m: &Measurements) -> Vec<Goal> {
             m.ratio(h.sample.jobs_per_sec()),
         ));
     }
-    goals
+}
+
+/// Issue 10's goals: cluster overhead small, load even, CPU per job flat; wake-ups and idle
+/// CPU on the cluster; a single shard's order exact.
+fn cluster_goals(m: &Measurements, goals: &mut Vec<Goal>) {
+    if let Some(one) = m.ordering.iter().find(|o| o.shards == 1) {
+        goals.push(Goal {
+            what: "ordering, 1 shard: claims out of (band, time) order".into(),
+            target: "0".into(),
+            measured: one.error.out_of_order.to_string(),
+            met: one.error.out_of_order == 0,
+        });
+    }
+    let Some(c) = &m.cluster else {
+        return;
+    };
+    let facts = cluster_facts(m, c);
+    for r in facts.rows.iter().filter(|r| r.primaries == 1) {
+        if let Some(x) = r.x_single {
+            goals.push(at_least(
+                format!("cluster of 1 primary: {}", r.name),
+                GOAL_CLUSTER_ONE_PRIMARY_RATIO,
+                "single server",
+                x,
+            ));
+        }
+    }
+    let largest = facts.largest();
+    if let Some((worst, n)) = largest
+        .iter()
+        .filter(|r| r.primaries > 1)
+        .map(|r| (r.cpu_deviation, r.primaries))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+    {
+        goals.push(Goal {
+            what: format!("load spread over {n} primaries (Redis CPU, worst case)"),
+            target: format!("each within ±{:.0}% of 1/{n}", GOAL_CLUSTER_SPREAD * 100.0),
+            measured: format!("±{:.1}%", worst * 100.0),
+            met: worst <= GOAL_CLUSTER_SPREAD,
+        });
+    }
+    if let Some((growth, _)) = facts.cpu_growth() {
+        goals.push(Goal {
+            what: "Redis CPU per job, more primaries over 1 (worst case)".into(),
+            target: format!("≤ {GOAL_CLUSTER_CPU_GROWTH:.2}×"),
+            measured: format!("{growth:.2}×"),
+            met: growth <= GOAL_CLUSTER_CPU_GROWTH,
+        });
+    }
+    if let Some(w) = &facts.wake {
+        goals.push(Goal {
+            what: format!("cluster of {}: enqueue → start p99", w.primaries),
+            target: format!("< {} ms", ms_of_us(GOAL_CLUSTER_START_P99_US)),
+            measured: format!("{} ms", ms_of_us(w.latency.p99_us)),
+            met: w.latency.p99_us < GOAL_CLUSTER_START_P99_US,
+        });
+        goals.push(Goal {
+            what: format!("cluster of {}: idle worker CPU", w.primaries),
+            target: format!("< {:.0}% of a core", GOAL_IDLE_CPU * 100.0),
+            measured: format!("{:.3}%", w.idle_cpu * 100.0),
+            met: w.idle_cpu < GOAL_IDLE_CPU,
+        });
+    }
 }

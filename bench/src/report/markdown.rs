@@ -8,9 +8,11 @@ use std::fmt::Write;
 
 use anyhow::{bail, Result};
 
+use super::cluster::{percents, slashed, ClusterFacts, OrderingFacts};
 use super::goals::ms_of_us;
 use super::text::{ms, plus_minus, range};
 use super::{FleetFacts, Report, Row, DISTURBED_OTHER_LOAD, DISTURBED_SPREAD};
+use crate::cluster::DrainMode;
 
 /// The width the README's prose is wrapped at.
 const WIDTH: usize = 95;
@@ -138,6 +140,12 @@ pub fn markdown(r: &Report) -> String {
     if let Some(f) = &r.fleet {
         let _ = writeln!(o, "{}\n", fleet_markdown(r, f));
     }
+    if let Some(c) = &r.cluster {
+        o.push_str(&cluster_markdown(c));
+    }
+    if !r.ordering.is_empty() {
+        o.push_str(&ordering_markdown(&r.ordering));
+    }
     o.push_str(
         "Where Redis's time went (`INFO commandstats` of each case's median round, µs per job; \
          `evalsha` includes the commands its script ran):\n\n",
@@ -238,6 +246,178 @@ fn fleet_markdown(r: &Report, f: &FleetFacts) -> String {
         r.library_enqueue,
         runs.join("; ")
     );
+    o
+}
+
+/// The cluster step: how it ran, its table, wake-ups and the cost of replica waits.
+fn cluster_markdown(c: &ClusterFacts) -> String {
+    let mut o = String::new();
+    let drain = match c.drain {
+        DrainMode::Worker => {
+            "one `taskfleet-worker` process draining no-op tasks, held to the single server's \
+             worker drain above: a worker is what drains a queue in production, and it claims \
+             as a cluster client does (the heads of two shards read in one fan-out, the \
+             wake-up of the shard that has work), so this is the fair comparison"
+        }
+        DrainMode::Library => {
+            "4 library consumers (claim + complete in one call each), held to the single \
+             server's drain with 4 consumers (no worker binary in this run)"
+        }
+    };
+    let singles: Vec<String> = c
+        .single
+        .iter()
+        .map(|(_, name, x)| format!("{name}: {x:.0}/s"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "**On a Redis Cluster** (the `cluster` step; `--skip-cluster` leaves it out): the same \
+         queue on clusters of {} primaries that the harness forms on loopback for the step (no \
+         replicas, no persistence; every node, the bench client and the worker share the \
+         machine's cores, so the aim is not a speedup but a small cluster overhead, an even \
+         spread and a flat Redis CPU per job, which is what lets throughput grow with \
+         machines), one type of {} shards, {} tasks a case, each case run once on each \
+         cluster: enqueue_many and enqueue one task a call as above, then the drain: {}. \
+         × single server divides by the single server's figure of the same case in this run \
+         ({}). Redis CPU is every primary's `INFO cpu` (`used_cpu_sys` + `used_cpu_user`) \
+         over the case; each primary's share of it and of `total_commands_processed` is set \
+         against 1/N, and the last column gives the largest distance from 1/N as a share of \
+         it. Redis CPU per job includes each node's own event-loop and cluster-bus work, and \
+         the nodes compete with each other and the client for the same cores here.\n",
+        c.rows
+            .iter()
+            .map(|r| r.primaries.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.shards,
+        c.tasks,
+        drain,
+        singles.join("; ")
+    );
+    o.push_str(
+        "| primaries | case | jobs/s | × single server | × EVALSHA | p50 / p99 ms per call | Redis CPU µs per job | µs per job on each primary | CPU shares | command shares | max off 1/N (CPU) |\n",
+    );
+    o.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let rows = c.rows.iter().map(|r| (r.primaries.to_string(), r));
+    let wait = c.wait.iter().flat_map(|w| {
+        let label = format!("{}+{}", w.primaries, w.replicas);
+        [(label.clone(), &w.without), (label, &w.with)]
+    });
+    for (label, r) in rows.chain(wait) {
+        let per_call = r
+            .per_call
+            .map_or_else(String::new, |l| format!("{} / {}", ms(l.p50), ms(l.p99)));
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.0} | {} | {:.2} | {} | {:.1} | {} | {} | {} | {:.1}% |",
+            label,
+            r.name,
+            r.jobs_per_sec,
+            r.x_single.map_or_else(String::new, |x| format!("{x:.2}")),
+            r.x_evalsha,
+            per_call,
+            r.redis_us_per_job,
+            slashed(&r.us_each),
+            percents(&r.cpu_shares),
+            percents(&r.command_shares),
+            r.cpu_deviation * 100.0
+        );
+    }
+    o.push('\n');
+    let n = c.rows.iter().map(|r| r.primaries).max().unwrap_or(1).max(1);
+    let shards = usize::from(c.shards);
+    if n > 1 && shards % n != 0 {
+        let most = shards.div_ceil(n);
+        let _ = writeln!(
+            o,
+            "{shards} shards do not split evenly over {n} primaries: one holds {most} of them, \
+             {:.1}% over 1/{n} by the shard count alone, before any noise (a type's tasks are \
+             spread evenly over its shards).\n",
+            (most * n) as f64 / shards as f64 * 100.0 - 100.0
+        );
+    }
+    if let Some(w) = &c.wake {
+        let l = &w.latency;
+        let _ = writeln!(
+            o,
+            "Wake-ups on the cluster of {} primaries, measured as on the single server (idle \
+             workers subscribed to their shards' channels with `SSUBSCRIBE`, tasks enqueued one \
+             call each at a steady rate): {} tasks at {:.0}/s, enqueue → processor start p50 {} \
+             ms, p99 {} ms, max {} ms; an idle worker used {:.3}% of a core.\n",
+            w.primaries,
+            l.tasks,
+            l.rate,
+            ms_of_us(l.p50_us),
+            ms_of_us(l.p99_us),
+            ms_of_us(l.max_us),
+            w.idle_cpu * 100.0
+        );
+    }
+    if let Some(w) = &c.wait {
+        let lat = |r: &super::cluster::ClusterRow| {
+            r.per_call.map_or_else(String::new, |l| {
+                format!(", p50 {} ms, p99 {} ms a call", ms(l.p50), ms(l.p99))
+            })
+        };
+        let _ = writeln!(
+            o,
+            "The cost of `wait_replicas=1` (rows {}+{}: a cluster of {} primaries with a \
+             replica each, {} tasks a run, enqueue one task a call, the same calls in flight): \
+             without it {:.0}/s{}; with it (each enqueue answers once a replica has it, `WAIT 1` \
+             with a {} ms limit, on a connection of its own) {:.0}/s{}: {:.2}× the rate without.\n",
+            w.primaries,
+            w.replicas,
+            w.primaries,
+            w.tasks,
+            w.without.jobs_per_sec,
+            lat(&w.without),
+            w.wait_timeout_ms,
+            w.with.jobs_per_sec,
+            lat(&w.with),
+            w.ratio
+        );
+    }
+    o
+}
+
+/// The ordering error across shards.
+fn ordering_markdown(runs: &[OrderingFacts]) -> String {
+    let mut o = String::new();
+    let first = &runs[0];
+    let _ = writeln!(
+        o,
+        "**Order across shards**: within a shard claims follow (band, enqueue time) exactly; \
+         across shards a claim takes the better of two random shards' heads, so it can start a \
+         task while a better one waits in a shard it did not look at. Measured on the single \
+         server of this run: {} tasks of the four bands mixed (a fixed pseudo-random pattern), \
+         enqueued 100 a call, each call a millisecond after the last, into a queue of S shards, \
+         then claimed by one consumer, {} a claim, and each claim checked against the tasks \
+         still waiting at that moment: *out of order* when any waiting task comes strictly \
+         before it in (band, enqueue time); *band inversion* when a waiting task has a \
+         strictly higher band (a lower band started before a waiting higher one); \
+         *displacement*, how many waiting tasks came strictly before it. With S = 1 all three \
+         are 0.\n",
+        first.tasks, first.claim_batch
+    );
+    o.push_str(
+        "| shards | tasks | claims out of order | band inversions | displacement, mean / max |\n",
+    );
+    o.push_str("|---:|---:|---:|---:|---:|\n");
+    for r in runs {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {:.2}% | {:.2}% | {:.1} / {} |",
+            r.shards,
+            r.tasks,
+            r.out_of_order * 100.0,
+            r.band_inversions * 100.0,
+            r.displacement_mean,
+            r.displacement_max
+        );
+    }
+    o.push('\n');
     o
 }
 

@@ -3,8 +3,10 @@
 //! values. Reads over the rounds (medians, the median round) live here; nothing is formatted.
 
 use crate::ceiling::Ceilings;
+use crate::cluster::ClusterReport;
 use crate::fleet::FleetReport;
 use crate::machine::Machine;
+use crate::ordering::OrderingRun;
 use crate::sample::{median_index, Sample, Spread};
 
 use super::{DISTURBED_OTHER_LOAD, DISTURBED_SPREAD};
@@ -97,6 +99,11 @@ pub struct Measurements {
     pub script_runs: Vec<ScriptRun>,
     /// The worker and HTTP cases (`None` with `--skip-fleet`), run once.
     pub fleet: Option<FleetReport>,
+    /// The ordering error across shards, one run per shard count (empty with
+    /// `--skip-ordering`).
+    pub ordering: Vec<OrderingRun>,
+    /// The cluster step (`None` with `--skip-cluster`).
+    pub cluster: Option<ClusterReport>,
 }
 
 /// A library case over the rounds: the spread of its jobs/s, and the sample of its median

@@ -7,9 +7,12 @@
 //! ([`Setup`]).
 //!
 //! - [`measured`]: what a run measured, and reads over its rounds (medians).
-//! - [`goals`]: issue 11's targets, checked against the same run's ceilings.
+//! - [`goals`]: issue 11's targets, checked against the same run's ceilings, and issue 10's
+//!   cluster goals, against the same run's single server.
+//! - [`cluster`]: the cluster step's and the ordering runs' figures.
 //! - [`text`], [`markdown`]: the renderers (and the README section's helpers).
 
+pub mod cluster;
 pub mod goals;
 pub mod markdown;
 pub mod measured;
@@ -124,6 +127,10 @@ pub struct Report {
     /// The library's enqueue one task a call, median jobs/s.
     pub library_enqueue: f64,
     pub fleet: Option<FleetFacts>,
+    /// The cluster step, next to the single server (`None` when it did not run).
+    pub cluster: Option<cluster::ClusterFacts>,
+    /// The ordering error across shards, one line per shard count.
+    pub ordering: Vec<cluster::OrderingFacts>,
     pub goals: Vec<Goal>,
 }
 
@@ -157,6 +164,8 @@ impl Report {
             memory: m.memory(),
             library_enqueue: m.library_enqueue(),
             fleet: m.fleet.as_ref().map(|f| fleet_facts(m, f)),
+            cluster: m.cluster.as_ref().map(|c| cluster::cluster_facts(m, c)),
+            ordering: cluster::ordering_facts(&m.ordering),
             goals: goals::goals(m),
         }
     }
@@ -301,6 +310,10 @@ mod tests {
     use super::text::{plus_minus, range};
     use super::*;
     use crate::ceiling::{Ceiling, Ceilings};
+    use crate::cluster::{
+        ClusterCase, ClusterReport, ClusterRun, ClusterSample, DrainMode, PrimaryLoad,
+    };
+    use crate::ordering::{OrderingError, OrderingRun};
 
     /// The library cases of the fixture's rounds, in order.
     const CASES: [Case; 4] = [
@@ -379,6 +392,8 @@ mod tests {
                 .collect(),
             script_runs: Vec::new(),
             fleet: None,
+            ordering: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -521,6 +536,97 @@ mod tests {
         }
         assert!(
             md.contains("| ceiling: `EVALSHA` of `return 1`, redis-benchmark, 1 client | 20000 |")
+        );
+    }
+
+    fn cluster_sample(
+        case: ClusterCase,
+        name: &str,
+        jobs_per_sec: f64,
+        cpu: &[f64],
+    ) -> ClusterSample {
+        ClusterSample {
+            case,
+            name: name.into(),
+            jobs: 100_000,
+            elapsed: Duration::from_secs_f64(100_000.0 / jobs_per_sec),
+            latency: Latency::default(),
+            primaries: cpu
+                .iter()
+                .enumerate()
+                .map(|(i, &cpu)| PrimaryLoad {
+                    port: 7000 + i as u16,
+                    cpu,
+                    commands: 1_000,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_cluster_step_is_held_to_the_single_server_of_the_same_run() {
+        let mut m = three_rounds();
+        let run = |primaries: usize, enqueue: f64, cpu: &[f64]| ClusterRun {
+            primaries,
+            samples: vec![
+                cluster_sample(ClusterCase::EnqueueMany, "batched", 90_000.0, cpu),
+                cluster_sample(ClusterCase::Enqueue, "one", enqueue, cpu),
+                cluster_sample(ClusterCase::Drain, "drain", 40_000.0, cpu),
+            ],
+        };
+        m.cluster = Some(ClusterReport {
+            shards: 16,
+            tasks: 100_000,
+            drain: DrainMode::Library,
+            runs: vec![
+                // 2 s of CPU for 100 000 jobs: 20 µs a job.
+                run(1, 30_000.0, &[2.0]),
+                // 2.4 s over three: 24 µs a job (1.2×), one primary half again a third.
+                run(3, 40_000.0, &[0.6, 0.6, 1.2]),
+            ],
+            wake: None,
+            wait: None,
+        });
+        m.ordering = vec![OrderingRun {
+            shards: 1,
+            tasks: 4,
+            claim_batch: 1,
+            error: OrderingError {
+                claims: 4,
+                ..OrderingError::default()
+            },
+            elapsed: Duration::from_secs(1),
+        }];
+        let r = Report::new(&m);
+        let c = r.cluster.as_ref().unwrap();
+        // The single server's one-per-call enqueue has a median of 33 000: 30 000 is 0.91×.
+        let one = c.row(1, ClusterCase::Enqueue).unwrap();
+        assert!((one.x_single.unwrap() - 30.0 / 33.0).abs() < 1e-6);
+        assert!((c.row(3, ClusterCase::Enqueue).unwrap().cpu_deviation - 0.5).abs() < 1e-9);
+        let (growth, _) = c.cpu_growth().unwrap();
+        assert!((growth - 1.2).abs() < 1e-9);
+        let g = |w: &str| {
+            r.goals
+                .iter()
+                .find(|g| g.what.starts_with(w))
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(g("cluster of 1 primary: one").measured, "0.91×");
+        assert!(g("cluster of 1 primary: one").met);
+        assert!(!g("load spread over 3 primaries").met);
+        assert_eq!(g("load spread over 3 primaries").measured, "±50.0%");
+        assert!(!g("Redis CPU per job, more primaries").met);
+        assert!(g("ordering, 1 shard").met);
+        let md = markdown(&r);
+        assert!(md.contains("| 3 | one | 40000 | 1.21 |"), "{md}");
+        assert!(md.contains("| 1 | 4 | 0.00% | 0.00% | 0.0 / 0 |"), "{md}");
+        assert!(text(&r).contains("cluster step: 16 shards"));
+        // 16 shards over 3 primaries: 6 on one, 6 × 3 / 16 = 1.125 of a third.
+        assert!(
+            md.replace('\n', " ")
+                .contains("one holds 6 of them, 12.5% over 1/3 by the shard count alone"),
+            "{md}"
         );
     }
 }

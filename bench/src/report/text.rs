@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use super::cluster::{percents, slashed, ClusterFacts};
 use super::goals::ms_of_us;
 use super::{FleetFacts, Report, Row, DISTURBED_SPREAD};
 use crate::sample::Spread;
@@ -117,6 +118,23 @@ pub fn text(r: &Report) -> String {
     if let Some(f) = &r.fleet {
         let _ = writeln!(o, "\n{}", fleet_text(r, f));
     }
+    if let Some(c) = &r.cluster {
+        o.push_str(&cluster_text(c));
+    }
+    for l in &r.ordering {
+        let _ = writeln!(
+            o,
+            "ordering, {} shard(s), {} tasks, claim {}: {:.2}% out of order, {:.2}% band \
+             inversions, displacement mean {:.1} max {}",
+            l.shards,
+            l.tasks,
+            l.claim_batch,
+            l.out_of_order * 100.0,
+            l.band_inversions * 100.0,
+            l.displacement_mean,
+            l.displacement_max
+        );
+    }
     o.push_str(
         "\nwhere the server's time went (INFO commandstats of each case's median round, µs per \
          job; evalsha includes the rest):\n",
@@ -148,6 +166,53 @@ pub fn text(r: &Report) -> String {
             g.target,
             if g.met { "met" } else { "MISSED" }
         );
+    }
+    o
+}
+
+/// The cluster step, for the terminal.
+fn cluster_text(c: &ClusterFacts) -> String {
+    let mut o = format!(
+        "\ncluster step: {} shards, {} tasks a case, drain by {:?}\n",
+        c.shards, c.tasks, c.drain
+    );
+    let rows = c.rows.iter().map(|r| (r.primaries.to_string(), r));
+    let wait = c.wait.iter().flat_map(|w| {
+        let label = format!("{}+{}", w.primaries, w.replicas);
+        [(label.clone(), &w.without), (label, &w.with)]
+    });
+    for (label, r) in rows.chain(wait) {
+        let _ = writeln!(
+            o,
+            "  {:>4} primaries  {:<66} {:>8.0}/s  ×single {:>5}  ×EVALSHA {:.2}  redis µs/job \
+             {:.1} ({})  CPU {}  commands {}  max off 1/N {:.1}%",
+            label,
+            r.name,
+            r.jobs_per_sec,
+            r.x_single.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            r.x_evalsha,
+            r.redis_us_per_job,
+            slashed(&r.us_each),
+            percents(&r.cpu_shares),
+            percents(&r.command_shares),
+            r.cpu_deviation * 100.0
+        );
+    }
+    if let Some(w) = &c.wake {
+        let _ = writeln!(
+            o,
+            "  cluster of {}: enqueue → start p50 {} ms, p99 {} ms, max {} ms ({} tasks); idle \
+             worker {:.3}% of a core",
+            w.primaries,
+            ms_of_us(w.latency.p50_us),
+            ms_of_us(w.latency.p99_us),
+            ms_of_us(w.latency.max_us),
+            w.latency.tasks,
+            w.idle_cpu * 100.0
+        );
+    }
+    if let Some(w) = &c.wait {
+        let _ = writeln!(o, "  wait_replicas=1 over without: {:.2}×", w.ratio);
     }
     o
 }

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::broker::conn::Dual;
-use crate::broker::{validate_ident, Broker, MAX_REQUEST_BYTES};
+use crate::broker::{validate_ident, Broker};
 use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::task::{Millis, NewTask, Priority};
@@ -330,26 +330,7 @@ impl Broker {
         let at = at.into();
         let cron = CronSchedule::parse(&s.cron, &s.timezone)?;
         let q = self.queue_config(&s.task_type)?;
-        if !s.request.is_object() {
-            return Err(Error::invalid("request", "must be a JSON object"));
-        }
-        if let Ok(t) = s.task_type.parse::<crate::TaskType>() {
-            crate::catalog::requests::validate_for(t, &s.request).map_err(|e| {
-                let field = if e.field == "request" {
-                    e.field
-                } else {
-                    format!("request.{}", e.field)
-                };
-                Error::invalid(field, e.message)
-            })?;
-        }
-        let request = s.request.to_string();
-        if request.len() > MAX_REQUEST_BYTES {
-            return Err(Error::invalid(
-                "request",
-                format!("at most {MAX_REQUEST_BYTES} bytes of JSON"),
-            ));
-        }
+        let request = crate::broker::enqueue::checked_request(&s.task_type, &s.request, true)?;
         validate_ident("account_id", &s.account_id, 128)?;
         validate_ident("user_id", &s.user_id, 128)?;
         if let Some(name) = &s.name {

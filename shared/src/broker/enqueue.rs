@@ -239,6 +239,41 @@ impl Reply {
     }
 }
 
+/// A task's request, checked and serialised: a JSON object of at most [`MAX_REQUEST_BYTES`],
+/// and (with `check_catalog`) for a catalog type as its processor will parse it, so a program
+/// that enqueues through the library gets the API's validation, the field named
+/// (`request.<field>`). Enqueue and schedules check with it.
+pub(crate) fn checked_request(
+    task_type: &str,
+    request: &serde_json::Value,
+    check_catalog: bool,
+) -> Result<String> {
+    if !request.is_object() {
+        return Err(Error::invalid("request", "must be a JSON object"));
+    }
+    if let Some(catalog_type) = check_catalog
+        .then(|| task_type.parse::<crate::TaskType>().ok())
+        .flatten()
+    {
+        crate::catalog::requests::validate_for(catalog_type, request).map_err(|e| {
+            let field = if e.field == "request" {
+                e.field
+            } else {
+                format!("request.{}", e.field)
+            };
+            Error::invalid(field, e.message)
+        })?;
+    }
+    let json = request.to_string();
+    if json.len() > MAX_REQUEST_BYTES {
+        return Err(Error::invalid(
+            "request",
+            format!("at most {MAX_REQUEST_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(json)
+}
+
 /// What a caller asked for, hashed: an Idempotency-Key that comes again with a different
 /// request is refused. The API gives its own (of the request as sent); the library's default
 /// covers every field that changes what the task does.
@@ -348,31 +383,7 @@ impl Broker {
     /// Checks one task and turns it into the script's arguments.
     fn prepare(&self, index: usize, t: &NewTask, check_catalog: bool) -> Result<Prepared> {
         let q = self.queue_config(&t.task_type)?;
-        if !t.request.is_object() {
-            return Err(Error::invalid("request", "must be a JSON object"));
-        }
-        // A catalog type's request is checked as its processor will parse it: a program that
-        // enqueues through the library gets the API's validation, the field named.
-        if let Some(catalog_type) = check_catalog
-            .then(|| t.task_type.parse::<crate::TaskType>().ok())
-            .flatten()
-        {
-            crate::catalog::requests::validate_for(catalog_type, &t.request).map_err(|e| {
-                let field = if e.field == "request" {
-                    e.field
-                } else {
-                    format!("request.{}", e.field)
-                };
-                Error::invalid(field, e.message)
-            })?;
-        }
-        let request = t.request.to_string();
-        if request.len() > MAX_REQUEST_BYTES {
-            return Err(Error::invalid(
-                "request",
-                format!("at most {MAX_REQUEST_BYTES} bytes of JSON"),
-            ));
-        }
+        let request = checked_request(&t.task_type, &t.request, check_catalog)?;
         validate_ident("account_id", &t.account_id, 128)?;
         validate_ident("user_id", &t.user_id, 128)?;
         if let Some(url) = &t.webhook_url {

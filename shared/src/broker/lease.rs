@@ -361,15 +361,7 @@ impl Broker {
             Err(e @ Error::Unavailable(_)) => {
                 // The script may have run and leased tasks whose ids we never saw: remember
                 // the call, and give them back on the next claim.
-                self.inner
-                    .unanswered
-                    .lock()
-                    .expect("unanswered lock")
-                    .push(Unanswered {
-                        shard: shard.clone(),
-                        token_prefix,
-                        until: Instant::now() + self.inner.lease,
-                    });
+                self.remember_unanswered(shard, token_prefix);
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -379,6 +371,20 @@ impl Broker {
             .chunks_exact(ClaimRow::WIDTH)
             .map(|row| Ok(ClaimRow::decode(row)?.claimed(shard.task_type())))
             .collect()
+    }
+
+    /// Remembers a claim (by its token prefix) whose answer never came: the next claim gives
+    /// back what it leased, until its lease would have run out.
+    fn remember_unanswered(&self, shard: &Shard, token_prefix: String) {
+        self.inner
+            .unanswered
+            .lock()
+            .expect("unanswered lock")
+            .push(Unanswered {
+                shard: shard.clone(),
+                token_prefix,
+                until: Instant::now() + self.inner.lease,
+            });
     }
 
     /// Gives back the tasks of claims whose reply was lost. A call that fails, or that finds
@@ -594,15 +600,7 @@ impl Broker {
             Ok(v) => v,
             Err(e @ Error::Unavailable(_)) if claim > 0 => {
                 // As for a claim: what it may have leased is given back on the next claim.
-                self.inner
-                    .unanswered
-                    .lock()
-                    .expect("unanswered lock")
-                    .push(Unanswered {
-                        shard: shard.clone(),
-                        token_prefix,
-                        until: Instant::now() + self.inner.lease,
-                    });
+                self.remember_unanswered(shard, token_prefix);
                 return Err(e);
             }
             Err(e) => return Err(e),

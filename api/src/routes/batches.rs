@@ -5,14 +5,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use taskfleet::webhooks::DeliveryView;
 use taskfleet::{Batch, NewBatch, NewTask, Priority, RateOutcome, TaskStatus, TaskType};
 use utoipa::{IntoParams, ToSchema};
 
-use super::tasks::TaskView;
+use super::tasks::{CreateTask, TaskView};
 use crate::auth::Caller;
-use crate::enqueue::{run_at, EnqueueOptions, PriorityParam};
+use crate::enqueue::{run_at, EnqueueOptions};
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::requests::check_generic;
@@ -21,31 +20,13 @@ use crate::state::AppState;
 /// The most tasks one batch holds.
 pub const MAX_TASKS: usize = taskfleet::broker::MAX_BATCH;
 
-/// One task of a batch: as `POST /api/tasks` takes it.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BatchTask {
-    pub task_type: String,
-    #[schema(value_type = Object)]
-    pub request: Value,
-    #[serde(default)]
-    pub priority: Option<PriorityParam>,
-    #[serde(default)]
-    pub run_at: Option<i64>,
-    #[serde(default)]
-    #[schema(maximum = 2592000)]
-    pub delay_seconds: Option<u64>,
-    /// This task's own webhook (`task.finished`).
-    #[serde(default)]
-    pub webhook_url: Option<String>,
-}
-
 /// A batch to enqueue.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
     /// 1-1,000 tasks of any types.
-    pub tasks: Vec<BatchTask>,
+    /// Each as `POST /api/tasks` takes it.
+    pub tasks: Vec<CreateTask>,
     /// Told once (`batch.finished`, with the counts) when every task has ended.
     #[serde(default)]
     pub webhook_url: Option<String>,

@@ -841,18 +841,6 @@ export interface components {
             /** @description In the order of `tasks`. */
             task_ids: string[];
         };
-        /** @description One task of a batch: as `POST /api/tasks` takes it. */
-        BatchTask: {
-            /** Format: int64 */
-            delay_seconds?: number | null;
-            priority?: null | components["schemas"]["PriorityParam"];
-            request: Record<string, never>;
-            /** Format: int64 */
-            run_at?: number | null;
-            task_type: string;
-            /** @description This task's own webhook (`task.finished`). */
-            webhook_url?: string | null;
-        };
         BatchTaskList: {
             /** @description Pass as `cursor` for the next page; null on the last page. */
             next_cursor?: string | null;
@@ -974,8 +962,11 @@ export interface components {
         };
         /** @description A batch to enqueue. */
         CreateBatch: {
-            /** @description 1-1,000 tasks of any types. */
-            tasks: components["schemas"]["BatchTask"][];
+            /**
+             * @description 1-1,000 tasks of any types.
+             *     Each as `POST /api/tasks` takes it.
+             */
+            tasks: components["schemas"]["CreateTask"][];
             /** @description Told once (`batch.finished`, with the counts) when every task has ended. */
             webhook_url?: string | null;
         };

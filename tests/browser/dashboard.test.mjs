@@ -122,7 +122,13 @@ test("the dashboard acts for an admin and shows an account admin only its accoun
     // Its counts are acme's: one cancelled (alice's noop was cancelled or completed) and the failure.
     assert.equal(await cellOf(other, "test", "failed"), "1");
     // It may act on its account's tasks.
-    await other.click(`#failed tbody tr[data-id="${acmeFailed}"] button.retry`);
+    // Clicked in the page, on the row as it is now: a live update may redraw the table between
+    // finding the button and a click from outside, leaving that node detached.
+    await other.waitForFunction((id) => {
+      const b = document.querySelector(`#failed tbody tr[data-id="${id}"] button.retry`);
+      if (b) b.click();
+      return Boolean(b);
+    }, {}, acmeFailed);
     await other.waitForFunction((id) => document.querySelector("#action-status").textContent === `Retried ${id}`, {}, acmeFailed);
     await screenshot(other, stack.dir, "dashboard-account-admin");
   });

@@ -225,6 +225,21 @@ pub async fn run(args: &CoreArgs) -> Result<Measurements> {
         );
     }
 
+    eprintln!("the floor: the same tasks' writes alone, through redis-benchmark…");
+    let floors = crate::floor::measure(
+        &mut server,
+        &ceiling_args,
+        &clock,
+        crate::floor::FloorArgs {
+            tasks: args.tasks,
+            batch: args.batch,
+            claim_batch: args.claim_batch,
+            accounts: args.accounts,
+            one_client_requests: args.ceiling_one_client_requests,
+        },
+    )
+    .await?;
+
     let fleet = if args.fleet.skip_fleet {
         None
     } else {
@@ -283,6 +298,7 @@ pub async fn run(args: &CoreArgs) -> Result<Measurements> {
         load_after: machine::load_average(),
         rounds,
         script_runs,
+        floors: Some(floors),
         fleet,
         ordering,
         cluster,
@@ -474,7 +490,7 @@ async fn enqueue_script_run(
 }
 
 /// A broker on `url` under `prefix` with the bench queue registered.
-fn broker(url: &str, prefix: &str, worker_id: &str) -> Result<Broker> {
+pub(crate) fn broker(url: &str, prefix: &str, worker_id: &str) -> Result<Broker> {
     broker_on(&crate::fleet::single(url), prefix, worker_id)
 }
 

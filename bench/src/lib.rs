@@ -10,6 +10,8 @@
 //! - [`server`]: the redis-server the run starts, and what it tells (INFO memory, CPU).
 //! - [`ceiling`]: `redis-benchmark` of `SET` and of `EVALSHA` of `return 1` (50 clients, and
 //!   1 client for the one-call-at-a-time case).
+//! - [`floor`]: `redis-benchmark` of the same tasks' writes alone (a hash and a queue entry,
+//!   a pop and a completion): the least Redis spends on the work here, beside the ceiling.
 //! - [`cluster`]: the `cluster` step: the same cases on a Redis Cluster of 1, 2 and 3
 //!   primaries, wake-ups and idle CPU on it, and the cost of `wait_replicas=1`.
 //! - [`ordering`]: how far claims across shards stray from the global (band, time) order.
@@ -22,6 +24,7 @@ pub mod ceiling;
 pub mod cluster;
 pub mod core;
 pub mod fleet;
+pub mod floor;
 pub mod http;
 pub mod machine;
 pub mod ordering;

@@ -80,6 +80,30 @@ impl ScriptRun {
     }
 }
 
+/// The floor runs ([`crate::floor`]): the same tasks' writes alone, by redis-benchmark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Floors {
+    /// Each task's hash and one ZADD a call, a batch a call, as many clients as the ceiling.
+    pub enqueue_batched: ScriptRun,
+    /// The same, one task a call from one client.
+    pub enqueue_one_client: ScriptRun,
+    /// HSET of a task's fields alone, no script, pipelined a batch deep.
+    pub hset_pipelined: ScriptRun,
+    /// ZPOPMIN of a claim's batch, each hash marked completed, one ZADD.
+    pub drain: ScriptRun,
+}
+
+impl Floors {
+    pub fn rows(&self) -> [&ScriptRun; 4] {
+        [
+            &self.enqueue_batched,
+            &self.hset_pipelined,
+            &self.enqueue_one_client,
+            &self.drain,
+        ]
+    }
+}
+
 /// Everything one `core` run measured.
 #[derive(Debug, Clone)]
 pub struct Measurements {
@@ -97,6 +121,8 @@ pub struct Measurements {
     pub rounds: Vec<Round>,
     /// The enqueue script driven by redis-benchmark: the server's side of the cost alone.
     pub script_runs: Vec<ScriptRun>,
+    /// The floor runs (`None` in reports built without them).
+    pub floors: Option<Floors>,
     /// The worker and HTTP cases (`None` with `--skip-fleet`), run once.
     pub fleet: Option<FleetReport>,
     /// The ordering error across shards, one run per shard count (empty with

@@ -24,7 +24,7 @@ use crate::sample::{Latency, Sample, Spread};
 
 pub use goals::Goal;
 pub use markdown::{markdown, replace_section, wrap_prose};
-pub use measured::{Case, CaseRounds, Measurements, Memory, Round, ScriptRun, Setup};
+pub use measured::{Case, CaseRounds, Floors, Measurements, Memory, Round, ScriptRun, Setup};
 pub use text::text;
 
 /// How far apart (max − min over the median) the rounds' ceilings may be before a run counts
@@ -131,7 +131,44 @@ pub struct Report {
     pub cluster: Option<cluster::ClusterFacts>,
     /// The ordering error across shards, one line per shard count.
     pub ordering: Vec<cluster::OrderingFacts>,
+    /// The floor runs as ratios (`None` when they did not run).
+    pub floors: Option<FloorFacts>,
     pub goals: Vec<Goal>,
+}
+
+/// The floor runs ([`crate::floor`]) as the prose quotes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloorFacts {
+    /// Tasks a call of the batched floor and the claim size of the drain floor.
+    pub batch: usize,
+    pub claim_batch: usize,
+    /// × the EVALSHA ceiling: the batched enqueue floor, HSET alone pipelined, the drain floor.
+    pub enqueue_x: f64,
+    pub hset_x: f64,
+    pub drain_x: f64,
+    /// × EVALSHA from one client: the one-task-a-call floor from one client.
+    pub one_client_x: f64,
+    /// Redis CPU µs per task of each, and per op of the ceiling.
+    pub enqueue_us: f64,
+    pub hset_us: f64,
+    pub drain_us: f64,
+    pub ceiling_us: f64,
+}
+
+fn floor_facts(m: &Measurements) -> Option<FloorFacts> {
+    let f = m.floors.as_ref()?;
+    Some(FloorFacts {
+        batch: f.enqueue_batched.tasks_per_call,
+        claim_batch: f.drain.tasks_per_call,
+        enqueue_x: m.ratio(f.enqueue_batched.jobs_per_sec()),
+        hset_x: m.ratio(f.hset_pipelined.jobs_per_sec()),
+        drain_x: m.ratio(f.drain.jobs_per_sec()),
+        one_client_x: f.enqueue_one_client.jobs_per_sec() / m.one_client_spread().median.max(1e-9),
+        enqueue_us: f.enqueue_batched.server_us_per_job,
+        hset_us: f.hset_pipelined.server_us_per_job,
+        drain_us: f.drain.server_us_per_job,
+        ceiling_us: m.ceiling_us_per_op(),
+    })
 }
 
 impl Report {
@@ -166,6 +203,7 @@ impl Report {
             fleet: m.fleet.as_ref().map(|f| fleet_facts(m, f)),
             cluster: m.cluster.as_ref().map(|c| cluster::cluster_facts(m, c)),
             ordering: cluster::ordering_facts(&m.ordering),
+            floors: floor_facts(m),
             goals: goals::goals(m),
         }
     }
@@ -251,6 +289,26 @@ fn rows(m: &Measurements) -> Vec<Row> {
             s.server_us_per_job,
             String::new(),
         ));
+    }
+    if let Some(f) = &m.floors {
+        for s in f.rows() {
+            let jobs = Spread::of(&[s.jobs_per_sec()]);
+            let notes = if std::ptr::eq(s, &f.enqueue_one_client) {
+                format!(
+                    "{:.2}× EVALSHA from 1 client",
+                    s.jobs_per_sec() / one_client.median.max(1e-9)
+                )
+            } else {
+                String::new()
+            };
+            rows.push(benchmark_row(
+                m,
+                s.name.clone(),
+                jobs,
+                s.server_us_per_job,
+                notes,
+            ));
+        }
     }
     rows.push(benchmark_row(
         m,
@@ -391,6 +449,7 @@ mod tests {
                 })
                 .collect(),
             script_runs: Vec::new(),
+            floors: None,
             fleet: None,
             ordering: Vec::new(),
             cluster: None,
@@ -423,6 +482,49 @@ mod tests {
         assert!((r.ratio(batched.median) - 97.0 / 90.0).abs() < 1e-6);
         assert_eq!(r.cases(), CASES.to_vec());
         assert!(r.case(Case::EnqueueOneAtATime).is_none());
+    }
+
+    fn script(name: &str, per_call: usize, ops: f64, us: f64) -> ScriptRun {
+        ScriptRun {
+            name: name.into(),
+            tasks_per_call: per_call,
+            ops_per_sec: ops,
+            server_us_per_job: us,
+        }
+    }
+
+    #[test]
+    fn a_goal_beyond_the_floor_says_so() {
+        let mut r = three_rounds();
+        r.floors = Some(Floors {
+            // 720 calls of 100: 72 000 tasks/s = 0.80× the median ceiling of 90 000.
+            enqueue_batched: script("floor: enqueue", 100, 720.0, 11.0),
+            // 10 000/s over 20 000/s from one client.
+            enqueue_one_client: script("floor: one", 1, 10_000.0, 30.0),
+            hset_pipelined: script("floor: hset", 1, 108_000.0, 6.0),
+            // 1 500 calls of 32: 48 000/s = 0.53×.
+            drain: script("floor: drain", 32, 1_500.0, 14.0),
+        });
+        let goals = goals::goals(&r);
+        let g = |w: &str| goals.iter().find(|g| g.what == w).unwrap().clone();
+        let batched = g("batched enqueue");
+        assert_eq!(batched.floor_text(), "0.80×");
+        assert_eq!(batched.verdict(), "missed: the floor is below the target");
+        assert_eq!(g("enqueue, 1 per call, 50 in flight").floor_text(), "0.80×");
+        // The drain goal (0.5×) is under its floor (0.53×) and met: met, whatever the floor.
+        let drain = g("drain, 4 consumers");
+        assert_eq!(
+            (drain.floor_text().as_str(), drain.verdict()),
+            ("0.53×", "met")
+        );
+        // A goal with no floor run has none.
+        assert_eq!(g("memory per queued task").floor_text(), "");
+        let report = Report::new(&r);
+        let md = markdown::markdown(&report);
+        assert!(md.contains("| batched enqueue | ≥ 1.3× EVALSHA | 1.08× | 0.80× | missed: the floor is below the target |"), "{md}");
+        assert!(md.contains("| floor: drain | 48000 |"), "{md}");
+        let prose = md.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(prose.contains("reaches 0.80× EVALSHA"), "{md}");
     }
 
     #[test]

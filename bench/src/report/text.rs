@@ -158,13 +158,21 @@ pub fn text(r: &Report) -> String {
         mem.tasks
     );
     for g in &r.goals {
+        let floor = match g.floor {
+            Some(_) => format!(", floor here {}", g.floor_text()),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "goal {}: {} (target {}): {}",
+            "goal {}: {} (target {}{floor}): {}",
             g.what,
             g.measured,
             g.target,
-            if g.met { "met" } else { "MISSED" }
+            if g.met {
+                "met".into()
+            } else {
+                g.verdict().to_uppercase()
+            }
         );
     }
     o

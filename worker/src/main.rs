@@ -12,6 +12,11 @@ use taskfleet_worker::processors::testing::{TestProcessor, TEST_QUEUE};
 use taskfleet_worker::{processors, Handler, Shared, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc, as in the API (a worker allocates per task: its
+/// claim's fields, the request, the acknowledgement).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "taskfleet-worker", about = "Claims and runs taskfleet tasks")]
 struct Args {

@@ -67,22 +67,17 @@ impl Goal {
     pub fn floor_text(&self) -> String {
         self.floor.map(|f| format!("{f:.2}×")).unwrap_or_default()
     }
-
-    fn with_floor(mut self, target: f64, floor: Option<f64>) -> Goal {
-        self.floor = floor;
-        self.beyond_floor = floor.is_some_and(|f| f < target);
-        self
-    }
 }
 
-fn at_least(what: String, target: f64, of: &str, measured: f64) -> Goal {
+/// At least `target` times `of`; `floor` is the same ratio of the floor run, if one ran.
+fn at_least(what: String, target: f64, of: &str, measured: f64, floor: Option<f64>) -> Goal {
     Goal {
         what,
         target: format!("≥ {target:.1}× {of}"),
         measured: format!("{measured:.2}×"),
         met: measured >= target,
-        floor: None,
-        beyond_floor: false,
+        floor,
+        beyond_floor: floor.is_some_and(|f| f < target),
     }
 }
 
@@ -111,49 +106,41 @@ pub fn goals(m: &Measurements) -> Vec<Goal> {
     let (enqueue_floor, one_floor, drain_floor) = floor_ratios(m);
     if let Some(c) = m.case(Case::Enqueue) {
         // One task a call reaches the batched floor at best: coalesced into batches.
-        goals.push(
-            at_least(
-                format!("enqueue, 1 per call, {} in flight", m.setup.in_flight),
-                GOAL_ENQUEUE_RATIO,
-                "EVALSHA",
-                m.ratio(c.jobs_per_sec.median),
-            )
-            .with_floor(GOAL_ENQUEUE_RATIO, enqueue_floor),
-        );
+        goals.push(at_least(
+            format!("enqueue, 1 per call, {} in flight", m.setup.in_flight),
+            GOAL_ENQUEUE_RATIO,
+            "EVALSHA",
+            m.ratio(c.jobs_per_sec.median),
+            enqueue_floor,
+        ));
     }
     if let Some(c) = m.case(Case::EnqueueOneAtATime) {
         let one = m.one_client_spread().median;
-        goals.push(
-            at_least(
-                "enqueue, 1 call at a time".into(),
-                GOAL_ONE_AT_A_TIME_RATIO,
-                "EVALSHA from 1 client",
-                c.jobs_per_sec.median / one.max(1e-9),
-            )
-            .with_floor(GOAL_ONE_AT_A_TIME_RATIO, one_floor),
-        );
+        goals.push(at_least(
+            "enqueue, 1 call at a time".into(),
+            GOAL_ONE_AT_A_TIME_RATIO,
+            "EVALSHA from 1 client",
+            c.jobs_per_sec.median / one.max(1e-9),
+            one_floor,
+        ));
     }
     if let Some(c) = m.case(Case::EnqueueMany) {
-        goals.push(
-            at_least(
-                "batched enqueue".into(),
-                GOAL_BATCHED_RATIO,
-                "EVALSHA",
-                m.ratio(c.jobs_per_sec.median),
-            )
-            .with_floor(GOAL_BATCHED_RATIO, enqueue_floor),
-        );
+        goals.push(at_least(
+            "batched enqueue".into(),
+            GOAL_BATCHED_RATIO,
+            "EVALSHA",
+            m.ratio(c.jobs_per_sec.median),
+            enqueue_floor,
+        ));
     }
     if let Some(c) = m.case(Case::Drain { consumers: 4 }) {
-        goals.push(
-            at_least(
-                "drain, 4 consumers".into(),
-                GOAL_DRAIN_RATIO,
-                "EVALSHA",
-                m.ratio(c.jobs_per_sec.median),
-            )
-            .with_floor(GOAL_DRAIN_RATIO, drain_floor),
-        );
+        goals.push(at_least(
+            "drain, 4 consumers".into(),
+            GOAL_DRAIN_RATIO,
+            "EVALSHA",
+            m.ratio(c.jobs_per_sec.median),
+            drain_floor,
+        ));
     }
     let b = m.memory().bytes_per_task();
     goals.push(Goal {
@@ -173,15 +160,13 @@ pub fn goals(m: &Measurements) -> Vec<Goal> {
 
 fn fleet_goals(m: &Measurements, f: &crate::fleet::FleetReport, goals: &mut Vec<Goal>) {
     let (enqueue_floor, _, drain_floor) = floor_ratios(m);
-    goals.push(
-        at_least(
-            "worker drain, 1 process".into(),
-            GOAL_WORKER_DRAIN_RATIO,
-            "EVALSHA",
-            m.ratio(f.drain.jobs_per_sec()),
-        )
-        .with_floor(GOAL_WORKER_DRAIN_RATIO, drain_floor),
-    );
+    goals.push(at_least(
+        "worker drain, 1 process".into(),
+        GOAL_WORKER_DRAIN_RATIO,
+        "EVALSHA",
+        m.ratio(f.drain.jobs_per_sec()),
+        drain_floor,
+    ));
     let l = &f.latency;
     let rate = f.latency_rate;
     goals.push(Goal {
@@ -209,15 +194,13 @@ fn fleet_goals(m: &Measurements, f: &crate::fleet::FleetReport, goals: &mut Vec<
         beyond_floor: false,
     });
     if let Some(h) = f.http.first() {
-        goals.push(
-            at_least(
-                format!("HTTP enqueue, 1 API process, {} connections", h.connections),
-                GOAL_HTTP_RATIO,
-                "EVALSHA",
-                m.ratio(h.sample.jobs_per_sec()),
-            )
-            .with_floor(GOAL_HTTP_RATIO, enqueue_floor),
-        );
+        goals.push(at_least(
+            format!("HTTP enqueue, 1 API process, {} connections", h.connections),
+            GOAL_HTTP_RATIO,
+            "EVALSHA",
+            m.ratio(h.sample.jobs_per_sec()),
+            enqueue_floor,
+        ));
     }
 }
 
@@ -245,6 +228,7 @@ fn cluster_goals(m: &Measurements, goals: &mut Vec<Goal>) {
                 GOAL_CLUSTER_ONE_PRIMARY_RATIO,
                 "single server",
                 x,
+                None,
             ));
         }
     }

@@ -478,15 +478,14 @@ async fn enqueue_script_run(
     };
     let words: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let c = ceiling::run_measured(server, &run_args, &words).await?;
-    Ok(ScriptRun {
-        name: format!(
+    Ok(ScriptRun::of(
+        format!(
             "enqueue.lua via redis-benchmark, {per_call} per call, {} clients",
             run_args.clients
         ),
-        tasks_per_call: per_call,
-        ops_per_sec: c.ops_per_sec,
-        server_us_per_job: c.server_us_per_op / per_call as f64,
-    })
+        per_call,
+        &c,
+    ))
 }
 
 /// A broker on `url` under `prefix` with the bench queue registered.

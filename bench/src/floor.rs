@@ -162,6 +162,7 @@ pub async fn measure(
         accounts,
         one_client_requests,
     } = a;
+    let claim_batch = claim_batch.max(1);
     let b = crate::core::broker(&server.url(), "bF", "bench-floor")?;
     let template: Vec<_> = (0..batch.max(1)).map(|i| bench_task(i, accounts)).collect();
     let call = b.enqueue_script_call(&template, clock.now_ms())?;
@@ -203,22 +204,21 @@ pub async fn measure(
     };
     let words = enqueue_words(&floor_tasks);
     let c = run(server, &run_args, &words).await?;
-    let enqueue_batched = ScriptRun {
-        name: format!(
+    let enqueue_batched = ScriptRun::of(
+        format!(
             "floor: HSET of each task + 1 ZADD a call, {per_call} per call, {} clients",
             run_args.clients
         ),
-        tasks_per_call: per_call,
-        ops_per_sec: c.ops_per_sec,
-        server_us_per_job: c.server_us_per_op / per_call as f64,
-    };
+        per_call,
+        &c,
+    );
 
-    let drain_calls = tasks.div_ceil(claim_batch.max(1)).max(ceiling_args.clients);
+    let drain_calls = tasks.div_ceil(claim_batch).max(ceiling_args.clients);
     let run_args = CeilingArgs {
         requests: drain_calls,
         ..ceiling_args.clone()
     };
-    let batch_arg = claim_batch.max(1).to_string();
+    let batch_arg = claim_batch.to_string();
     let deadline = (clock.now_ms() + 60_000).to_string();
     let words: Vec<String> = [
         "EVALSHA",
@@ -237,27 +237,25 @@ pub async fn measure(
     .map(|s| s.to_string())
     .collect();
     let c = run(server, &run_args, &words).await?;
-    let drain = ScriptRun {
-        name: format!(
+    let drain = ScriptRun::of(
+        format!(
             "floor: claim {claim_batch} under a lease + complete {claim_batch}, 1 script, {} clients",
             run_args.clients
         ),
-        tasks_per_call: claim_batch.max(1),
-        ops_per_sec: c.ops_per_sec,
-        server_us_per_job: c.server_us_per_op / claim_batch.max(1) as f64,
-    };
+        claim_batch,
+        &c,
+    );
     server.flush().await?;
 
     // One task a call from one client: the floor of one call at a time.
     let one = ceiling_args.one_client(one_client_requests);
     let words = enqueue_words(&floor_tasks[..1]);
     let c = run(server, &one, &words).await?;
-    let enqueue_one_client = ScriptRun {
-        name: "floor: HSET of a task + ZADD, 1 per call, 1 client".into(),
-        tasks_per_call: 1,
-        ops_per_sec: c.ops_per_sec,
-        server_us_per_job: c.server_us_per_op,
-    };
+    let enqueue_one_client = ScriptRun::of(
+        "floor: HSET of a task + ZADD, 1 per call, 1 client".into(),
+        1,
+        &c,
+    );
     server.flush().await?;
 
     // The hashes alone, pipelined as deep as a batch: no script at all.
@@ -289,15 +287,14 @@ pub async fn measure(
         ..ceiling_args.clone()
     };
     let c = run(server, &run_args, &words).await?;
-    let hset_pipelined = ScriptRun {
-        name: format!(
+    let hset_pipelined = ScriptRun::of(
+        format!(
             "floor: HSET of a task, no script, pipelined {per_call} deep, {} clients",
             run_args.clients
         ),
-        tasks_per_call: 1,
-        ops_per_sec: c.ops_per_sec,
-        server_us_per_job: c.server_us_per_op,
-    };
+        1,
+        &c,
+    );
     server.flush().await?;
 
     Ok(Floors {

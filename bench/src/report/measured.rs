@@ -75,6 +75,16 @@ pub struct ScriptRun {
 }
 
 impl ScriptRun {
+    /// A redis-benchmark run of `per_call` tasks a request, as a row.
+    pub fn of(name: String, per_call: usize, c: &crate::ceiling::Ceiling) -> ScriptRun {
+        ScriptRun {
+            name,
+            tasks_per_call: per_call,
+            ops_per_sec: c.ops_per_sec,
+            server_us_per_job: c.server_us_per_op / per_call.max(1) as f64,
+        }
+    }
+
     pub fn jobs_per_sec(&self) -> f64 {
         self.ops_per_sec * self.tasks_per_call as f64
     }
